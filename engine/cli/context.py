@@ -1,0 +1,61 @@
+"""What every command shares: settings, the database engine and the consoles, created on first use.
+
+Commands that never touch the database (``schema``, ``render --sample``) never open it, and
+invalid settings are reported once, as one line naming the variable, by whichever command needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy.engine import Engine
+
+from engine.clock import Clock, SystemClock
+from engine.logs import configure_logging
+from engine.settings import Settings, load_settings
+
+
+@dataclass
+class CliState:
+    workspace: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True, highlight=False))
+    _settings: Settings | None = None
+    _engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            overrides = dict(self.overrides)
+            if self.workspace is not None:
+                overrides["workspace"] = self.workspace
+            self._settings = load_settings(**overrides)
+            configure_logging(self._settings.log_format.value, self._settings.log_level, self._settings.secret_values())
+        return self._settings
+
+    def engine(self, *, migrate: bool = False) -> Engine:
+        """The database engine; checked reachable; with ``migrate`` the schema is brought up to date."""
+        if self._engine is None:
+            from engine.store import check_reachable, engine_for
+
+            engine = engine_for(self.settings)
+            check_reachable(engine)
+            self._engine = engine
+        if migrate:
+            from engine.store import upgrade
+
+            upgrade(self._engine)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+STATE = CliState()

@@ -1,0 +1,14 @@
+"""The store: SQLModel tables, database setup and migrations."""
+
+from engine.store.database import check_reachable, engine_for, make_engine, session_scope, write_transaction
+from engine.store.migrate import current_revision, upgrade
+
+__all__ = [
+    "check_reachable",
+    "current_revision",
+    "engine_for",
+    "make_engine",
+    "session_scope",
+    "upgrade",
+    "write_transaction",
+]
