@@ -1,0 +1,114 @@
+"""Campaign expressions (``if:`` conditions, event ``where:``): Jinja2 expressions in the sandbox.
+
+They are compiled when the workspace loads, so a syntax error or a misspelt name is a
+validation error at the expression's line instead of a surprise in the middle of a send.
+The names an expression may use are exactly the template context of DESIGN.md, the same
+names a template sees; everything else is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.parser import Parser
+from jinja2.sandbox import SandboxedEnvironment
+
+# DESIGN.md "Template context": always present, then present-or-none.
+CONTEXT_NAMES: tuple[str, ...] = (
+    "contact",
+    "campaign",
+    "shop",
+    "unsubscribe_url",
+    "now",
+    "occurrence",
+    "order",
+    "gift_card",
+    "cutoff",
+    "coupon",
+    "event",
+    "trigger_date",
+)
+
+
+# Functions every template gets too (DESIGN.md "Template context and filters").
+FUNCTIONS: tuple[str, ...] = ("days_until",)
+
+
+def days_until(value: date | datetime, now: datetime) -> int:
+    """Whole days from ``now`` to ``value`` (negative once it has passed), counted on ``now``'s calendar."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and now.tzinfo is not None:
+            value = value.astimezone(now.tzinfo)
+        value = value.date()
+    return (value - now.date()).days
+
+
+def _environment() -> SandboxedEnvironment:
+    # Undefined attributes evaluate to false-y Undefined (``gift_card.balance > 0`` on a contact without a
+    # card is then an error, not a silent match: comparisons with Undefined raise in the default Undefined).
+    return SandboxedEnvironment(autoescape=False)
+
+
+_ENV = _environment()
+
+
+class ExpressionError(ValueError):
+    """An expression that does not compile or names something outside the template context."""
+
+
+def check_expression(source: str) -> None:
+    """Raise :class:`ExpressionError` when ``source`` is not a valid expression over the context names."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExpressionError('expected an expression such as "gift_card.balance > 0", got nothing')
+    try:
+        names = meta.find_undeclared_variables(_parse(source))
+    except TemplateSyntaxError as exc:  # includes TemplateAssertionError (an unknown filter or test)
+        raise ExpressionError(f"expression {source!r} is not valid: {exc.message}") from None
+    unknown = sorted(names - set(CONTEXT_NAMES) - set(FUNCTIONS))
+    if unknown:
+        name = unknown[0]
+        hint = difflib.get_close_matches(name, CONTEXT_NAMES, n=1)
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise ExpressionError(
+            f"expression {source!r} uses unknown name '{name}'{suggestion} "
+            f"(expressions see: {', '.join(CONTEXT_NAMES + FUNCTIONS)})"
+        )
+    _compiled(source)
+
+
+def _parse(source: str) -> nodes.Template:
+    """Parse exactly one expression (as ``compile_expression`` does) into an AST for ``jinja2.meta``."""
+    parser = Parser(_ENV, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        token = parser.stream.current
+        raise TemplateSyntaxError(f"unexpected '{token.value}' after the expression", token.lineno)
+    template = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
+    template.set_environment(_ENV)
+    return template
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str) -> Any:
+    return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+def evaluate(source: str, context: Mapping[str, Any]) -> bool:
+    """Evaluate a checked expression over ``context`` (the template context) as a truth value.
+
+    Names of the context that are absent are ``None`` (DESIGN.md: present-or-none), so
+    ``{% if gift_card %}``-style tests work the same way in expressions and templates.
+    Errors inside the evaluation (comparing ``None`` with a number, a sandbox refusal)
+    propagate: the caller decides whether that ends the flow or skips the contact.
+    """
+    full: dict[str, Any] = {name: None for name in CONTEXT_NAMES}
+    full.update(context)
+    now = full.get("now")
+    if isinstance(now, datetime) and "days_until" not in context:
+        full["days_until"] = lambda value: days_until(value, now)
+    return bool(_compiled(source)(**full))
