@@ -1,0 +1,309 @@
+"""What a channel is: send one rendered message, return an outcome or a classified error.
+
+Every backend (``outbox``, ``sendgrid``, ``smtp``, ``x``) implements one of the two
+protocols below and nothing else in the engine knows which one is in use. A channel
+never retries, sleeps or rate-limits by itself: it reports what the provider said, in
+one of three shapes, and the dispatcher decides when to try again.
+
+Classification (the same rule for every provider, written down here once):
+
+=========================  ====================================================  ===========================
+error                      what produces it                                      what the dispatcher does
+=========================  ====================================================  ===========================
+:class:`PermanentFailure`  HTTP 4xx other than 429 (400 invalid request, 401/403  fail the row now, keep the
+                           bad key or forbidden, 413 too large, X's duplicate-     provider's message
+                           content 403); SMTP 5xx replies; an invalid address or
+                           header found before anything is sent
+:class:`TransientFailure`  HTTP 5xx, timeouts, refused / reset connections,      retry with backoff
+                           SMTP 4xx replies, a dropped SMTP connection
+:class:`RateLimited`       HTTP 429, with the provider's reset when it sent one   retry no earlier than the
+                           (SendGrid ``Retry-After`` / ``X-RateLimit-Reset``,      provider's reset
+                           X's ``x-rate-limit-reset`` epoch)
+=========================  ====================================================  ===========================
+
+Why this split: resending a message the provider refused on its merits (a malformed
+address, a duplicate post, a wrong key) only repeats the refusal and, for reputation,
+looks like a spammer hammering the API; anything that says "not now" (429, 5xx, a
+timeout, SMTP's 4xx "try again later") usually succeeds on a later attempt.
+
+Warning: a timeout is transient although the provider may have accepted the message
+before the connection dropped. The retry may then deliver twice; channels reduce the
+harm where the protocol allows it (the SMTP and outbox channels give a delivery the
+same ``Message-ID`` on every attempt, which mailbox providers de-duplicate on).
+
+Error texts are one line, at most :data:`MAX_REASON` characters, and pass through
+:func:`one_line`, which removes every secret the channel knows (API keys, passwords)
+before the text can reach a log, the outbox row or the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from engine.errors import TidingsError
+from engine.message import EmailMessage, SendResult, SocialPost
+
+MAX_REASON = 500
+DELIVERY_HEADER = "X-Tidings-Delivery"
+CAMPAIGN_HEADER = "X-Tidings-Campaign"
+
+Now = Callable[[], datetime]
+"""Where a channel reads the time: pass ``clock.now`` (``engine.clock``); tests pass a fake clock's."""
+
+
+def system_now() -> datetime:
+    """The wall clock in UTC, for channels built without an injected clock."""
+    return datetime.now(UTC)
+
+
+# --- classified errors -------------------------------------------------------------------------
+
+
+class ChannelError(TidingsError):
+    """A message was not accepted. ``reason`` is one line, free of secrets, with the provider's words.
+
+    It is a :class:`TidingsError` so that ``tidings send-test`` prints it as one line
+    (exit 1: the command ran, the provider said no).
+    """
+
+    exit_code = 1
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason, exit_code=1)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle with every field (Celery workers hand errors across processes).
+        return type(self), (self.reason,)
+
+
+class PermanentFailure(ChannelError):
+    """The provider refused this message on its merits: sending it again gives the same answer.
+
+    Never retried. Produced by: HTTP 4xx other than 429 (including X's 403 for duplicate
+    content and SendGrid's 401 for a bad key: every message would fail until an operator
+    fixes the setting, and retrying would only burn the attempt budget in a loop), SMTP 5xx
+    replies, and an address or header the channel finds invalid before sending anything.
+    """
+
+
+class TransientFailure(ChannelError):
+    """The provider could not take the message now; a later attempt may succeed.
+
+    Produced by: HTTP 5xx, timeouts, refused or reset connections, SMTP 4xx replies and a
+    dropped SMTP connection. ``retry_after`` (seconds) is set when the provider said how long
+    to wait; otherwise the dispatcher's own backoff applies.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reason, self.retry_after)
+
+
+class RateLimited(TransientFailure):
+    """HTTP 429: the provider's rate limit is exhausted. Retry, but not before its reset.
+
+    ``reset_at`` is the provider's reset instant (timezone-aware) when it sent one:
+    SendGrid's ``X-RateLimit-Reset`` or X's ``x-rate-limit-reset`` epoch, or now plus
+    ``Retry-After``. ``retry_after`` is the same moment as seconds from now. Both are
+    ``None`` when the provider gave no hint (SendGrid's mail send often does not).
+    """
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, reset_at: datetime | None = None
+    ) -> None:
+        super().__init__(reason, retry_after)
+        self.reset_at = reset_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reason, self.retry_after, self.reset_at)
+
+
+# --- the protocols -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class EmailChannel(Protocol):
+    """Sends one rendered email to its one recipient.
+
+    ``send`` returns a :class:`SendResult` with the provider's message id once the
+    provider has accepted the message, or raises :class:`PermanentFailure`,
+    :class:`TransientFailure` or :class:`RateLimited`. It is safe to call from many
+    threads at once (the dispatcher uses up to ``TIDINGS_CONCURRENCY``). ``close``
+    releases connections; the channel must not be used afterwards.
+    """
+
+    name: str
+
+    def send(self, message: EmailMessage) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SocialChannel(Protocol):
+    """Publishes one rendered social post (a broadcast); same contract as :class:`EmailChannel`."""
+
+    name: str
+
+    def post(self, post: SocialPost) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+# --- helpers every backend shares -----------------------------------------------------------------
+
+
+def one_line(text: object, secrets: Iterable[str] = ()) -> str:
+    """``text`` as one line of at most :data:`MAX_REASON` characters with every secret replaced by ``***``."""
+    line = " ".join(str(text).split())
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        line = line.replace(secret, "***")
+    if len(line) > MAX_REASON:
+        line = line[: MAX_REASON - 1] + "…"
+    return line
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name (renderers and callers differ)."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+_DOMAIN_CHAR = r"A-Za-z0-9\u00a0-\uffff"
+_ADDRESS = re.compile(rf"^[^@\s<>()\[\],;:\"\\]+@[{_DOMAIN_CHAR}]([{_DOMAIN_CHAR}.-]*[{_DOMAIN_CHAR}])?$")
+
+
+def check_address(address: str, role: str = "recipient") -> str:
+    """``address`` if it is a plain ``local@domain.tld`` address, else :class:`PermanentFailure`.
+
+    The domain must have a dot: a bare host name (``ana@example``) is not deliverable on
+    the internet, and in a shop's contact list it is always a typo.
+
+    Checked before any provider is called: a malformed address (or one carrying a line
+    break, which would inject headers) can never become deliverable, and finding it here
+    keeps the provider's view of our sending clean.
+    """
+    candidate = address.strip()
+    domain = candidate.rpartition("@")[2]
+    if len(candidate) > 254 or not _ADDRESS.match(candidate) or ".." in domain or "." not in domain:
+        raise PermanentFailure(f"invalid {role} address {candidate[:80]!r}")
+    return candidate
+
+
+T = TypeVar("T")
+
+
+class PerThread(Generic[T]):
+    """One lazily made object per thread (a client, a connection), all of them closable at once.
+
+    Used where a library object is not safe to share between the dispatcher's threads
+    (urllib-based SendGrid client headers, ``requests`` sessions, ``smtplib`` connections).
+    """
+
+    def __init__(self, factory: Callable[[], T], closer: Callable[[T], None] | None = None) -> None:
+        self._factory = factory
+        self._closer = closer
+        self._local = threading.local()
+        self._all: list[T] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        item: T | None = getattr(self._local, "item", None)
+        if item is None:
+            item = self._factory()
+            self._local.item = item
+            with self._lock:
+                self._all.append(item)
+        return item
+
+    def peek(self) -> T | None:
+        """This thread's object if it has one, without making it."""
+        item: T | None = getattr(self._local, "item", None)
+        return item
+
+    def discard(self) -> None:
+        """Forget (and close) this thread's object, so the next :meth:`get` makes a new one."""
+        item: T | None = getattr(self._local, "item", None)
+        if item is None:
+            return
+        self._local.item = None
+        with self._lock:
+            if item in self._all:
+                self._all.remove(item)
+        self._close(item)
+
+    def close_all(self) -> None:
+        with self._lock:
+            items, self._all = self._all, []
+        for item in items:
+            self._close(item)
+        self._local = threading.local()
+
+    def _close(self, item: T) -> None:
+        if self._closer is not None:
+            # Closing is best effort: the object is dropped either way.
+            with contextlib.suppress(Exception):
+                self._closer(item)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def safe_token(value: str) -> str:
+    """``value`` usable as a file name and a ``Message-ID`` local part; stable for the same input.
+
+    Plain ids (``1234``, ``d-9f3``) are kept as they are, so an operator can find the outbox
+    file of a delivery by its id; anything else keeps its harmless characters plus a short
+    hash, so two different ids never collapse into one name.
+    """
+    if _SAFE_NAME.fullmatch(value):
+        return value
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-")[:60]
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+def rate_limit_hint(
+    now: datetime, *, retry_after: str | None = None, reset_epoch: str | None = None
+) -> tuple[float | None, datetime | None]:
+    """``(seconds to wait, reset instant)`` from a provider's ``Retry-After`` or reset-epoch header.
+
+    ``Retry-After`` may be delta-seconds or an HTTP date (RFC 9110); a reset header holds
+    Unix epoch seconds (SendGrid's ``X-RateLimit-Reset``, X's ``x-rate-limit-reset``).
+    ``Retry-After`` wins when both are present, being the more specific instruction.
+    Unparsable values count as absent: the dispatcher's backoff then applies.
+    """
+    if retry_after:
+        value = retry_after.strip()
+        try:
+            seconds = max(0.0, float(value))
+            return seconds, now + timedelta(seconds=seconds)
+        except ValueError:
+            try:
+                moment = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                moment = None
+            if moment is not None:
+                moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+                return max(0.0, (moment - now).total_seconds()), moment
+    if reset_epoch:
+        try:
+            moment = datetime.fromtimestamp(float(reset_epoch.strip()), UTC)
+        except (ValueError, OverflowError, OSError):
+            return None, None
+        return max(0.0, (moment - now).total_seconds()), moment
+    return None, None
