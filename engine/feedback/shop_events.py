@@ -1,0 +1,556 @@
+"""Shop events: their schemas, and ingestion that is idempotent on the shop's own event id.
+
+A shop posts ``{id, type, occurred_at, contact: {...}, data: {...}}`` (one or a list).
+Each event is validated against its type's schema; every problem is reported with the
+event's index and the field's dotted path, so a shop developer can fix the exporter
+without guessing. Ingestion of a valid batch happens in one transaction:
+
+1. events whose ``id`` is already stored (or repeated within the batch) are duplicates
+   and change nothing;
+2. contacts are upserted by email (given fields overwrite; absent ones are kept);
+3. consent grants / withdrawals are recorded with their evidence (source, wording
+   version, legal basis, the event's time);
+4. orders and gift cards are upserted from ``order.*`` and ``gift_card.*`` events and the
+   contact aggregates (``orders_count``, ``total_spent``, ``last_order_at``) recomputed
+   from the orders in SQL, so replays and out-of-order events still add up;
+5. the ``shop_event`` rows are written and their ids returned, for the caller to enrol
+   contacts in event-triggered campaigns after the commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from engine.feedback.consent import grant_consent, withdraw_consent
+from engine.feedback.suppressions import normalise_email
+from engine.store.database import write_transaction
+from engine.store.models import Contact, GiftCard, OrderStatus, ShopEvent, ShopOrder, valid_zone
+
+MAX_BATCH = 5_000
+ORDER_TYPES = ("order.placed", "order.shipped", "order.delivered", "order.problem")
+GIFT_CARD_TYPES = ("gift_card.purchased", "gift_card.redeemed")
+OTHER_TYPES = ("return.requested", "exchange.requested", "site.first_visit")
+KNOWN_TYPES = ORDER_TYPES + GIFT_CARD_TYPES + OTHER_TYPES
+_CUSTOM = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,99}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,2}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+Money = Annotated[Decimal, Field(ge=0, lt=Decimal("1e10"), allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("date-time out of range") from None
+
+
+def _email(value: str) -> str:
+    value = normalise_email(value)
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    granted: bool
+    source: Text
+    wording_version: Text | None = None
+    legal_basis: Literal["consent", "legitimate_interest", "contract", "soft_opt_in"] = "consent"
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str
+    external_id: Text | None = None
+    first_name: Annotated[str, Field(max_length=200)] | None = None
+    last_name: Annotated[str, Field(max_length=200)] | None = None
+    locale: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    x_handle: Annotated[str, Field(max_length=100)] | None = None
+    consent: dict[Literal["email", "x", "sms"], ConsentIn] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _email(value)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        if value is not None and not _LOCALE.match(value):
+            raise ValueError("expected a locale like en, ro or et-EE")
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) != 2 or not value.isascii() or not value.isalpha():
+            raise ValueError("expected an ISO 3166 two-letter country code")
+        return value.upper()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return valid_zone(value)
+
+
+class _Data(BaseModel):
+    # Shops send more than we read; keep it (it is stored in the event payload) but check what we use.
+    model_config = ConfigDict(extra="allow")
+
+
+class OrderPlaced(_Data):
+    order_id: Text
+    total: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    placed_at: AwareDatetime | None = None
+    shipping_country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+    shipping_method: Text | None = None
+    is_gift: bool = False
+    items: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+
+
+class OrderUpdate(_Data):
+    order_id: Text
+    problem: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class ReturnRequest(_Data):
+    order_id: Text
+
+
+class GiftCardPurchased(_Data):
+    gift_card_id: Text
+    amount: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    recipient_email: str | None = None
+    code_last4: Annotated[str, Field(max_length=8)] | None = None
+    is_digital: bool = True
+
+    @field_validator("recipient_email")
+    @classmethod
+    def _recipient(cls, value: str | None) -> str | None:
+        return None if value is None else _email(value)
+
+
+class GiftCardRedeemed(_Data):
+    gift_card_id: Text
+    amount: Money
+    balance: Money
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    code_last4: Annotated[str, Field(max_length=8)] | None = None
+
+
+DATA_SCHEMAS: dict[str, type[_Data]] = {
+    "order.placed": OrderPlaced,
+    "order.shipped": OrderUpdate,
+    "order.delivered": OrderUpdate,
+    "order.problem": OrderUpdate,
+    "return.requested": ReturnRequest,
+    "exchange.requested": ReturnRequest,
+    "gift_card.purchased": GiftCardPurchased,
+    "gift_card.redeemed": GiftCardRedeemed,
+}
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Text
+    type: str
+    occurred_at: AwareDatetime
+    contact: ContactIn
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in KNOWN_TYPES and not _CUSTOM.match(value):
+            raise ValueError(f"unknown event type (expected one of {', '.join(KNOWN_TYPES)}, or custom.NAME)")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _aware_utc(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ShopEventIn:
+    """A validated event: the envelope plus its typed data (None for free-form types)."""
+
+    event: EventIn
+    data: _Data | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InvalidEvents(ValueError):
+    """One or more events failed validation; ``errors`` says which and where."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
+
+
+def _loc(prefix: str, loc: Sequence[Any]) -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(part) for part in loc]
+    return ".".join(parts) or "(event)"
+
+
+def validate_events(body: Any, *, max_batch: int = MAX_BATCH) -> list[ShopEventIn]:
+    """One event object or a list of them → typed events, or :class:`InvalidEvents` naming every problem."""
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise InvalidEvents(
+            [FieldError(0, "(body)", "expected an event object or a non-empty list of events")]
+        )
+    if len(items) > max_batch:
+        raise InvalidEvents(
+            [FieldError(0, "(body)", f"at most {max_batch} events per request, got {len(items)}")]
+        )
+    errors: list[FieldError] = []
+    events: list[ShopEventIn] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.append(FieldError(index, "(event)", "expected an object"))
+            continue
+        try:
+            envelope = EventIn.model_validate(item)
+        except ValidationError as exc:
+            errors += [FieldError(index, _loc("", e["loc"]), e["msg"]) for e in exc.errors()[:20]]
+            continue
+        schema = DATA_SCHEMAS.get(envelope.type)
+        data = None
+        if schema is not None:
+            try:
+                data = schema.model_validate(envelope.data)
+            except ValidationError as exc:
+                errors += [FieldError(index, _loc("data", e["loc"]), e["msg"]) for e in exc.errors()[:20]]
+                continue
+            for name in ("placed_at",):
+                moment = getattr(data, name, None)
+                if moment is not None:
+                    try:
+                        setattr(data, name, _aware_utc(moment))
+                    except ValueError as exc:
+                        errors.append(FieldError(index, f"data.{name}", str(exc)))
+        events.append(ShopEventIn(envelope, data))
+        if len(errors) >= 100:
+            break
+    if errors:
+        raise InvalidEvents(errors[:100])
+    return events
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    received: int
+    stored_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "stored": len(self.stored_ids), "duplicate": self.duplicates}
+
+
+def _table(model: Any) -> Table:
+    return model.__table__  # type: ignore[no-any-return]
+
+
+def _upsert(conn: Connection, model: Any) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(_table(model))
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+_CONTACT_FIELDS = ("external_id", "first_name", "last_name", "locale", "country", "timezone", "x_handle")
+
+
+def _upsert_contacts(conn: Connection, events: list[ShopEventIn], now: datetime) -> dict[str, int]:
+    """Create or update every contact named in the batch; returns email → id."""
+    contacts = _table(Contact)
+    wanted: dict[str, dict[str, Any]] = {}
+    first_seen: dict[str, datetime] = {}
+    for item in events:
+        given = item.event.contact.model_dump(include=set(_CONTACT_FIELDS), exclude_none=True)
+        email = item.event.contact.email
+        wanted.setdefault(email, {}).update(given)
+        first_seen[email] = min(first_seen.get(email, item.event.occurred_at), item.event.occurred_at)
+        recipient = getattr(item.data, "recipient_email", None)
+        if recipient:
+            wanted.setdefault(recipient, {})
+            first_seen.setdefault(recipient, item.event.occurred_at)
+    emails = sorted(wanted)
+    ids: dict[str, int] = {}
+    for chunk in _chunks(emails):
+        for row in conn.execute(select(contacts.c.id, contacts.c.email).where(contacts.c.email.in_(chunk))):
+            ids[row.email] = row.id
+    # external ids already held by another address must not break the batch: keep the first holder.
+    external = sorted({fields["external_id"] for fields in wanted.values() if "external_id" in fields})
+    taken: dict[str, str] = {}
+    for chunk in _chunks(external):
+        for row in conn.execute(
+            select(contacts.c.external_id, contacts.c.email).where(contacts.c.external_id.in_(chunk))
+        ):
+            taken[row.external_id] = row.email
+    for email, fields in wanted.items():
+        holder = taken.setdefault(fields.get("external_id", ""), email) if "external_id" in fields else email
+        if holder != email:
+            fields.pop("external_id")
+    new_rows: list[dict[str, Any]] = [
+        {
+            "email": email,
+            **{name: wanted[email].get(name) for name in _CONTACT_FIELDS},
+            "tags": [],
+            "attributes": {},
+            "orders_count": 0,
+            "total_spent": Decimal("0.00"),
+            "first_seen_at": first_seen[email],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for email in emails
+        if email not in ids
+    ]
+    if new_rows:
+        conn.execute(_table(Contact).insert(), new_rows)
+        for chunk in _chunks([row["email"] for row in new_rows]):
+            for row in conn.execute(
+                select(contacts.c.id, contacts.c.email).where(contacts.c.email.in_(chunk))
+            ):
+                ids[row.email] = row.id
+    existing = [email for email in emails if email not in {row["email"] for row in new_rows}]
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for email in existing:
+        fields = wanted[email]
+        if fields:
+            shape = tuple(sorted(fields))
+            by_shape.setdefault(shape, []).append({"_id": ids[email], **fields, "_now": now})
+    for shape, rows in by_shape.items():
+        statement = (
+            update(contacts)
+            .where(contacts.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in shape} | {"updated_at": bindparam("_now")})
+        )
+        conn.execute(statement, rows)
+    seen_rows = [{"_id": ids[email], "_seen": first_seen[email]} for email in existing]
+    if seen_rows:
+        conn.execute(
+            update(contacts)
+            .where(
+                contacts.c.id == bindparam("_id"),
+                (contacts.c.first_seen_at.is_(None)) | (contacts.c.first_seen_at > bindparam("_seen")),
+            )
+            .values(first_seen_at=bindparam("_seen")),
+            seen_rows,
+        )
+    return ids
+
+
+def _apply_consents(conn: Connection, events: list[ShopEventIn], ids: dict[str, int]) -> None:
+    for item in sorted(events, key=lambda e: e.event.occurred_at):
+        contact = item.event.contact
+        for channel, consent in (contact.consent or {}).items():
+            contact_id = ids[contact.email]
+            source = f"{consent.source} (event {item.event.id})"
+            if consent.granted:
+                grant_consent(
+                    conn,
+                    contact_id,
+                    channel,
+                    at=item.event.occurred_at,
+                    source=consent.source,
+                    wording_version=consent.wording_version,
+                    legal_basis=consent.legal_basis,
+                )
+            else:
+                withdraw_consent(conn, contact_id, channel, at=item.event.occurred_at, source=source)
+
+
+_ORDER_STATUS = {
+    "order.shipped": (OrderStatus.shipped.value, "shipped_at"),
+    "order.delivered": (OrderStatus.delivered.value, "delivered_at"),
+    "order.problem": (OrderStatus.problem.value, None),
+}
+
+
+def _apply_orders(conn: Connection, events: list[ShopEventIn], ids: dict[str, int]) -> set[int]:
+    touched: set[int] = set()
+    for item in sorted(events, key=lambda e: e.event.occurred_at):
+        data, event = item.data, item.event
+        contact_id = ids[event.contact.email]
+        if isinstance(data, OrderPlaced):
+            placed_at = data.placed_at or event.occurred_at
+            values = {
+                "contact_id": contact_id,
+                "placed_at": placed_at,
+                "total": data.total.quantize(Decimal("0.01")),
+                "currency": data.currency,
+                "shipping_country": data.shipping_country.upper() if data.shipping_country else None,
+                "shipping_method": data.shipping_method,
+                "is_gift": data.is_gift,
+                "items": data.items,
+            }
+            statement = _upsert(conn, ShopOrder).values(external_id=data.order_id, **values)
+            conn.execute(statement.on_conflict_do_update(index_elements=["external_id"], set_=values))
+            touched.add(contact_id)
+        elif isinstance(data, OrderUpdate) and event.type in _ORDER_STATUS:
+            status, stamp = _ORDER_STATUS[event.type]
+            changes: dict[str, Any] = {"status": status}
+            if stamp:
+                changes[stamp] = event.occurred_at
+            if event.type == "order.problem":
+                changes["problem"] = data.problem or "problem reported"
+            statement = _upsert(conn, ShopOrder).values(
+                external_id=data.order_id,
+                contact_id=contact_id,
+                placed_at=event.occurred_at,
+                items=[],
+                **changes,
+            )
+            conn.execute(statement.on_conflict_do_update(index_elements=["external_id"], set_=changes))
+            touched.add(contact_id)
+    return touched
+
+
+def _apply_gift_cards(conn: Connection, events: list[ShopEventIn], ids: dict[str, int]) -> None:
+    for item in sorted(events, key=lambda e: e.event.occurred_at):
+        data, event = item.data, item.event
+        contact_id = ids[event.contact.email]
+        if isinstance(data, GiftCardPurchased):
+            values: dict[str, Any] = {
+                "purchaser_contact_id": contact_id,
+                "amount": data.amount.quantize(Decimal("0.01")),
+                "currency": data.currency,
+                "code_last4": data.code_last4,
+                "is_digital": data.is_digital,
+                "issued_at": event.occurred_at,
+            }
+            if data.recipient_email:
+                values["recipient_contact_id"] = ids[data.recipient_email]
+            statement = _upsert(conn, GiftCard).values(
+                external_id=data.gift_card_id, balance=values["amount"], **values
+            )
+            conn.execute(statement.on_conflict_do_update(index_elements=["external_id"], set_=values))
+        elif isinstance(data, GiftCardRedeemed):
+            cards = _table(GiftCard)
+            values = {
+                "recipient_contact_id": contact_id,
+                "amount": data.amount.quantize(Decimal("0.01")),
+                "balance": data.balance.quantize(Decimal("0.01")),
+                "currency": data.currency,
+            }
+            statement = _upsert(conn, GiftCard).values(
+                external_id=data.gift_card_id,
+                issued_at=event.occurred_at,
+                redeemed_at=event.occurred_at,
+                code_last4=data.code_last4,
+                **values,
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["external_id"],
+                    set_=values | {"redeemed_at": func.coalesce(cards.c.redeemed_at, event.occurred_at)},
+                )
+            )
+
+
+def _refresh_aggregates(conn: Connection, contact_ids: set[int]) -> None:
+    """Recompute order aggregates from the orders themselves: replays and reordering cannot skew them."""
+    contacts, orders = _table(Contact), _table(ShopOrder)
+    counted = and_(orders.c.contact_id == contacts.c.id, orders.c.status != OrderStatus.cancelled.value)
+    for chunk in _chunks(sorted(contact_ids)):
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id.in_(chunk))
+            .values(
+                orders_count=select(func.count(orders.c.id)).where(counted).scalar_subquery(),
+                total_spent=select(func.coalesce(func.sum(orders.c.total), 0))
+                .where(counted)
+                .scalar_subquery(),
+                last_order_at=select(func.max(orders.c.placed_at)).where(counted).scalar_subquery(),
+            )
+        )
+
+
+def _store_events(
+    conn: Connection, events: list[ShopEventIn], ids: dict[str, int], now: datetime
+) -> list[int]:
+    rows = [
+        {
+            "external_id": item.event.id,
+            "type": item.event.type,
+            "contact_id": ids[item.event.contact.email],
+            "occurred_at": item.event.occurred_at,
+            "received_at": now,
+            "payload": item.event.model_dump(mode="json", exclude_none=True),
+        }
+        for item in events
+    ]
+    table = _table(ShopEvent)
+    result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(row_id) for row_id in result.scalars()]
+
+
+def _ingest_once(engine: Engine, events: list[ShopEventIn], now: datetime) -> IngestResult:
+    unique: dict[str, ShopEventIn] = {}
+    for item in events:
+        unique.setdefault(item.event.id, item)
+    table = _table(ShopEvent)
+    with write_transaction(engine) as conn:
+        stored: set[str] = set()
+        for chunk in _chunks(list(unique)):
+            stored.update(
+                conn.execute(select(table.c.external_id).where(table.c.external_id.in_(chunk))).scalars()
+            )
+        fresh = [item for key, item in unique.items() if key not in stored]
+        if not fresh:
+            return IngestResult(len(events), [], len(events))
+        ids = _upsert_contacts(conn, fresh, now)
+        _apply_consents(conn, fresh, ids)
+        touched = _apply_orders(conn, fresh, ids)
+        _apply_gift_cards(conn, fresh, ids)
+        if touched:
+            _refresh_aggregates(conn, touched)
+        new_ids = _store_events(conn, fresh, ids, now)
+    return IngestResult(len(events), new_ids, len(events) - len(new_ids))
+
+
+def ingest_events(engine: Engine, events: list[ShopEventIn], *, now: datetime) -> IngestResult:
+    """Store a validated batch once; losing a race to a request with the same ids retries as duplicates."""
+    try:
+        return _ingest_once(engine, events, now)
+    except IntegrityError:
+        # Another request committed some of these ids (or contacts) first; the retry sees them.
+        return _ingest_once(engine, events, now)

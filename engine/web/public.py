@@ -1,0 +1,328 @@
+"""The public app: what recipients, SendGrid and the shop reach over the internet.
+
+Paths and answers (DESIGN.md "Interfaces"):
+
+* ``POST /u/{token}`` — RFC 8058 one-click unsubscribe (body ``List-Unsubscribe=One-Click``,
+  form-encoded or multipart; an empty body from the page's button works too): 200, no
+  cookies, no confirmation step. With ``channel`` fields (the preferences form) it
+  unsubscribes from those channels. ``GET /u/{token}`` — the localised preferences page.
+  A malformed, tampered or foreign token gets 400 and changes nothing.
+* ``POST /webhooks/sendgrid`` — signed event webhook: 403 for a missing, invalid or stale
+  signature (see :mod:`engine.feedback.sendgrid_events`), 400 for a body that is not an
+  array of events, 200 once stored.
+* ``POST /events`` — shop events: 503 without ``TIDINGS_EVENTS_TOKEN``, 401 for a missing or
+  wrong bearer token (constant-time comparison), 400 for a body that is not JSON, 413 when
+  too large, 422 with ``errors: [{index, field, message}]``, 200 when stored (repeats
+  included: they are counted as ``duplicate``).
+* ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
+* ``GET /metrics`` — Prometheus text.
+
+Every database call runs in Starlette's thread pool: the store is synchronous SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from engine import metrics
+from engine.clock import Clock
+from engine.feedback import jsonsafe
+from engine.feedback.sendgrid_events import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    InvalidPayload,
+    WebhookRejected,
+    WebhookVerifier,
+    parse_events,
+    store_events,
+)
+from engine.feedback.shop_events import MAX_BATCH, InvalidEvents, ingest_events, validate_events
+from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, preferences
+from engine.settings import Settings
+from engine.store.models import Delivery, DeliveryState
+from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.unsubscribe_text import pick_language, strings
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_BODY = 20 * 1024 * 1024
+MAX_WEBHOOK_BODY = 20 * 1024 * 1024
+MAX_FORM_BODY = 64 * 1024
+HealthProbe = Callable[[], dict[str, Any]]
+EventsHook = Callable[[list[int]], None]
+
+_JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}}},
+    }
+}
+_FORM_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]},
+                        "channel": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _pages() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is over ``limit`` bytes (checked while reading, not after)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_public_app(
+    settings: Settings,
+    engine: Engine,
+    clock: Clock,
+    *,
+    health_probe: HealthProbe | None = None,
+    on_events_stored: EventsHook | None = None,
+) -> FastAPI:
+    """The public app over ``engine``; see the module docstring for its paths and answers."""
+    tokens = UnsubscribeTokens(settings.secret_key_value())
+    verifier = WebhookVerifier(settings)
+    pages = _pages()
+    shop = settings.shop.as_context()
+    events_token = settings.events_token.get_secret_value().encode() if settings.events_token else None
+    app = FastAPI(
+        title="Tidings public API",
+        version="1",
+        description="Unsubscribe, SendGrid event webhook, shop events, health and metrics.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    def page(name: str, language: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = pages.get_template(f"public/{name}.html").render(
+            lang=language, t=strings(language), shop=shop, **context
+        )
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def claim_or_none(token: str) -> UnsubscribeClaim | None:
+        try:
+            return tokens.verify(token)
+        except InvalidToken:
+            return None
+
+    def invalid_link() -> HTMLResponse:
+        return page("invalid_link", pick_language(None, settings.default_locale), status=400)
+
+    # --- unsubscribe -------------------------------------------------------------------
+
+    @app.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe and preferences page")
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        claim = claim_or_none(token)
+        if claim is None:
+            return invalid_link()
+        view = preferences(engine, claim)
+        language = pick_language(view.locale, settings.default_locale)
+        return page(
+            "unsubscribe",
+            language,
+            action=f"/u/{token}",
+            masked_email=view.masked_email or "",
+            channels=[status for status in view.channels if status.subscribed],
+            token_channel=claim.channel,
+        )
+
+    @app.post("/u/{token}", summary="One-click unsubscribe (RFC 8058)", openapi_extra=_FORM_BODY)
+    async def unsubscribe(token: str, request: Request) -> Response:
+        claim = claim_or_none(token)
+        if claim is None:
+            return invalid_link()
+        fields = await _form_fields(request)
+        one_click = "One-Click" in fields.get("List-Unsubscribe", [])
+        chosen = [value for value in fields.get("channel", []) if value]
+        if fields.get("form") == ["preferences"] and not chosen and not one_click:
+            chosen_or_default: list[str] | None = []
+        else:
+            chosen_or_default = chosen or None
+        try:
+            if chosen_or_default == []:
+                result = None
+            else:
+                result = await run_in_threadpool(
+                    apply_unsubscribe,
+                    engine,
+                    claim,
+                    now=clock.now(),
+                    source="one-click" if one_click or not fields else "preferences page",
+                    channels=chosen_or_default,
+                )
+        except UnknownChannel as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        if one_click or "text/html" not in request.headers.get("accept", ""):
+            return PlainTextResponse("unsubscribed\n", headers={"Cache-Control": "no-store"})
+        view = await run_in_threadpool(preferences, engine, claim)
+        language = pick_language(view.locale, settings.default_locale)
+        t = strings(language)
+        labels = [t[f"channel.{channel}"] for channel in (result.channels if result else ())]
+        return page("unsubscribe_done", language, labels=labels)
+
+    # --- SendGrid ------------------------------------------------------------------------
+
+    @app.post("/webhooks/sendgrid", summary="SendGrid signed event webhook", openapi_extra=_JSON_BODY)
+    async def sendgrid_webhook(request: Request) -> Response:
+        body = await _body(request, MAX_WEBHOOK_BODY)
+        if body is None:
+            return _error(413, "request body too large")
+        try:
+            verifier.verify(
+                body,
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get(TIMESTAMP_HEADER),
+                clock.now(),
+            )
+        except WebhookRejected as exc:
+            log.warning("rejected a SendGrid webhook post: %s", exc.reason)
+            return _error(403, "signature rejected", reason=exc.reason)
+        try:
+            events = parse_events(body)
+        except InvalidPayload as exc:
+            return _error(400, str(exc))
+        result = await run_in_threadpool(store_events, engine, events, now=clock.now())
+        return JSONResponse(
+            {"received": result.received, "stored": result.stored, "duplicate": result.duplicates}
+        )
+
+    # --- shop events ---------------------------------------------------------------------
+
+    @app.post("/events", summary="Shop events (one or a batch)", openapi_extra=_JSON_BODY)
+    async def shop_events(request: Request) -> Response:
+        if events_token is None:
+            return _error(503, "the events API is disabled: set TIDINGS_EVENTS_TOKEN")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), events_token):
+            return JSONResponse(
+                {"error": "missing or wrong bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        body = await _body(request, MAX_EVENTS_BODY)
+        if body is None:
+            return _error(413, f"request body too large (at most {MAX_EVENTS_BODY} bytes)")
+        try:
+            payload = jsonsafe.loads(body)
+        except jsonsafe.UnsafeJSON as exc:
+            return _error(400, str(exc))
+        try:
+            events = validate_events(payload, max_batch=MAX_BATCH)
+        except InvalidEvents as exc:
+            return _error(422, "invalid events", errors=[error.as_dict() for error in exc.errors])
+        result = await run_in_threadpool(ingest_events, engine, events, now=clock.now())
+        if result.stored_ids and on_events_stored is not None:
+            try:
+                await run_in_threadpool(on_events_stored, result.stored_ids)
+            except Exception:  # noqa: BLE001 — stored is stored; enrolment catches up from shop_event
+                log.exception("on_events_stored failed for %d new events", len(result.stored_ids))
+        return JSONResponse(result.as_dict())
+
+    # --- operations ----------------------------------------------------------------------
+
+    def health() -> tuple[int, dict[str, Any]]:
+        report: dict[str, Any] = {"status": "ok", "database": "ok"}
+        healthy = True
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                report["backlog"] = int(
+                    conn.execute(
+                        select(func.count()).where(
+                            table.c.state.in_([DeliveryState.pending.value, DeliveryState.retry.value]),
+                            table.c.scheduled_for <= clock.now(),
+                        )
+                    ).scalar_one()
+                )
+        except SQLAlchemyError as exc:
+            healthy = False
+            report["database"] = "unreachable"
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+        if health_probe is not None:
+            try:
+                probe = dict(health_probe())
+            except Exception as exc:  # noqa: BLE001 — a broken probe means unhealthy, not a 500
+                probe = {"alive": False, "probe_error": type(exc).__name__}
+            report.update(probe)
+            if probe.get("alive") is False:
+                healthy = False
+        if not healthy:
+            report["status"] = "unavailable"
+        return (200 if healthy else 503), report
+
+    @app.get("/healthz", summary="Liveness and readiness")
+    async def healthz() -> JSONResponse:
+        status, report = await run_in_threadpool(health)
+        return JSONResponse(report, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        body = await run_in_threadpool(metrics.scrape, engine)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _form_fields(request: Request) -> dict[str, list[str]]:
+    """Form fields of an unsubscribe POST; an unreadable body counts as an empty one (still one click)."""
+    fields: dict[str, list[str]] = {}
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return fields
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_FORM_BODY:
+        return fields
+    try:
+        form = await request.form(max_files=0, max_fields=20)
+    except Exception:  # noqa: BLE001 — a mangled body from a mail provider must still unsubscribe
+        return fields
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields.setdefault(key, []).append(value)
+    return fields
