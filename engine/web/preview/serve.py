@@ -1,0 +1,66 @@
+"""Serving the preview app with uvicorn, for ``tidings preview`` and the browser tests.
+
+Two things differ from a plain ``uvicorn.run``:
+
+* the socket is bound here first, so "address already in use" becomes one line and
+  exit code 2 instead of a log record and a bare ``sys.exit(1)`` from inside uvicorn;
+* shutting down first ends the live-reload streams: an open page holds a server-sent
+  events response forever, and uvicorn waits for open responses before it stops;
+* Ctrl-C or SIGTERM is a normal stop (exit 0), not an interruption.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+
+from engine.errors import TidingsError
+from engine.web.preview.livereload import ChangeHub
+
+
+class PreviewServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, hub: ChangeHub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.hub.close()
+        await super().shutdown(sockets)
+        # uvicorn re-raises the signal that stopped it once it is down (so a parent sees "killed by
+        # SIGTERM"); Ctrl-C is how the preview is meant to stop, so a clean stop exits 0 instead.
+        self._captured_signals.clear()
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8025`` for IPv6) as a host and a port."""
+    host, _sep, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a port of 0 picks a free one (tests)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise TidingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(app: Any, hub: ChangeHub) -> PreviewServer:
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # keep the engine's logging (redaction, JSON format)
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
+    return PreviewServer(config, hub)
