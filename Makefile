@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tidings-installed
 TEST_STAMP := $(VENV)/.tidings-test-installed
 
-.PHONY: run install test lint bench clean
+.PHONY: run install test lint bench clean schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ install: $(STAMP)
 ## make run: migrate the SQLite database, load the demo shop on first run, start the engine.
 run: $(STAMP)
 	$(BIN)/tidings db upgrade
-	$(BIN)/tidings run
+	$(BIN)/tidings run --demo-if-empty
 
 ## make test: install with test extras and run the whole suite.
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make schemas: regenerate the JSON Schemas the shipped YAML files point editors at.
+schemas: $(STAMP)
+	for kind in campaign segments schedule; do $(BIN)/tidings schema $$kind > schemas/$$kind.schema.json; done
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check engine tests bench
