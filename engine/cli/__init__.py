@@ -30,6 +30,14 @@ app = typer.Typer(
 # Each module adds its commands with register(app). Order is the order of `tidings --help`.
 COMMAND_MODULES = [
     "engine.cli.db",
+    "engine.cli.data",
+    "engine.cli.render",
+    "engine.cli.workspace",
+    "engine.cli.public",
+    "engine.cli.preview",
+    "engine.cli.plan",
+    "engine.cli.runtime",
+    "engine.cli.daemon",
 ]
 
 
@@ -42,9 +50,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     workspace: Path | None = typer.Option(
-        None, "--workspace", "-w", envvar="TIDINGS_WORKSPACE", help="Folder with campaigns/, templates/, schedules/."
+        None,
+        "--workspace",
+        "-w",
+        envvar="TIDINGS_WORKSPACE",
+        help="Folder with campaigns/, templates/, schedules/.",
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     STATE.workspace = workspace
 

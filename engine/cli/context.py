@@ -35,7 +35,9 @@ class CliState:
             if self.workspace is not None:
                 overrides["workspace"] = self.workspace
             self._settings = load_settings(**overrides)
-            configure_logging(self._settings.log_format.value, self._settings.log_level, self._settings.secret_values())
+            configure_logging(
+                self._settings.log_format.value, self._settings.log_level, self._settings.secret_values()
+            )
         return self._settings
 
     def engine(self, *, migrate: bool = False) -> Engine:
@@ -56,6 +58,7 @@ class CliState:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        self._settings = None  # the next main() (tests call it repeatedly) reads the environment afresh
 
 
 STATE = CliState()
