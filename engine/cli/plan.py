@@ -1,0 +1,229 @@
+"""``tidings plan CAMPAIGN``: a dry run — who the next occurrences would reach, when, and who is left out.
+
+Nothing is written: the counts come from the planner's own SELECTs (:func:`engine.runtime.planner.dry_run`),
+so what ``plan`` shows is what ``trigger`` and the daemon will write. The first rows are rendered
+with the real renderer, so a template error shows up here rather than at send time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.cli.context import STATE
+from engine.errors import TidingsError
+from engine.runtime.occurrences import Occurrence, current_occurrence, due_occurrences
+from engine.runtime.planner import DryRun, PlannedRow, dry_run
+from engine.store.models import Contact, GiftCard, ShopOrder
+
+HORIZON = timedelta(days=400)
+REASONS = {
+    "no_consent": "no consent",
+    "suppressed": "suppressed",
+    "outside_window": "outside the window",
+    "frequency_cap": "capped by frequency cap",
+    "no_cutoff": "no shipping cutoff for their country",
+}
+
+
+def _parse_moment(text: str, zone: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TidingsError(f"--at: expected a date and time such as 2026-12-14T10:00, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> list[Occurrence]:
+    settings = STATE.settings
+    zone = campaign.zone if campaign.timezone else settings.zone
+    if at is not None:
+        return [current_occurrence(campaign, _parse_moment(at, zone), schedules, default_zone=settings.zone)]
+    now = STATE.clock.now()
+    upcoming = due_occurrences(
+        campaign, schedules, now, now + HORIZON, default_zone=settings.zone, include_inactive=True
+    )
+    return upcoming[:count] or [current_occurrence(campaign, now, schedules, default_zone=settings.zone)]
+
+
+def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occurrence: Occurrence) -> str:
+    """``ok`` or the render error, for one planned row (the message exactly as it would be built)."""
+
+    if row.template is None:
+        return "—"
+    with Session(bind=conn) as session:
+        return _render_one(renderer, campaign, row, session, occurrence)
+
+
+def _render_one(
+    renderer: Any, campaign: Any, row: PlannedRow, session: Session, occurrence: Occurrence
+) -> str:
+    from engine.render import RenderError, build_context
+
+    contact = session.get(Contact, row.contact_id)
+    if contact is None:
+        return "contact gone"
+    order = (
+        session.execute(
+            select(ShopOrder)
+            .where(ShopOrder.contact_id == row.contact_id)  # type: ignore[arg-type]
+            .order_by(ShopOrder.placed_at.desc())  # type: ignore[attr-defined]
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    card = (
+        session.execute(
+            select(GiftCard)
+            .where(GiftCard.recipient_contact_id == row.contact_id, GiftCard.balance > 0)  # type: ignore[arg-type]
+            .order_by(GiftCard.issued_at.desc())  # type: ignore[attr-defined]
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    context = build_context(
+        STATE.settings,
+        contact=contact,
+        now=STATE.clock.now(),
+        campaign={"id": campaign.key, "name": campaign.name},
+        occurrence=row.scheduled_for,
+        order=order,
+        gift_card=card,
+        trigger_date=occurrence.day,
+    )
+    try:
+        renderer.render_email(
+            row.template,
+            context,
+            locale=row.locale,
+            campaign_id=campaign.key,
+            step_id=row.step_id,
+            marketing=str(campaign.category) == "marketing",
+            to_email=row.email,
+        )
+    except RenderError as exc:
+        return f"error: {' '.join(str(exc).split())}"
+    return "ok"
+
+
+def _print(result: DryRun, renders: list[str]) -> None:
+    out = STATE.out
+    occurrence = result.occurrence
+    title = f"{result.campaign} · occurrence {occurrence.key} · fires {occurrence.fire_at:%Y-%m-%d %H:%M} UTC"
+    out.print(f"[bold]{title}[/bold]", highlight=False)
+    if result.event_type:
+        out.print(f"  enrols on each {result.event_type} event; counted here: who the audience holds today")
+    if result.skipped:
+        out.print(f"  nothing would be planned: {result.skipped}")
+        return
+    if result.mode == "posts":
+        out.print("  a broadcast: one post per post step")
+        return
+    what = "deliveries" if result.mode == "deliveries" else "enrolments in the flow"
+    step = f" (step {result.step_id})" if result.step_id else ""
+    out.print(f"  matches {result.matched:,}; would reach {result.reach:,} as {what}{step}")
+    reasons = Table(title="Left out", show_edge=False)
+    reasons.add_column("reason")
+    reasons.add_column("contacts", justify="right")
+    for key, count in result.excluded.items():
+        reasons.add_row(REASONS.get(key, key), f"{count:,}")
+    out.print(reasons)
+    split = Table(title="Reach by locale, country and variant", show_edge=False)
+    for column in ("locale", "country", "variant"):
+        split.add_column(column)
+    split.add_column("contacts", justify="right")
+    for row in result.breakdown:
+        split.add_row(row["locale"] or "—", row["country"] or "—", row["variant"] or "—", f"{row['count']:,}")
+    out.print(split)
+    first = Table(title="First rows", show_edge=False)
+    for column in ("email", "local send time", "template", "locale", "renders"):
+        first.add_column(column)
+    for planned, status in zip(result.first_rows, renders, strict=True):
+        first.add_row(
+            planned.email, planned.local_time, planned.template or "—", planned.locale or "—", status
+        )
+    out.print(first)
+
+
+def plan_cmd(
+    campaign_id: str = typer.Argument(..., metavar="CAMPAIGN", help="The campaign id (its file name)."),
+    at: str | None = typer.Option(
+        None, "--at", help="Plan what fires at this moment (campaign zone unless given)."
+    ),
+    count: int = typer.Option(3, "--next", min=1, max=50, help="How many upcoming occurrences to show."),
+    rows: int = typer.Option(10, "--rows", min=0, max=200, help="How many first rows to list and render."),
+    as_json: bool = typer.Option(False, "--json", help="Print the same numbers as JSON."),
+) -> None:
+    """Dry run: how many contacts each occurrence would reach, split by locale, country and variant."""
+    from engine.render import Renderer
+    from engine.workspace.loader import load_workspace
+
+    settings = STATE.settings
+    loaded = load_workspace(settings.workspace_dir, default_timezone=settings.timezone)
+    workspace = loaded.workspace
+    if campaign_id not in workspace.campaigns:
+        broken = [p for p in loaded.errors if campaign_id in str(p.location.path)]
+        if broken:
+            raise TidingsError(f"{broken[0]} (run tidings validate)")
+        try:
+            workspace.campaign(campaign_id)
+        except KeyError as exc:
+            raise TidingsError(str(exc.args[0])) from None
+    campaign = workspace.campaigns[campaign_id]
+    engine = STATE.engine(migrate=True)
+    renderer = Renderer(settings, workspace.templates_dir)
+    results: list[tuple[DryRun, list[str]]] = []
+    with engine.connect() as conn:
+        for occurrence in _occurrences(campaign, workspace.schedules, at, count):
+            result = dry_run(
+                conn, workspace, campaign, occurrence, settings=settings, now=STATE.clock.now(), sample=rows
+            )
+            renders = [_render_status(renderer, campaign, row, conn, occurrence) for row in result.first_rows]
+            results.append((result, renders))
+    if as_json:
+        payload = [
+            {
+                **result.as_dict(),
+                "first_rows": [
+                    {
+                        "email": row.email,
+                        "timezone": row.timezone,
+                        "local_time": row.local_time,
+                        "scheduled_for": row.scheduled_for.isoformat(),
+                        "template": row.template,
+                        "locale": row.locale,
+                        "variant": row.variant,
+                        "renders": status,
+                    }
+                    for row, status in zip(result.first_rows, renders, strict=True)
+                ],
+            }
+            for result, renders in results
+        ]
+        STATE.out.print(
+            json.dumps({"campaign": campaign_id, "occurrences": payload}, indent=2),
+            markup=False,
+            highlight=False,
+            emoji=False,
+        )
+    else:
+        if str(campaign.status) != "active":
+            STATE.out.print(
+                f"campaign {campaign_id} is {campaign.status}: it sends nothing until it is active"
+            )
+        for result, renders in results:
+            _print(result, renders)
+    if any(status.startswith("error") for _, renders in results for status in renders):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_cmd)
