@@ -1,0 +1,236 @@
+"""Layouts and partials, resolved once per template when it is compiled.
+
+A template may pull shared parts in three ways: MJML's ``<mj-include path="…"/>`` (relative
+to the including file), Jinja's ``{% include "…" %}`` and ``{% extends "…" %}`` with
+``{% block %}`` (names relative to ``templates/``). All three are resolved *textually* here,
+before MRML sees the document, because:
+
+* MRML must see one whole ``<mjml>`` document: an extended layout or an included run of
+  ``<mj-section>`` cannot be compiled on its own and then spliced in as HTML;
+* MRML 0.2.4's own include loader loses the body's width for included sections (they come
+  out without the 600 px wrapper), so we do not use it;
+* the per-recipient Jinja (``{{ contact.first_name }}``, ``{% if coupon %}``) must stay in
+  place for the compile-once path, and a textual merge leaves it untouched, whereas letting
+  Jinja evaluate ``extends`` would need a render.
+
+Every included or extended file is looked up in the same locale chain as the template
+(``_layouts/base.ro.mjml`` before ``_layouts/base.mjml``), so translations of the footer
+live next to the layout. Paths may not leave the templates folder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.render.errors import RenderError
+from engine.render.locales import localised
+
+JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+MJ_INCLUDE = re.compile(r"<mj-include\b(?P<attrs>[^>]*?)/?>(?:\s*</mj-include>)?", re.IGNORECASE)
+ATTR = re.compile(r'([\w-]+)\s*=\s*(?:"([^"]*)"|\'([^\']*)\')')
+JINJA_INCLUDE = re.compile(
+    r"\{%-?\s*include\s+(?:\"(?P<dq>[^\"]+)\"|'(?P<sq>[^']+)')"
+    r"(?:\s+ignore\s+missing)?(?:\s+(?:with|without)\s+context)?\s*-?%\}"
+)
+DYNAMIC_INCLUDE = re.compile(r"\{%-?\s*(?:include|import|from)\b")
+EXTENDS = re.compile(r"\A\s*\{%-?\s*extends\s+(?:\"(?P<dq>[^\"]+)\"|'(?P<sq>[^']+)')\s*-?%\}")
+BLOCK_TAG = re.compile(
+    r"\{%-?\s*(?:(?P<open>block)\s+(?P<name>\w+)(?:\s+(?:scoped|required))*|(?P<close>endblock)(?:\s+\w+)?)\s*-?%\}"
+)
+SUPER = re.compile(r"\{\{-?\s*super\(\)\s*-?\}\}")
+BODY = re.compile(r"<mj-body[^>]*>(?P<inner>.*)</mj-body>", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass
+class Resolved:
+    """One MJML document with Jinja in place, and every file it was made from (for live reload)."""
+
+    text: str
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    name: str
+    start: int  # start of the opening tag
+    inner_start: int
+    inner_end: int
+    end: int  # end of the closing tag
+
+
+def _line_at(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _top_blocks(text: str, path: Path | str) -> list[_Block]:
+    """Top-level ``{% block %}`` spans, nested ones left inside their parent's inner text."""
+    found: list[_Block] = []
+    stack: list[tuple[str, int, int]] = []
+    for match in BLOCK_TAG.finditer(text):
+        if match.group("open"):
+            stack.append((match.group("name"), match.start(), match.end()))
+            continue
+        if not stack:
+            raise RenderError("endblock without a block", path=path, line=_line_at(text, match.start()))
+        name, start, inner_start = stack.pop()
+        if not stack:
+            found.append(_Block(name, start, inner_start, match.start(), match.end()))
+    if stack:
+        raise RenderError(
+            f"block {stack[-1][0]!r} is never closed", path=path, line=_line_at(text, stack[-1][1])
+        )
+    return found
+
+
+def _all_blocks(text: str, path: Path | str) -> dict[str, str]:
+    """Every block (any depth) by name → its inner text, as Jinja collects a child's blocks."""
+    blocks: dict[str, str] = {}
+    pending = [text]
+    while pending:
+        current = pending.pop()
+        for block in _top_blocks(current, path):
+            inner = current[block.inner_start : block.inner_end]
+            blocks.setdefault(block.name, inner)
+            pending.append(inner)
+    return blocks
+
+
+def _replace_super(text: str, parent: str) -> str:
+    """``{{ super() }}`` in an overriding block stands for the block it replaces."""
+    parts = SUPER.split(text)
+    return parent.join(parts)
+
+
+def _apply_blocks(text: str, overrides: dict[str, str], path: Path | str, *, keep_tags: bool) -> str:
+    """Replace each block's content by its override (``super()`` = the content it replaces).
+
+    ``keep_tags`` leaves the ``{% block %}`` tags around the new content so that a template
+    further down an ``extends`` chain can override them again; the final document is made
+    with ``keep_tags=False``.
+    """
+    out: list[str] = []
+    position = 0
+    for block in _top_blocks(text, path):
+        out.append(text[position : block.start])
+        own = _apply_blocks(text[block.inner_start : block.inner_end], overrides, path, keep_tags=keep_tags)
+        if block.name in overrides:
+            replacement = _apply_blocks(overrides[block.name], overrides, path, keep_tags=keep_tags)
+            content = _replace_super(replacement, own)
+        else:
+            content = own
+        out.append(f"{{% block {block.name} %}}{content}{{% endblock %}}" if keep_tags else content)
+        position = block.end
+    out.append(text[position:])
+    return "".join(out)
+
+
+class StructureResolver:
+    """Resolves includes and extends for one locale, confined to ``templates_dir``."""
+
+    def __init__(self, templates_dir: Path, locale: str | None, default_locale: str) -> None:
+        self.root = templates_dir.resolve()
+        self.locale = locale
+        self.default_locale = default_locale
+
+    def resolve(self, path: Path, body: str) -> Resolved:
+        """``body`` is the text of ``path`` after its front matter."""
+        files: list[Path] = [path]
+        text = self._expand(path, body, files, (path.resolve(),))
+        return Resolved(_apply_blocks(text, {}, path, keep_tags=False), files)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _target(self, name: str, base: Path, source: Path, text: str, offset: int) -> Path:
+        candidate = (base / name).resolve()
+        if not candidate.is_relative_to(self.root):
+            raise RenderError(
+                f"{name!r} is outside the templates folder", path=source, line=_line_at(text, offset)
+            )
+        chosen, _ = localised(candidate, self.locale, self.default_locale)
+        if not chosen.is_file():
+            raise RenderError(f"included file {name!r} not found", path=source, line=_line_at(text, offset))
+        return chosen
+
+    def _read(self, target: Path, source: Path, text: str, offset: int, stack: tuple[Path, ...]) -> str:
+        if target.resolve() in stack:
+            chain = " → ".join(p.name for p in (*stack, target))
+            raise RenderError(f"include cycle: {chain}", path=source, line=_line_at(text, offset))
+        try:
+            return target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RenderError(
+                f"cannot read {target.name}: {exc}", path=source, line=_line_at(text, offset)
+            ) from None
+
+    def _expand(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
+        text = JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        text = self._mj_includes(path, text, files, stack)
+        text = self._jinja_includes(path, text, files, stack)
+        dynamic = DYNAMIC_INCLUDE.search(text)
+        if dynamic:
+            raise RenderError(
+                "include/import must name a file in quotes (it is resolved once, at compile time)",
+                path=path,
+                line=_line_at(text, dynamic.start()),
+            )
+        extends = EXTENDS.match(text)
+        if extends is None:
+            if re.search(r"\{%-?\s*extends\b", text):
+                raise RenderError(
+                    "extends must be the first tag and name a file in quotes",
+                    path=path,
+                    line=_line_at(text, 0),
+                )
+            return text
+        name = extends.group("dq") or extends.group("sq")
+        target = self._target(name, self.root, path, text, extends.start())
+        files.append(target)
+        parent_text = self._read(target, path, text, extends.start(), stack)
+        parent = self._expand(target, parent_text, files, (*stack, target.resolve()))
+        return _apply_blocks(parent, _all_blocks(text[extends.end() :], path), path, keep_tags=True)
+
+    def _mj_includes(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            attrs = {
+                m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                for m in ATTR.finditer(match.group("attrs"))
+            }
+            name = attrs.get("path")
+            if not name:
+                raise RenderError("<mj-include> needs a path", path=path, line=_line_at(text, match.start()))
+            target = self._target(name, path.parent, path, text, match.start())
+            files.append(target)
+            content = self._read(target, path, text, match.start(), stack)
+            content = self._expand(target, content, files, (*stack, target.resolve()))
+            kind = attrs.get("type", "mjml")
+            if kind == "css":
+                inline = ' inline="inline"' if attrs.get("css-inline") == "inline" else ""
+                return f"<mj-style{inline}>{content}</mj-style>"
+            if kind == "html":
+                return f"<mj-raw>{content}</mj-raw>"
+            stripped = content.strip()
+            if stripped.lower().startswith("<mjml"):
+                if re.search(r"<mj-head", stripped, re.IGNORECASE):
+                    raise RenderError(
+                        f"{name}: an included whole document may not have <mj-head>; "
+                        "include head parts from inside <mj-head> instead",
+                        path=path,
+                        line=_line_at(text, match.start()),
+                    )
+                body = BODY.search(stripped)
+                return body.group("inner") if body else ""
+            return content
+
+        return MJ_INCLUDE.sub(replace, text)
+
+    def _jinja_includes(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group("dq") or match.group("sq")
+            target = self._target(name, self.root, path, text, match.start())
+            files.append(target)
+            content = self._read(target, path, text, match.start(), stack)
+            return self._expand(target, content, files, (*stack, target.resolve()))
+
+        return JINJA_INCLUDE.sub(replace, text)
