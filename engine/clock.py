@@ -55,7 +55,9 @@ class FakeClock:
         moment = _aware(moment).astimezone(UTC)
         with self._lock:
             if moment < self._now:
-                raise ValueError(f"FakeClock cannot go back from {self._now.isoformat()} to {moment.isoformat()}")
+                raise ValueError(
+                    f"FakeClock cannot go back from {self._now.isoformat()} to {moment.isoformat()}"
+                )
             self._now = moment
 
     def advance(self, delta: timedelta | float) -> datetime:

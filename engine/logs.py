@@ -62,7 +62,9 @@ def configure_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.text
     log_level: str = "INFO"
     broker_url: str | None = None
+    broker_queue: str = Field(default="tidings", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    sweep_grace_seconds: float = Field(default=600, gt=0)
 
     max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=5, gt=0)

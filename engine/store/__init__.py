@@ -1,6 +1,13 @@
 """The store: SQLModel tables, database setup and migrations."""
 
-from engine.store.database import check_reachable, engine_for, make_engine, session_scope, write_transaction
+from engine.store.database import (
+    check_reachable,
+    engine_for,
+    make_engine,
+    read_only,
+    session_scope,
+    write_transaction,
+)
 from engine.store.migrate import current_revision, upgrade
 
 __all__ = [
@@ -8,6 +15,7 @@ __all__ = [
     "current_revision",
     "engine_for",
     "make_engine",
+    "read_only",
     "session_scope",
     "upgrade",
     "write_transaction",

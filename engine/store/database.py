@@ -1,8 +1,9 @@
 """Opening the database: one place that knows SQLite from PostgreSQL.
 
-SQLite is tuned for a daemon with several threads (WAL, NORMAL sync, busy timeout);
-writers that must not interleave (the dispatcher's claims) use :func:`write_transaction`,
-which begins with ``BEGIN IMMEDIATE`` on SQLite and a normal transaction elsewhere.
+SQLite is tuned for a daemon with several threads (WAL, NORMAL sync, busy timeout), and
+every SQLite transaction begins ``IMMEDIATE`` (see ``_begin_sqlite``); long read-only work
+opts out with :func:`read_only`. :func:`write_transaction` names the intent where it matters
+(the dispatcher's claims) and is a normal transaction on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite(conn: Connection) -> None:
-    mode = conn.info.pop("begin_mode", "")
+    # IMMEDIATE by default: a deferred transaction that reads and then writes fails at once
+    # with "database is locked" (no busy wait) when another writer committed in between,
+    # because SQLite cannot upgrade its read snapshot. Taking the write lock up front makes
+    # writers queue on the busy timeout instead. Readers that want a plain snapshot and no
+    # lock say so with ``read_only(conn)``.
+    mode = conn.info.pop("begin_mode", "IMMEDIATE")
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
@@ -70,7 +76,9 @@ def check_reachable(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
-        raise StoreUnavailable(f"database unreachable ({engine.url.render_as_string(hide_password=True)}): {reason}") from None
+        raise StoreUnavailable(
+            f"database unreachable ({engine.url.render_as_string(hide_password=True)}): {reason}"
+        ) from None
 
 
 @contextmanager
@@ -81,6 +89,18 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn.info["begin_mode"] = "IMMEDIATE"
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection whose transaction takes no write lock on SQLite (a plain WAL snapshot)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.info["begin_mode"] = "DEFERRED"
+        try:
+            yield conn
+        finally:
+            conn.info.pop("begin_mode", None)  # never leak the mode to the pool's next user
 
 
 @contextmanager

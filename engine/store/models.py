@@ -22,7 +22,9 @@ from engine.store.types import JSONType, UTCDateTime
 def _dt(**kwargs: Any) -> Any:
     nullable = kwargs.pop("nullable", True)
     index = kwargs.pop("index", False)
-    return Field(default=kwargs.pop("default", None), sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+    return Field(
+        default=kwargs.pop("default", None), sa_column=Column(UTCDateTime(), nullable=nullable, index=index)
+    )
 
 
 def _json(default_factory: Any) -> Any:
@@ -215,7 +217,9 @@ class Suppression(SQLModel, table=True):
 
 class Coupon(SQLModel, table=True):
     __tablename__ = "coupon"
-    __table_args__ = (UniqueConstraint("campaign_id", "coupon_id", "contact_id", "occurrence", name="uq_coupon_issue"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "coupon_id", "contact_id", "occurrence", name="uq_coupon_issue"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, index=True)
@@ -297,6 +301,7 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = None
     lease_until: datetime | None = _dt()
     claimed_by: str | None = None
+    published_at: datetime | None = _dt()  # last handed to the broker (scale-out); see engine.fanout
     provider_message_id: str | None = Field(default=None, index=True)
     sent_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
@@ -323,6 +328,8 @@ class Post(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = None
     lease_until: datetime | None = _dt()
+    claimed_by: str | None = None
+    published_at: datetime | None = _dt()  # last handed to the broker (scale-out); see engine.fanout
     text: str | None = None
     provider_post_id: str | None = None
     posted_at: datetime | None = _dt()
@@ -331,7 +338,10 @@ class Post(SQLModel, table=True):
 
 
 class DeliveryEvent(SQLModel, table=True):
-    """Feedback about a sent message (delivered, open, click, bounce, spam report …), deduped on the provider's id."""
+    """Feedback about a sent message (delivered, open, click, bounce, spam report …).
+
+    Deduplicated on the provider's event id.
+    """
 
     __tablename__ = "delivery_event"
     __table_args__ = (Index("ix_delivery_event_delivery_type", "delivery_id", "type"),)

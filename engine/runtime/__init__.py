@@ -1,0 +1,1 @@
+"""The runtime: planning, flows, the policy gate, claiming and dispatching outbox rows."""

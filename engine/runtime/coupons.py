@@ -1,0 +1,103 @@
+"""Unique coupon codes for ``coupon`` steps: ``PREFIX-XXXXXX``.
+
+Codes use an alphabet without look-alikes (no 0/O, 1/I/L), drawn from ``secrets`` so
+they cannot be guessed from one another. Issuing is idempotent per (campaign, coupon
+step id, contact, occurrence): a flow that is re-run after a crash hands the contact
+the code it already has, not a second one. A code collision (31^6 ≈ 887 million codes
+per prefix) is simply drawn again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from engine.store.models import Coupon
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 6
+MAX_DRAWS = 20
+
+COUPON: Table = Coupon.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCoupon:
+    code: str
+    percent: Decimal
+    expires_at: datetime | None
+
+    def as_context(self) -> dict[str, Any]:
+        """The ``coupon`` template name: JSON-safe, so it can live in enrolment and delivery context."""
+        return {
+            "code": self.code,
+            "percent": float(self.percent) if self.percent % 1 else int(self.percent),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+def new_code(prefix: str) -> str:
+    body = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+    prefix = prefix.strip().upper()
+    return f"{prefix}-{body}" if prefix else body
+
+
+def issue_coupon(
+    conn: Connection,
+    *,
+    campaign_id: str,
+    coupon_id: str,
+    contact_id: int,
+    occurrence: str,
+    percent: Decimal | float | int,
+    prefix: str,
+    now: datetime,
+    expires_in: timedelta | None = None,
+) -> IssuedCoupon:
+    """The contact's code for this coupon step and occurrence: the stored one, or a new unique one."""
+    existing = _find(conn, campaign_id, coupon_id, contact_id, occurrence)
+    if existing is not None:
+        return existing
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    expires_at = now + expires_in if expires_in is not None else None
+    amount = Decimal(str(percent))
+    for _ in range(MAX_DRAWS):
+        statement = insert(COUPON).values(
+            code=new_code(prefix),
+            campaign_id=campaign_id,
+            coupon_id=coupon_id,
+            contact_id=contact_id,
+            occurrence=occurrence,
+            percent=amount,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        conn.execute(statement.on_conflict_do_nothing())
+        issued = _find(conn, campaign_id, coupon_id, contact_id, occurrence)
+        if issued is not None:
+            return issued
+    raise RuntimeError(f"could not draw a unique coupon code with prefix {prefix!r} in {MAX_DRAWS} tries")
+
+
+def _find(
+    conn: Connection, campaign_id: str, coupon_id: str, contact_id: int, occurrence: str
+) -> IssuedCoupon | None:
+    row = conn.execute(
+        select(COUPON.c.code, COUPON.c.percent, COUPON.c.expires_at).where(
+            COUPON.c.campaign_id == campaign_id,
+            COUPON.c.coupon_id == coupon_id,
+            COUPON.c.contact_id == contact_id,
+            COUPON.c.occurrence == occurrence,
+        )
+    ).first()
+    if row is None:
+        return None
+    return IssuedCoupon(code=row.code, percent=Decimal(row.percent), expires_at=row.expires_at)

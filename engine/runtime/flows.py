@@ -1,0 +1,460 @@
+"""The flow stepper: walks enrolments through their campaign's steps as time and events arrive.
+
+An enrolment is one contact's walk through one campaign for one occurrence. Its
+``step_path`` names the next step to run (``"2"``, ``"2.then.0"``, see
+``Campaign.step_at``) and ``wake_at`` when to run it. :func:`advance_due` runs every
+enrolment whose ``wake_at`` has come, step after step, until it has to wait or ends:
+
+``send``
+    Writes a ``delivery`` row (idempotency key ``campaign:step:contact:occurrence``, due
+    now) with the enrolment's context (its event, its coupon); the dispatcher's policy
+    gate decides later whether it goes out. A/B variants are assigned with the same hash
+    as the planner (:mod:`engine.runtime.variants`) and recorded in ``delivery.variant``
+    and ``enrolment.variants``.
+``wait``
+    ``2d``: wake in two days. ``{duration, until_time}``: then on to the next such time
+    of day in the contact's zone. ``{for_event, timeout}``: state ``waiting`` until the
+    contact's next event of that type (:func:`on_events`, or the next :func:`advance_due`
+    that sees it in the store) or the timeout, whichever comes first.
+``if``
+    Evaluates the expression (``engine.workspace.expressions.evaluate``) over the same
+    template context a message would see, and enters ``then`` or ``else``.
+``coupon``
+    Issues the contact's unique code (``engine.runtime.coupons``) into the enrolment
+    context, so later sends see it as ``coupon``.
+``exit``
+    Ends the enrolment (``exited``). The end of the steps ends it ``completed``.
+
+A campaign ``goal`` event ends the enrolment as ``converted`` as soon as it is seen.
+Every enrolment advances in its own transaction, guarded by its ``updated_at`` (two
+steppers racing on one enrolment: the second one's transaction is rolled back), and
+every write is idempotent, so a crash mid-step repeats the step without duplicating it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, func, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from engine.clock import Clock
+from engine.runtime import variants as ab
+from engine.runtime.controls import controls
+from engine.runtime.coupons import issue_coupon
+from engine.runtime.local_time import local_instant, zone_or
+from engine.runtime.planner import send_variants
+from engine.runtime.policy import campaigns_of
+from engine.settings import Settings
+from engine.store.models import (
+    Contact,
+    Delivery,
+    DeliveryState,
+    Enrolment,
+    EnrolmentState,
+    GiftCard,
+    ShopEvent,
+    ShopOrder,
+)
+from engine.workspace.models import StepPathError
+
+log = logging.getLogger(__name__)
+
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+CONTACT: Table = Contact.__table__  # type: ignore[attr-defined]
+EVENT: Table = ShopEvent.__table__  # type: ignore[attr-defined]
+ORDER: Table = ShopOrder.__table__  # type: ignore[attr-defined]
+CARD: Table = GiftCard.__table__  # type: ignore[attr-defined]
+
+LIVE = (EnrolmentState.active.value, EnrolmentState.waiting.value)
+#: ``step_path`` of an enrolment whose last step was a wait: it completes when it wakes.
+END = "end"
+#: Steps run in one wake before the stepper stops (a guard against a flow that never waits).
+MAX_STEPS_PER_WAKE = 200
+
+
+@dataclass(slots=True)
+class FlowStats:
+    advanced: int = 0
+    deliveries: int = 0
+    coupons: int = 0
+    waiting: int = 0
+    completed: int = 0
+    exited: int = 0
+    converted: int = 0
+    woken: int = 0
+    errors: int = 0
+
+    def add(self, other: FlowStats) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+class _Conflict(Exception):
+    """Another stepper advanced this enrolment first: roll back ours."""
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def advance_due(
+    engine: Engine, workspace: Any, clock: Clock, settings: Settings, *, limit: int = 500
+) -> FlowStats:
+    """Advance every live enrolment whose ``wake_at`` has come, in batches of ``limit``, until none is due."""
+    total = FlowStats()
+    campaigns = campaigns_of(workspace)
+    while True:
+        now = clock.now()
+        with engine.begin() as conn:
+            control = controls(conn)
+            runnable = sorted(
+                cid
+                for cid, campaign in campaigns.items()
+                if _status(campaign) == "active" and control.get(cid, "active") == "active"
+            )
+            total.converted += _convert_on_goals(conn, campaigns, runnable, now)
+            total.woken += _wake_on_events(conn, runnable, now)
+            if not runnable:
+                return total
+            due = list(
+                conn.execute(
+                    select(ENROLMENT)
+                    .where(
+                        ENROLMENT.c.state.in_(LIVE),
+                        ENROLMENT.c.wake_at <= now,
+                        ENROLMENT.c.campaign_id.in_(runnable),
+                    )
+                    .order_by(ENROLMENT.c.wake_at, ENROLMENT.c.id)
+                    .limit(limit)
+                )
+            )
+        if not due:
+            return total
+        for row in due:
+            stats = FlowStats()
+            try:
+                with engine.begin() as conn:
+                    _advance(conn, campaigns[row.campaign_id], row, now, settings, stats)
+            except _Conflict:
+                continue
+            total.add(stats)
+        if len(due) < limit:
+            return total
+
+
+def on_events(
+    engine: Engine, workspace: Any, event_ids: list[int], clock: Clock, settings: Settings
+) -> FlowStats:
+    """New shop events: end enrolments whose goal they are, wake those waiting for them, then advance."""
+    stats = FlowStats()
+    if not event_ids:
+        return stats
+    # Goals and waits are found from the store (these events are in it by now); advancing
+    # right away lets a woken enrolment's next send go out without waiting for the next tick.
+    return advance_due(engine, workspace, clock, settings)
+
+
+# --- goals and event waits --------------------------------------------------------------------
+
+
+def _convert_on_goals(conn: Connection, campaigns: dict[str, Any], runnable: list[str], now: datetime) -> int:
+    """End live enrolments as ``converted`` when their contact had the goal event since enrolling."""
+    converted = 0
+    for cid in runnable:
+        goal = getattr(campaigns[cid], "goal", None)
+        if goal is None:
+            continue
+        reached = (
+            select(EVENT.c.id)
+            .where(
+                EVENT.c.contact_id == ENROLMENT.c.contact_id,
+                EVENT.c.type == str(goal.event),
+                EVENT.c.occurred_at >= ENROLMENT.c.created_at,
+                EVENT.c.occurred_at <= now,
+            )
+            .exists()
+        )
+        result = conn.execute(
+            update(ENROLMENT)
+            .where(ENROLMENT.c.campaign_id == cid, ENROLMENT.c.state.in_(LIVE), reached)
+            .values(
+                state=EnrolmentState.converted.value,
+                end_reason=f"goal:{goal.event}",
+                ended_at=now,
+                wake_at=None,
+                updated_at=now,
+            )
+        )
+        converted += result.rowcount or 0
+    return converted
+
+
+def _wake_on_events(conn: Connection, runnable: list[str], now: datetime) -> int:
+    """Wake ``waiting`` enrolments whose awaited event has arrived since the wait began (``updated_at``)."""
+    if not runnable:
+        return 0
+    arrived = (
+        select(EVENT.c.id)
+        .where(
+            EVENT.c.contact_id == ENROLMENT.c.contact_id,
+            EVENT.c.type == ENROLMENT.c.waiting_for,
+            EVENT.c.occurred_at >= ENROLMENT.c.updated_at,
+            EVENT.c.occurred_at <= now,
+        )
+        .exists()
+    )
+    result = conn.execute(
+        update(ENROLMENT)
+        .where(
+            ENROLMENT.c.state == EnrolmentState.waiting.value,
+            ENROLMENT.c.campaign_id.in_(runnable),
+            ENROLMENT.c.wake_at > now,
+            arrived,
+        )
+        .values(wake_at=now, end_reason=None)
+    )
+    return result.rowcount or 0
+
+
+# --- one enrolment ----------------------------------------------------------------------------
+
+
+def _advance(
+    conn: Connection, campaign: Any, row: Any, now: datetime, settings: Settings, stats: FlowStats
+) -> None:
+    contact = conn.execute(select(CONTACT).where(CONTACT.c.id == row.contact_id)).first()
+    values: dict[str, Any] = {
+        "step_path": row.step_path,
+        "variants": dict(row.variants or {}),
+        "context": dict(row.context or {}),
+        "state": EnrolmentState.active.value,
+        "waiting_for": None,
+        "wait_deadline": None,
+    }
+    if contact is None:
+        _end(values, EnrolmentState.exited, "no_contact", now)
+        _save(conn, row, values, now)
+        stats.exited += 1
+        return
+    zone = zone_or(contact.timezone, ZoneInfo(campaign.timezone or settings.timezone))
+    stats.advanced += 1
+    path: str | None = row.step_path
+    for _ in range(MAX_STEPS_PER_WAKE):
+        if path is None or path == END:
+            _end(values, EnrolmentState.completed, "completed", now)
+            stats.completed += 1
+            break
+        try:
+            step = campaign.step_at(path)
+        except StepPathError:
+            log.warning("campaign %s has no step %s any more; enrolment %s exits", campaign.key, path, row.id)
+            _end(values, EnrolmentState.exited, "step_removed", now)
+            stats.exited += 1
+            break
+        kind = step.kind
+        if kind == "send":
+            stats.deliveries += _send(conn, campaign, step, row, contact, values, now)
+            path = campaign.next_path(path)
+        elif kind == "coupon":
+            spec = step.coupon
+            issued = issue_coupon(
+                conn,
+                campaign_id=campaign.key,
+                coupon_id=str(spec.id),
+                contact_id=row.contact_id,
+                occurrence=row.occurrence,
+                percent=spec.percent,
+                prefix=spec.prefix or "",
+                now=now,
+                expires_in=spec.expires_in.delta,
+            )
+            values["context"]["coupon"] = issued.as_context()
+            stats.coupons += 1
+            path = campaign.next_path(path)
+        elif kind == "if":
+            try:
+                taken = _evaluate(conn, step.condition, campaign, row, contact, values, now, settings)
+            except Exception as exc:  # noqa: BLE001 — a data problem ends this contact's flow, not the stepper
+                log.warning("campaign %s step %s: %s; enrolment %s exits", campaign.key, path, exc, row.id)
+                _end(values, EnrolmentState.exited, f"expression_error: {exc}"[:250], now)
+                stats.exited += 1
+                break
+            path = campaign.branch_path(path, taken)
+        elif kind == "wait":
+            _wait(step.spec, campaign, path, zone, values, now)
+            stats.waiting += 1
+            break
+        elif kind == "exit":
+            _end(values, EnrolmentState.exited, "exit", now)
+            stats.exited += 1
+            break
+        else:  # post steps are broadcasts; validation keeps them out of flows
+            _end(values, EnrolmentState.exited, f"unsupported_step:{kind}", now)
+            stats.exited += 1
+            break
+    else:
+        values["wake_at"] = now + timedelta(minutes=1)
+        values["step_path"] = path
+        log.warning(
+            "campaign %s ran %d steps without waiting; pausing it a minute", campaign.key, MAX_STEPS_PER_WAKE
+        )
+    if values["state"] == EnrolmentState.active.value and "wake_at" not in values:
+        values["wake_at"] = None
+    _save(conn, row, values, now)
+
+
+def _end(values: dict[str, Any], state: EnrolmentState, reason: str, now: datetime) -> None:
+    values.update(state=state.value, end_reason=reason, ended_at=now, wake_at=None)
+
+
+def _save(conn: Connection, row: Any, values: dict[str, Any], now: datetime) -> None:
+    values["updated_at"] = now
+    guard = ENROLMENT.c.updated_at == row.updated_at if row.updated_at is not None else true()
+    result = conn.execute(update(ENROLMENT).where(ENROLMENT.c.id == row.id, guard).values(**values))
+    if not result.rowcount:
+        raise _Conflict()
+
+
+def _wait(spec: Any, campaign: Any, path: str, zone: ZoneInfo, values: dict[str, Any], now: datetime) -> None:
+    values["step_path"] = campaign.next_path(path) or END
+    if hasattr(spec, "for_event"):
+        deadline = now + spec.timeout.delta
+        values.update(
+            state=EnrolmentState.waiting.value,
+            waiting_for=str(spec.for_event),
+            wait_deadline=deadline,
+            wake_at=deadline,
+        )
+        return
+    wake = now + spec.duration.delta
+    if spec.until_time is not None:
+        wake = next_local_time(wake, spec.until_time, zone)
+    values["wake_at"] = wake
+
+
+def next_local_time(after: datetime, at: Any, zone: ZoneInfo) -> datetime:
+    """The first instant at or after ``after`` whose wall-clock time in ``zone`` is ``at``."""
+    local_day = after.astimezone(zone).date()
+    for offset in range(3):
+        candidate = local_instant(local_day + timedelta(days=offset), at, zone)
+        if candidate >= after:
+            return candidate
+    return local_instant(local_day + timedelta(days=3), at, zone)  # pragma: no cover — DST cannot skip 2 days
+
+
+def _send(
+    conn: Connection, campaign: Any, step: Any, row: Any, contact: Any, values: dict[str, Any], now: datetime
+) -> int:
+    choices = send_variants(step)
+    chosen = ab.assign(row.contact_id, campaign.key, choices)
+    label = chosen.label or None
+    if label:
+        values["variants"][step.step_id] = label
+    context: dict[str, Any] = {"enrolment_id": row.id}
+    if row.event_id is not None:
+        context["event_id"] = row.event_id
+    for key in ("coupon", "cutoff", "trigger_date", "occurrence_at"):
+        if key in values["context"]:
+            context[key] = values["context"][key]
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(DELIVERY)
+        .values(
+            idempotency_key=f"{campaign.key}:{step.step_id}:{row.contact_id}:{row.occurrence}",
+            campaign_id=campaign.key,
+            step_id=step.step_id,
+            contact_id=row.contact_id,
+            enrolment_id=row.id,
+            channel=str(step.send.channel),
+            category=str(getattr(campaign.category, "value", campaign.category)),
+            template=chosen.template,
+            locale=contact.locale,
+            variant=label,
+            occurrence=row.occurrence,
+            scheduled_for=now,
+            state=DeliveryState.pending.value,
+            attempts=0,
+            created_at=now,
+            context=context,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
+
+
+def _evaluate(
+    conn: Connection,
+    condition: str,
+    campaign: Any,
+    row: Any,
+    contact: Any,
+    values: dict[str, Any],
+    now: datetime,
+    settings: Settings,
+) -> bool:
+    """The ``if`` expression over the template context built from the store, as a message would see it."""
+    from engine.render.context import build_context
+    from engine.workspace.expressions import evaluate
+
+    event = None
+    if row.event_id is not None:
+        event = conn.execute(select(EVENT).where(EVENT.c.id == row.event_id)).first()
+    order = conn.execute(
+        select(ORDER).where(ORDER.c.contact_id == row.contact_id).order_by(ORDER.c.placed_at.desc()).limit(1)
+    ).first()
+    card = conn.execute(
+        select(CARD)
+        .where(CARD.c.recipient_contact_id == row.contact_id, CARD.c.balance > 0)
+        .order_by(CARD.c.issued_at.desc())
+        .limit(1)
+    ).first()
+    if event is not None:
+        payload = dict(event.payload or {})
+        if payload.get("order_id"):
+            order = (
+                conn.execute(select(ORDER).where(ORDER.c.external_id == str(payload["order_id"]))).first()
+                or order
+            )
+        if payload.get("gift_card_id"):
+            card = (
+                conn.execute(select(CARD).where(CARD.c.external_id == str(payload["gift_card_id"]))).first()
+                or card
+            )
+    context = build_context(
+        settings,
+        contact=Contact.model_validate(dict(contact._mapping)),
+        now=now,
+        campaign={"id": campaign.key, "name": campaign.name},
+        occurrence=row.occurrence,
+        order=ShopOrder.model_validate(dict(order._mapping)) if order is not None else None,
+        gift_card=GiftCard.model_validate(dict(card._mapping)) if card is not None else None,
+        coupon=values["context"].get("coupon"),
+        event=ShopEvent.model_validate(dict(event._mapping)) if event is not None else None,
+    )
+    return evaluate(condition, context)
+
+
+def enrolment_counts(conn: Connection, campaign_id: str) -> dict[str, int]:
+    """Enrolments of a campaign by state (for ``trigger --wait`` and stats)."""
+    rows = conn.execute(
+        select(ENROLMENT.c.state, func.count())
+        .where(ENROLMENT.c.campaign_id == campaign_id)
+        .group_by(ENROLMENT.c.state)
+    )
+    return {state: int(count) for state, count in rows}
+
+
+def _status(campaign: Any) -> str:
+    return str(getattr(campaign.status, "value", campaign.status))
+
+
+__all__ = ["FlowStats", "advance_due", "enrolment_counts", "next_local_time", "on_events"]

@@ -1,0 +1,354 @@
+"""The policy gate: may this message go to this person now?
+
+Every refusal has a name, recorded in ``delivery.reason`` (or the log), in the spirit
+of Jinja2's sandbox: the rules are written down here and nowhere else.
+
+Checks, in order (the first that refuses wins):
+
+``cancelled``
+    The operator cancelled the campaign (``tidings cancel``). Skipped, not lost: the
+    row stays in the outbox with this reason.
+*hold*
+    The campaign is paused (YAML ``status: paused`` or ``tidings pause``) or a draft.
+    Nothing is sent and nothing is skipped: the row goes back to ``pending`` and
+    ``tidings resume`` sends it. Rows of held campaigns are not even claimed; this
+    check only catches a pause that lands between claim and send.
+``no_contact``
+    The contact was deleted (or forgotten) after planning.
+``outside_window``
+    Today, in the campaign's zone, is outside the campaign's ``window``.
+``suppressed:<reason>``
+    The address is suppressed on this channel or on ``all``. An ``unsubscribe``
+    blocks marketing only; ``hard_bounce``, ``spam_report``, ``manual`` and
+    ``forgotten`` (and any reason this code does not know) block transactional mail
+    too, because mailing a dead or complaining address hurts every later send.
+``no_consent``
+    Marketing needs an open consent row (``withdrawn_at`` empty) for the channel.
+    Transactional messages do not.
+``frequency_cap``
+    The contact already received ``max`` marketing messages (from any campaign) in
+    the last ``per``. Counts sends approved earlier in the same batch as well.
+``quiet_hours``
+    It is inside the campaign's quiet hours in the contact's zone: with
+    ``action: delay`` the row waits until the quiet hours end (*defer*); with
+    ``action: skip`` it is skipped.
+
+The decision functions are pure (no I/O); :func:`load_recipient_facts` is the one
+small set of bulk queries that feeds them for a whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from engine.feedback.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
+from engine.settings import Settings
+from engine.store.models import Consent, Contact, Delivery, DeliveryState, Suppression
+
+Action = Literal["send", "skip", "defer", "hold"]
+
+UNSUBSCRIBE = "unsubscribe"
+MARKETING = "marketing"
+TRANSACTIONAL = "transactional"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str | None = None
+    until: datetime | None = None
+
+    @property
+    def sends(self) -> bool:
+        return self.action == "send"
+
+
+SEND = Decision("send")
+HOLD = Decision("hold", "paused")
+
+
+def skip(reason: str) -> Decision:
+    return Decision("skip", reason)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    start: time
+    end: time
+    action: Literal["delay", "skip"] = "delay"
+
+    def contains(self, local: time) -> bool:
+        """Whether a local wall-clock time falls inside; the window may wrap past midnight."""
+        moment = local.replace(tzinfo=None)
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+    def ends_after(self, now_local: datetime) -> datetime:
+        """The first instant after ``now_local`` at which the quiet hours end, in its zone."""
+        zone = now_local.tzinfo
+        candidate = datetime.combine(now_local.date(), self.end, tzinfo=zone)
+        if candidate <= now_local:
+            candidate = datetime.combine(now_local.date() + timedelta(days=1), self.end, tzinfo=zone)
+        return candidate
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    max: int
+    per: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRules:
+    """What the gate needs to know about a campaign, independent of how it was loaded."""
+
+    campaign_id: str
+    category: str = MARKETING
+    status: str = "active"  # YAML status: active | paused | draft
+    control: str = "active"  # operator override: active | paused | cancelled
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    window: tuple[date, date] | None = None
+    frequency_cap: FrequencyCap | None = None
+    quiet_hours: QuietHours | None = None
+
+    @property
+    def marketing(self) -> bool:
+        return self.category != TRANSACTIONAL
+
+    @property
+    def held(self) -> bool:
+        return self.control == "paused" or self.status in {"paused", "draft"}
+
+
+@dataclass(slots=True)
+class RecipientFacts:
+    """What the store says about one contact, for one channel."""
+
+    contact_id: int
+    email: str
+    zone: ZoneInfo | None = None
+    consented_channels: frozenset[str] = frozenset()
+    suppressions: tuple[tuple[str, str], ...] = ()  # (channel, reason)
+    marketing_sends: list[datetime] = field(default_factory=list)
+
+
+def suppression_blocks(*, reason: str, suppressed_channel: str, channel: str, marketing: bool) -> bool:
+    """Whether one suppression row stops a message on ``channel``.
+
+    The rules are :mod:`engine.feedback.suppressions`' (shared with the audience compiler)."""
+    if suppressed_channel not in (channel, ALL_CHANNELS):
+        return False
+    return blocks(reason, MARKETING if marketing else TRANSACTIONAL)
+
+
+def blocking_suppression(facts: RecipientFacts, channel: str, marketing: bool) -> str | None:
+    """The strongest suppression reason that blocks this message, or None."""
+    blocking = [
+        reason
+        for suppressed_channel, reason in facts.suppressions
+        if suppression_blocks(
+            reason=reason, suppressed_channel=suppressed_channel, channel=channel, marketing=marketing
+        )
+    ]
+    if not blocking:
+        return None
+    return max(blocking, key=lambda reason: SEVERITY.get(reason, 0))
+
+
+def outside_window(rules: CampaignRules, now: datetime) -> bool:
+    if rules.window is None:
+        return False
+    today = now.astimezone(rules.zone).date()
+    start, end = rules.window
+    return today < start or today > end
+
+
+def decide(
+    rules: CampaignRules,
+    facts: RecipientFacts | None,
+    *,
+    channel: str,
+    now: datetime,
+) -> Decision:
+    """The gate for one message; see the module docstring for each named refusal."""
+    if rules.control == "cancelled":
+        return skip("cancelled")
+    if rules.held:
+        return HOLD if rules.control == "paused" or rules.status == "paused" else Decision("hold", "draft")
+    if facts is None:
+        return skip("no_contact")
+    if outside_window(rules, now):
+        return skip("outside_window")
+    suppressed = blocking_suppression(facts, channel, rules.marketing)
+    if suppressed is not None:
+        return skip(f"suppressed:{suppressed}")
+    if rules.marketing and channel not in facts.consented_channels:
+        return skip("no_consent")
+    cap = rules.frequency_cap
+    if rules.marketing and cap is not None:
+        since = now - cap.per
+        if sum(1 for sent in facts.marketing_sends if sent > since) >= cap.max:
+            return skip("frequency_cap")
+    quiet = rules.quiet_hours
+    if quiet is not None:
+        local = now.astimezone(facts.zone or rules.zone)
+        if quiet.contains(local.timetz()):
+            if quiet.action == "skip":
+                return skip("quiet_hours")
+            return Decision("defer", "quiet_hours", quiet.ends_after(local))
+    return SEND
+
+
+def note_sent(facts: RecipientFacts, rules: CampaignRules, now: datetime) -> None:
+    """Count an approved marketing send, so the next message in the same batch sees the cap."""
+    if rules.marketing:
+        facts.marketing_sends.append(now)
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def load_recipient_facts(
+    conn: Connection,
+    contact_ids: Iterable[int],
+    *,
+    now: datetime,
+    cap_lookback: timedelta | None,
+) -> dict[int, RecipientFacts]:
+    """Everything the gate needs for a batch of contacts, in four queries.
+
+    Contacts missing from the result were deleted. ``cap_lookback`` is the longest
+    frequency-cap window in the batch (None when no campaign in it has a cap).
+    """
+    ids = sorted({int(cid) for cid in contact_ids})
+    facts: dict[int, RecipientFacts] = {}
+    if not ids:
+        return facts
+    contact = Contact.__table__  # type: ignore[attr-defined]
+    for chunk in _chunks(ids):
+        rows = conn.execute(
+            select(contact.c.id, contact.c.email, contact.c.timezone).where(contact.c.id.in_(chunk))
+        ).all()
+        for cid, email, zone in rows:
+            facts[cid] = RecipientFacts(contact_id=cid, email=email, zone=_zone(zone))
+    if not facts:
+        return facts
+    known = sorted(facts)
+
+    consent = Consent.__table__  # type: ignore[attr-defined]
+    channels: dict[int, set[str]] = {}
+    for chunk in _chunks(known):
+        for cid, channel in conn.execute(
+            select(consent.c.contact_id, consent.c.channel)
+            .where(consent.c.contact_id.in_(chunk), consent.c.withdrawn_at.is_(None))
+            .distinct()
+        ):
+            channels.setdefault(cid, set()).add(channel)
+    for cid, found in channels.items():
+        facts[cid].consented_channels = frozenset(found)
+
+    suppression = Suppression.__table__  # type: ignore[attr-defined]
+    by_key: dict[str, list[int]] = {}
+    for cid, fact in facts.items():
+        by_key.setdefault(fact.email.lower(), []).append(cid)
+        by_key.setdefault(email_digest(fact.email), []).append(cid)
+    found_suppressions: dict[int, list[tuple[str, str]]] = {}
+    for chunk in _chunks(sorted(by_key)):
+        for email, channel, reason in conn.execute(
+            select(suppression.c.email, suppression.c.channel, suppression.c.reason).where(
+                suppression.c.email.in_(chunk)
+            )
+        ):
+            for cid in by_key.get(email, []):
+                found_suppressions.setdefault(cid, []).append((channel, reason))
+    for cid, found_rows in found_suppressions.items():
+        facts[cid].suppressions = tuple(found_rows)
+
+    if cap_lookback is not None:
+        delivery = Delivery.__table__  # type: ignore[attr-defined]
+        since = now - cap_lookback
+        for chunk in _chunks(known):
+            for cid, sent_at in conn.execute(
+                select(delivery.c.contact_id, delivery.c.sent_at).where(
+                    and_(
+                        delivery.c.contact_id.in_(chunk),
+                        delivery.c.state == DeliveryState.sent.value,
+                        delivery.c.category == MARKETING,
+                        delivery.c.sent_at > since,
+                    )
+                )
+            ):
+                facts[cid].marketing_sends.append(sent_at)
+    return facts
+
+
+def count_recent_marketing(conn: Connection, contact_id: int, since: datetime) -> int:
+    """Marketing messages sent to one contact since ``since`` (for reports and tests)."""
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                delivery.c.contact_id == contact_id,
+                delivery.c.state == DeliveryState.sent.value,
+                delivery.c.category == MARKETING,
+                delivery.c.sent_at > since,
+            )
+        ).scalar_one()
+    )
+
+
+def _chunks(values: Sequence[object], size: int = 900) -> Iterable[list[object]]:
+    # SQLite caps bound parameters per statement; 900 stays under every version's limit.
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+# --- from the workspace ----------------------------------------------------------------------
+
+
+def campaigns_of(workspace: Any) -> dict[str, Any]:
+    """The workspace's campaigns by id (a loaded workspace, a mapping, or a list of campaigns)."""
+    found = getattr(workspace, "campaigns", workspace)
+    if isinstance(found, Mapping):
+        return dict(found)
+    return {campaign.key: campaign for campaign in found}
+
+
+def campaign_rules(campaign: Any, settings: Settings, control: str = "active") -> CampaignRules:
+    """The gate's view of a workspace campaign plus its operator control."""
+    zone = ZoneInfo(campaign.timezone or settings.timezone)
+    limits = campaign.limits
+    cap = None
+    if limits.frequency_cap is not None:
+        cap = FrequencyCap(limits.frequency_cap.max, limits.frequency_cap.per.delta)
+    quiet = None
+    if limits.quiet_hours is not None:
+        q = limits.quiet_hours
+        quiet = QuietHours(q.start, q.end, q.action)
+    window = (campaign.window.start, campaign.window.end) if campaign.window is not None else None
+    return CampaignRules(
+        campaign_id=campaign.key,
+        category=str(campaign.category.value if hasattr(campaign.category, "value") else campaign.category),
+        status=str(campaign.status.value if hasattr(campaign.status, "value") else campaign.status),
+        control=control,
+        zone=zone,
+        window=window,
+        frequency_cap=cap,
+        quiet_hours=quiet,
+    )
