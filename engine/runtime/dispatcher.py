@@ -765,11 +765,18 @@ def calendar_context(
             found["cutoff"] = cutoff.as_context()
             found["trigger_date"] = cutoff.date
         return found
+    day = global_trigger_date(occurrence)
+    if day is not None:
+        found["trigger_date"] = day
+    return found
+
+
+def global_trigger_date(occurrence: str) -> date | None:
+    """The named date a global calendar occurrence counts from (``christmas-7d@2026-12-18`` → Dec 25)."""
     match = _CALENDAR_KEY.match(occurrence)
     if match and match.group("day"):
-        day = date.fromisoformat(match.group("day"))
-        found["trigger_date"] = day - timedelta(days=int(match.group("offset")))
-    return found
+        return date.fromisoformat(match.group("day")) - timedelta(days=int(match.group("offset")))
+    return None
 
 
 @dataclass(slots=True)
@@ -869,13 +876,14 @@ class _BatchData:
 
         stored = _revive(dict(getattr(row, "context", None) or {}))
         occurrence = stored.get("occurrence_at") or _revive(row.occurrence)
+        trigger_date = stored.get("trigger_date") or global_trigger_date(str(row.occurrence))
         return build_context(
             settings,
             contact=None,
             now=now,
             campaign={"id": row.campaign_id, "name": getattr(campaign, "name", row.campaign_id)},
             occurrence=occurrence if isinstance(occurrence, datetime | date) else row.occurrence,
-            trigger_date=stored.get("trigger_date"),
+            trigger_date=trigger_date,
         )
 
 
