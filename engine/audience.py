@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement, Select
 
 from engine.errors import TidingsError
-from engine.feedback.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
+from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
 from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
 
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
@@ -418,7 +418,7 @@ def _field(name: str, spec: Any, ctx: AudienceContext) -> ColumnElement[bool]:
 def suppressed(channel: str, category: str = "marketing") -> ColumnElement[bool]:
     """True when the contact's address is suppressed for ``category`` on ``channel``.
 
-    The same semantics as :func:`engine.feedback.suppressions.suppressed_clause` (which owns them),
+    The same semantics as :func:`engine.store.suppressions.suppressed_clause` (which owns them),
     written so that the digest of the address — a Python function per row on SQLite, ~10 µs — is
     computed only when a forgotten (hashed) row exists at all: an uncorrelated EXISTS that the
     database evaluates once guards the digest branch. On a million contacts this is the difference

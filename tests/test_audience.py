@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from engine.audience import AudienceContext, AudienceError, audience_filters, contact_ids
-from engine.feedback.suppressions import email_digest
+from engine.store.suppressions import email_digest
 from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
 
 REFERENCE = datetime(2026, 12, 28, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from engine.cli import main
 from engine.feedback.shop_events import ingest_events, validate_events
-from engine.feedback.suppressions import blocked_reason, suppressed_clause
+from engine.store.suppressions import blocked_reason, suppressed_clause
 from engine.store import write_transaction
 from engine.store.models import ALL_TABLES, Contact, Delivery, DeliveryEvent
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from engine.feedback.suppressions import (
+from engine.store.suppressions import (
     add_suppression,
     blocked_reason,
     email_digest,

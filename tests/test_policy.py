@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_contact, add_delivery, add_suppression
 
 from engine.clock import FakeClock
-from engine.feedback.suppressions import email_digest
+from engine.store.suppressions import email_digest
 from engine.runtime.policy import (
     CampaignRules,
     FrequencyCap,

@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
-from engine.feedback.suppressions import blocked_reason
+from engine.store.suppressions import blocked_reason
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryEvent
 from engine.web.public import create_public_app

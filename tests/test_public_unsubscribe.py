@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
-from engine.feedback.suppressions import blocked_reason
+from engine.store.suppressions import blocked_reason
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Suppression
 from engine.tokens import UnsubscribeTokens

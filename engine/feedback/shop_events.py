@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from engine.feedback.consent import grant_consent, withdraw_consent
-from engine.feedback.suppressions import normalise_email
+from engine.store.suppressions import normalise_email
 from engine.store.database import write_transaction
 from engine.store.models import Contact, GiftCard, OrderStatus, ShopEvent, ShopOrder, valid_zone
 

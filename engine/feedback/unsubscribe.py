@@ -10,7 +10,7 @@ The effect of one unsubscribe, for each channel it covers:
   campaign (or of any campaign) on that channel, so ``tidings stats`` can count it.
 
 Everything is idempotent: a second click changes nothing and records nothing. The
-suppression reason ``unsubscribe`` blocks marketing only (see :mod:`engine.feedback.suppressions`).
+suppression reason ``unsubscribe`` blocks marketing only (see :mod:`engine.store.suppressions`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from engine.feedback.consent import withdraw_consent
-from engine.feedback.suppressions import Reason, add_suppression, blocked_reason
+from engine.store.suppressions import Reason, add_suppression, blocked_reason
 from engine.store.database import write_transaction
 from engine.store.models import Channel, Consent, Contact, Delivery, DeliveryEvent
 from engine.tokens import UnsubscribeClaim

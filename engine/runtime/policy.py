@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from engine.feedback.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
+from engine.store.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryState, Suppression
 
@@ -145,7 +145,7 @@ class RecipientFacts:
 def suppression_blocks(*, reason: str, suppressed_channel: str, channel: str, marketing: bool) -> bool:
     """Whether one suppression row stops a message on ``channel``.
 
-    The rules are :mod:`engine.feedback.suppressions`' (shared with the audience compiler)."""
+    The rules are :mod:`engine.store.suppressions`' (shared with the audience compiler)."""
     if suppressed_channel not in (channel, ALL_CHANNELS):
         return False
     return blocks(reason, MARKETING if marketing else TRANSACTIONAL)
