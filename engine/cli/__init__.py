@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "engine.cli.plan",
     "engine.cli.runtime",
     "engine.cli.daemon",
+    "engine.cli.worker",
 ]
 
 

@@ -1,0 +1,185 @@
+"""What one ``tidings worker`` process holds while it runs batches.
+
+One database engine and one loaded workspace per process; one
+:class:`~engine.runtime.dispatcher.Dispatcher` per pool thread, because a dispatcher runs one
+batch at a time (it has its own send threads, renderer cache and rate-limit buckets).
+
+Workers usually run on other hosts than the daemon, from a deployed copy of the workspace.
+When those files change (a deploy, an edited template), the next batch notices within
+:data:`WORKSPACE_CHECK_SECONDS` and runs on the new version, if it validates; a version that
+does not validate is logged and the last good one stays in use, as the daemon does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from engine.clock import Clock, SystemClock
+from engine.errors import TidingsError
+from engine.runtime.dispatcher import Dispatcher, dispatcher_for
+from engine.settings import Settings
+from engine.workspace.loader import Workspace, load_workspace
+
+log = logging.getLogger("tidings.worker")
+
+WORKSPACE_CHECK_SECONDS = 5.0
+WATCHED = ("campaigns", "templates", "schedules")
+
+
+class WorkspaceInvalid(TidingsError):
+    """The worker's copy of the workspace does not validate, so it cannot render anything safely."""
+
+
+def workspace_fingerprint(root: Path) -> tuple[int, int, int]:
+    """(files, newest mtime, total size) of the workspace's files: cheap, and changes with any edit."""
+    count = newest = size = 0
+    for folder in WATCHED:
+        for path in _files(root / folder):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            count += 1
+            newest = max(newest, stat.st_mtime_ns)
+            size += stat.st_size
+    return count, newest, size
+
+
+def _files(folder: Path) -> Iterator[Path]:
+    if folder.is_dir():
+        yield from (path for path in folder.rglob("*") if path.is_file())
+
+
+def load_valid_workspace(settings: Settings) -> Workspace:
+    result = load_workspace(settings.workspace_dir, default_timezone=settings.timezone)
+    if not result.ok:
+        raise WorkspaceInvalid(
+            f"the workspace {settings.workspace_dir} has {len(result.errors)} problem(s); "
+            f"first: {result.errors[0]} (run `tidings validate`)"
+        )
+    return result.workspace
+
+
+@dataclass
+class _ThreadDispatcher:
+    dispatcher: Dispatcher
+    version: int
+
+
+class WorkerRuntime:
+    """Settings, engine, workspace and per-thread dispatchers of one worker process.
+
+    Thread-safe: Celery's thread pool calls :meth:`dispatcher` from several threads at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        workspace: Workspace,
+        *,
+        clock: Clock | None = None,
+        make_dispatcher: Callable[[Engine, Settings, Clock, Any], Dispatcher] = dispatcher_for,
+        owns_engine: bool = False,
+        check_every: float = WORKSPACE_CHECK_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock or SystemClock()
+        self._make_dispatcher = make_dispatcher
+        self._owns_engine = owns_engine
+        self._check_every = check_every
+        self._workspace = workspace
+        self._version = 0
+        self._fingerprint = workspace_fingerprint(settings.workspace_dir)
+        self._checked_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._all: list[Dispatcher] = []
+        self._closed = False
+
+    @classmethod
+    def start(cls, settings: Settings, *, clock: Clock | None = None) -> WorkerRuntime:
+        """Open the database and load the workspace as settings say (a worker's own process)."""
+        from engine.store import check_reachable, engine_for
+
+        engine = engine_for(settings)
+        try:
+            check_reachable(engine)
+            workspace = load_valid_workspace(settings)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(settings, engine, workspace, clock=clock, owns_engine=True)
+
+    @property
+    def workspace(self) -> Workspace:
+        return self._workspace
+
+    def dispatcher(self) -> Dispatcher:
+        """This thread's dispatcher, on the newest valid workspace."""
+        if self._closed:
+            raise RuntimeError("the worker runtime is closed")
+        self._refresh_workspace()
+        mine: _ThreadDispatcher | None = getattr(self._local, "entry", None)
+        if mine is None:
+            with self._lock:
+                dispatcher = self._make_dispatcher(self.engine, self.settings, self.clock, self._workspace)
+                mine = _ThreadDispatcher(dispatcher, self._version)
+                self._all.append(dispatcher)
+            self._local.entry = mine
+        elif mine.version != self._version:
+            mine.dispatcher.workspace = self._workspace
+            renderer = getattr(mine.dispatcher, "renderer", None)
+            if renderer is not None and hasattr(renderer, "invalidate"):
+                renderer.invalidate()
+            mine.version = self._version
+        return mine.dispatcher
+
+    def _refresh_workspace(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked_at < self._check_every:
+                return
+            self._checked_at = time.monotonic()
+            fingerprint = workspace_fingerprint(self.settings.workspace_dir)
+            if fingerprint == self._fingerprint:
+                return
+            self._fingerprint = fingerprint
+            result = load_workspace(self.settings.workspace_dir, default_timezone=self.settings.timezone)
+            if not result.ok:
+                log.warning(
+                    "workspace changed but does not validate (%d problem(s), first: %s); "
+                    "still sending with the last good version",
+                    len(result.errors),
+                    result.errors[0],
+                )
+                return
+            self._workspace = result.workspace
+            self._version += 1
+            log.info("workspace changed: reloaded (%d campaigns)", len(result.workspace.campaigns))
+
+    def close(self) -> None:
+        """Finish in-flight sends of every dispatcher, close channels, release the database."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            dispatchers, self._all = self._all, []
+        for dispatcher in dispatchers:
+            dispatcher.close()
+            for channel in (dispatcher.email_channel, dispatcher.social_channel):
+                if channel is not None:
+                    channel.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+
+__all__ = ["WORKSPACE_CHECK_SECONDS", "WorkerRuntime", "WorkspaceInvalid", "workspace_fingerprint"]
