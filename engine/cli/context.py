@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from sqlalchemy.engine import Engine
 
 from engine.clock import Clock, SystemClock
 from engine.logs import configure_logging
-from engine.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # settings (pydantic, babel) and SQLAlchemy load when a command first needs them
+    from sqlalchemy.engine import Engine
+
+    from engine.settings import Settings
 
 
 @dataclass
@@ -34,6 +37,8 @@ class CliState:
             overrides = dict(self.overrides)
             if self.workspace is not None:
                 overrides["workspace"] = self.workspace
+            from engine.settings import load_settings
+
             self._settings = load_settings(**overrides)
             configure_logging(
                 self._settings.log_format.value, self._settings.log_level, self._settings.secret_values()

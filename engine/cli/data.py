@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from engine.cli.context import STATE
-from engine.transfer import Format, Kind
+from engine.transfer.formats import Format
+from engine.transfer.kinds import Kind
 
 
 class _Reporter:

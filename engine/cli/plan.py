@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from engine.cli.context import STATE
 from engine.errors import TidingsError
-from engine.runtime.occurrences import Occurrence, current_occurrence, due_occurrences
-from engine.runtime.planner import DryRun, PlannedRow, dry_run
-from engine.store.models import Contact, GiftCard, ShopOrder
+
+if TYPE_CHECKING:  # the runtime and the store load when the command runs, not for `tidings --help`
+    from sqlalchemy.orm import Session
+
+    from engine.runtime.occurrences import Occurrence
+    from engine.runtime.planner import DryRun, PlannedRow
 
 HORIZON = timedelta(days=400)
 REASONS = {
@@ -41,6 +42,8 @@ def _parse_moment(text: str, zone: Any) -> datetime:
 
 
 def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> list[Occurrence]:
+    from engine.runtime.occurrences import current_occurrence, due_occurrences
+
     settings = STATE.settings
     zone = campaign.zone if campaign.timezone else settings.zone
     if at is not None:
@@ -54,6 +57,7 @@ def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> l
 
 def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occurrence: Occurrence) -> str:
     """``ok`` or the render error, for one planned row (the message exactly as it would be built)."""
+    from sqlalchemy.orm import Session
 
     if row.template is None:
         return "—"
@@ -64,7 +68,10 @@ def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occ
 def _render_one(
     renderer: Any, campaign: Any, row: PlannedRow, session: Session, occurrence: Occurrence
 ) -> str:
+    from sqlalchemy import select
+
     from engine.render import RenderError, build_context
+    from engine.store.models import Contact, GiftCard, ShopOrder
 
     contact = session.get(Contact, row.contact_id)
     if contact is None:
@@ -164,6 +171,7 @@ def plan_cmd(
 ) -> None:
     """Dry run: how many contacts each occurrence would reach, split by locale, country and variant."""
     from engine.render import Renderer
+    from engine.runtime.planner import dry_run
     from engine.workspace.loader import load_workspace
 
     settings = STATE.settings

@@ -86,8 +86,8 @@ def suppress_add(
     channel: str = typer.Option("all", "--channel", help="email | x | sms | all"),
 ) -> None:
     """Stop contacting an address (manual blocks transactional mail too; unsubscribe only marketing)."""
-    from engine.feedback.suppressions import Reason, add_suppression
     from engine.store import write_transaction
+    from engine.store.suppressions import Reason, add_suppression
 
     allowed = {r.value for r in Reason} - {Reason.forgotten.value}
     if reason not in allowed:
@@ -111,8 +111,8 @@ def suppress_remove(
     channel: str | None = typer.Option(None, "--channel", help="Only this channel (default: every channel)."),
 ) -> None:
     """Lift an address's suppressions (a forgotten contact's digest is never lifted)."""
-    from engine.feedback.suppressions import remove_suppression
     from engine.store import write_transaction
+    from engine.store.suppressions import remove_suppression
 
     with write_transaction(STATE.engine(migrate=True)) as conn:
         removed = remove_suppression(conn, email, channel)
@@ -130,7 +130,7 @@ def suppress_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List suppressed addresses."""
-    from engine.feedback.suppressions import list_suppressions
+    from engine.store.suppressions import list_suppressions
 
     with STATE.engine(migrate=True).connect() as conn:
         rows = list_suppressions(conn, email=email, reasons=[reason] if reason else None)

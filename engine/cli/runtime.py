@@ -10,16 +10,16 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
 
 from engine.cli.context import STATE
 from engine.clock import SystemClock
 from engine.errors import TidingsError
-from engine.store.models import Delivery, Post
+
+if TYPE_CHECKING:  # SQLAlchemy and the store load when a command runs, not for `tidings --help`
+    from sqlalchemy.engine import Engine
 
 OPEN = ("pending", "retry", "claimed")
 
@@ -51,6 +51,10 @@ def _campaign(result: Any, campaign_id: str) -> Any:
 
 def _counts(engine: Engine, campaign_id: str, occurrence: str) -> tuple[Counter[str], Counter[str]]:
     """Rows of one occurrence by state, and refusals/failures by reason."""
+    from sqlalchemy import func, select
+
+    from engine.store.models import Delivery, Post
+
     states: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     with engine.connect() as conn:
@@ -68,6 +72,10 @@ def _counts(engine: Engine, campaign_id: str, occurrence: str) -> tuple[Counter[
 
 
 def _earliest_open(engine: Engine, campaign_id: str, occurrence: str) -> Any:
+    from sqlalchemy import func, select
+
+    from engine.store.models import Delivery, Post
+
     earliest = None
     with engine.connect() as conn:
         for table in (Delivery.__table__, Post.__table__):  # type: ignore[attr-defined]
@@ -183,7 +191,10 @@ def trigger_cmd(
 
 
 def _control(action: str, campaign_id: str, as_json: bool) -> None:
+    from sqlalchemy import func, select
+
     from engine.runtime import controls
+    from engine.store.models import Delivery
 
     engine = STATE.engine(migrate=True)
     result = _workspace()

@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from engine.cli.context import STATE
 from engine.errors import Problem, SourceLocation, TidingsError
-from engine.workspace.loader import (
-    SEGMENTS_FILE,
-    LoadResult,
-    check_campaign,
-    load_campaign_file,
-    load_schedule_file,
-    load_segments_file,
-    load_workspace,
-)
-from engine.workspace.schema import json_schema
+
+if TYPE_CHECKING:  # the loader pulls in pydantic models, holidays, ruamel: load it when a command runs
+    from engine.workspace.loader import LoadResult
 
 
 class SchemaKind(StrEnum):
@@ -39,6 +32,8 @@ def validate_cmd(
     as_json: bool = typer.Option(False, "--json", help='Print {"ok": bool, "problems": [...]} instead.'),
 ) -> None:
     """Check every campaign, segment, schedule and template; print each problem as path:line:col: message."""
+    from engine.workspace.loader import load_workspace
+
     settings = STATE.settings
     root = settings.workspace_dir
     result = load_workspace(root, default_timezone=settings.timezone)
@@ -67,6 +62,8 @@ def schema_cmd(
 
     e.g. ``tidings schema campaign > schemas/campaign.schema.json``
     """
+    from engine.workspace.schema import json_schema
+
     text = json.dumps(json_schema(kind.value), indent=2, ensure_ascii=False)
     STATE.out.print(text, markup=False, highlight=False, emoji=False)
 
@@ -119,6 +116,14 @@ def _inside_any(problem: Problem, wanted: set[Path]) -> bool:
 
 
 def _check_outside(path: Path, result: LoadResult, zone: str) -> list[Problem]:
+    from engine.workspace.loader import (
+        SEGMENTS_FILE,
+        check_campaign,
+        load_campaign_file,
+        load_schedule_file,
+        load_segments_file,
+    )
+
     if path.name == SEGMENTS_FILE:
         return load_segments_file(path)[2]
     if path.parent.name == "schedules":

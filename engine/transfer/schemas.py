@@ -13,7 +13,6 @@ import json
 import re
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any
 
 from babel import Locale, UnknownLocaleError
@@ -28,6 +27,7 @@ from pydantic import (
 )
 
 from engine.store.models import OrderStatus, valid_zone
+from engine.transfer.kinds import Kind
 
 ATTRIBUTE_PREFIX = "attributes."
 CHANNELS = ("email", "x")
@@ -48,13 +48,6 @@ EVENT_TYPES = frozenset(
 _HANDLE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 _INTEGER = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+$")
-
-
-class Kind(StrEnum):
-    contacts = "contacts"
-    orders = "orders"
-    gift_cards = "gift-cards"
-    events = "events"
 
 
 # --- field types ----------------------------------------------------------------------
