@@ -36,8 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement, Select
 
 from engine.errors import TidingsError
-from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
 from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
 
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
 CONSENT = Consent.__table__  # type: ignore[attr-defined]

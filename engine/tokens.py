@@ -5,15 +5,16 @@ signed with ``itsdangerous.Signer`` (HMAC with a key derived from ``TIDINGS_SECR
 a tampered token or one signed with another shop's key fails verification and changes
 nothing. Unlike ``URLSafeSerializer`` it never zlib-compresses: the payload is a few dozen
 bytes, and ``zlib.compress`` releases the GIL on every call, which under a busy send pool
-cost milliseconds per message in lock hand-offs (measured in the season simulation). Tokens do not expire: CAN-SPAM wants an opt-out link to keep working for
-at least 30 days, and a dead unsubscribe link only turns into a spam report.
+cost milliseconds per message in lock hand-offs (measured in the season simulation).
+
+Tokens do not expire: CAN-SPAM wants an opt-out link to keep working for at least 30 days,
+and a dead unsubscribe link only turns into a spam report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, Signer
 from itsdangerous.encoding import base64_decode, base64_encode

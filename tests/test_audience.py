@@ -20,8 +20,8 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from engine.audience import AudienceContext, AudienceError, audience_filters, contact_ids
-from engine.store.suppressions import email_digest
 from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.suppressions import email_digest
 
 REFERENCE = datetime(2026, 12, 28, 12, 0, tzinfo=UTC)
 CTX = AudienceContext(reference=REFERENCE, zone=ZoneInfo("Europe/Bucharest"))

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from engine.cli import main
 from engine.feedback.shop_events import ingest_events, validate_events
-from engine.store.suppressions import blocked_reason, suppressed_clause
 from engine.store import write_transaction
 from engine.store.models import ALL_TABLES, Contact, Delivery, DeliveryEvent
+from engine.store.suppressions import blocked_reason, suppressed_clause
 
 NOW = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)
 EMAIL = "maria.popescu@example.ro"

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
+from engine.store import write_transaction
+from engine.store.models import Contact, Suppression
 from engine.store.suppressions import (
     add_suppression,
     blocked_reason,
@@ -15,8 +17,6 @@ from engine.store.suppressions import (
     remove_suppression,
     suppressed_clause,
 )
-from engine.store import write_transaction
-from engine.store.models import Contact, Suppression
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

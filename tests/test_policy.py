@@ -9,7 +9,6 @@ from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_contact, add_delivery, add_suppression
 
 from engine.clock import FakeClock
-from engine.store.suppressions import email_digest
 from engine.runtime.policy import (
     CampaignRules,
     FrequencyCap,
@@ -19,6 +18,7 @@ from engine.runtime.policy import (
     load_recipient_facts,
     note_sent,
 )
+from engine.store.suppressions import email_digest
 
 NOW = datetime(2026, 12, 10, 10, 0, tzinfo=UTC)  # 12:00 in Tallinn
 TALLINN = ZoneInfo("Europe/Tallinn")

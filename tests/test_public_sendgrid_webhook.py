@@ -16,9 +16,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
-from engine.store.suppressions import blocked_reason
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryEvent
+from engine.store.suppressions import blocked_reason
 from engine.web.public import create_public_app
 
 PRIVATE = ec.generate_private_key(ec.SECP256R1())

@@ -17,9 +17,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
-from engine.store.suppressions import blocked_reason
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Suppression
+from engine.store.suppressions import blocked_reason
 from engine.tokens import UnsubscribeTokens
 from engine.web.public import create_public_app
 

@@ -31,7 +31,6 @@ from sqlalchemy import Table, cast, delete, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.types import Text
 
-from engine.store.suppressions import ALL_CHANNELS, Reason, add_suppression, email_digest, normalise_email
 from engine.store.database import write_transaction
 from engine.store.models import (
     Consent,
@@ -45,6 +44,7 @@ from engine.store.models import (
     ShopOrder,
     Suppression,
 )
+from engine.store.suppressions import ALL_CHANNELS, Reason, add_suppression, email_digest, normalise_email
 
 REDACTED = "[forgotten]"
 

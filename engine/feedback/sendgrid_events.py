@@ -41,10 +41,10 @@ from sqlalchemy.engine import Connection, Engine
 from engine.errors import SettingsError
 from engine.feedback import jsonsafe
 from engine.feedback.consent import withdraw_consent
-from engine.store.suppressions import Reason, add_suppression, normalise_email
 from engine.settings import Settings, UnsignedWebhooks
 from engine.store.database import write_transaction
 from engine.store.models import Contact, Delivery, DeliveryEvent
+from engine.store.suppressions import Reason, add_suppression, normalise_email
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from engine.feedback.consent import grant_consent, withdraw_consent
-from engine.store.suppressions import normalise_email
 from engine.store.database import write_transaction
 from engine.store.models import Contact, GiftCard, OrderStatus, ShopEvent, ShopOrder, valid_zone
+from engine.store.suppressions import normalise_email
 
 MAX_BATCH = 5_000
 ORDER_TYPES = ("order.placed", "order.shipped", "order.delivered", "order.problem")

@@ -23,9 +23,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from engine.feedback.consent import withdraw_consent
-from engine.store.suppressions import Reason, add_suppression, blocked_reason
 from engine.store.database import write_transaction
 from engine.store.models import Channel, Consent, Contact, Delivery, DeliveryEvent
+from engine.store.suppressions import Reason, add_suppression, blocked_reason
 from engine.tokens import UnsubscribeClaim
 
 KNOWN_CHANNELS: tuple[str, ...] = tuple(channel.value for channel in Channel)

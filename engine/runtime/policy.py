@@ -48,9 +48,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from engine.store.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryState, Suppression
+from engine.store.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
 
 Action = Literal["send", "skip", "defer", "hold"]
 
