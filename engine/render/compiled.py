@@ -1,10 +1,11 @@
 """Compile-once template objects: everything per template, locale and campaign step, nothing per message.
 
 A :class:`CompiledEmail` holds Jinja templates for the subject, preheader, HTML and text
-part. In the normal (``once``) mode the HTML template *is* MRML's output, so a message costs
-one Jinja render of the HTML and one of the text. In ``per_message`` mode (the template's
-Jinja changes the MJML structure, see :mod:`engine.render.mjml`) the MJML source is kept
-as a Jinja template, and MRML, link tagging and the text part run for every message.
+part. In the normal (``once``) mode the HTML template *is* MRML's output, and all four parts
+are also joined into ``combined`` (see :mod:`engine.render.combined`), so a message costs one
+Jinja render. In ``per_message`` mode (the template's Jinja changes the MJML structure, see
+:mod:`engine.render.mjml`) the MJML source is kept as a Jinja template, and MRML, link
+tagging and the text part run for every message.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class CompiledEmail:
     # a random token chosen at compile time, so contact data cannot forge it.
     headline: Template | None = None
     separator: str = ""
+    # Once mode: subject, preheader, HTML and text as one template, one render per message,
+    # its output split on ``separator`` (see :mod:`engine.render.combined`). None: separate renders.
+    combined: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)

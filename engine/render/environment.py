@@ -16,26 +16,36 @@ Why these choices:
   before MRML, and the compiled HTML is parsed with a comment delimiter that cannot occur in it.
 * Filters format in the locale of the template file actually used (one environment per
   locale, so the locale is bound, not looked up per call) and in the contact's time zone.
+* Per-message cost: a send renders the same templates tens of thousands of times, so the
+  filters memoise whole calls, the engine's own ``days_until`` skips the sandbox's call
+  checks, and the generated code reads Record fields and escapes output without the
+  per-value method calls Jinja makes (:class:`TemplateEnvironment`, ``_OutputCodeGenerator``).
+  Each is exact: the sandbox still sees every other object, attribute and call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, MutableMapping
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import markupsafe
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from jinja2 import StrictUndefined, pass_context
+from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.render.locales import babel_locale
 from engine.render.record import Record
+
+_Finalize = CodeGenerator._FinalizeInfo
 
 # Jinja comment delimiters for compiled HTML/text: NUL never appears in MRML output or in text.
 COMPILED_COMMENT_START = "{#\x00"
@@ -94,16 +104,31 @@ class Formatters:
 
     Babel formatting costs tens of µs per call, and a message formats the same values
     several times (subject, HTML, text part) while a send formats the same few values for
-    thousands of recipients, so results are memoised per formatter (bounded LRU caches).
+    thousands of recipients, so results are memoised per formatter. The memo key is the
+    whole input (value and its type, format, the contact's zone name, ``now`` for
+    ``days_until``), so a hit skips the zone lookup and conversions too: a repeated
+    ``{{ cutoff.order_by|datetime }}`` costs one dict lookup. Memos are bounded and start
+    over when full; values that cannot be hashed are simply formatted every time.
     """
 
-    def __init__(self, locale: str, default_zone: str) -> None:
+    def __init__(self, locale: str, default_zone: str, memo_size: int = 4096) -> None:
         self.locale = _babel(locale)
         self.default_zone = default_zone
-        self._format_date = lru_cache(maxsize=4096)(self._format_date_uncached)
-        self._format_datetime = lru_cache(maxsize=4096)(self._format_datetime_uncached)
-        self._format_money = lru_cache(maxsize=4096)(self._format_money_uncached)
-        self._format_number = lru_cache(maxsize=4096)(self._format_number_uncached)
+        self._memo_size = memo_size
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._format_date = lru_cache(maxsize=memo_size)(self._format_date_uncached)
+        self._format_datetime = lru_cache(maxsize=memo_size)(self._format_datetime_uncached)
+        self._format_money = lru_cache(maxsize=memo_size)(self._format_money_uncached)
+        self._format_number = lru_cache(maxsize=memo_size)(self._format_number_uncached)
+        # The callables templates see, made once so that every environment of this locale and
+        # zone shares them (and their memo), and the sandbox can recognise them by identity.
+        self.filters: dict[str, Callable[..., Any]] = {
+            "date": _with_context(self.date),
+            "datetime": _with_context(self.datetime),
+            "money": self.money,
+            "number": self.number,
+        }
+        self.days_until_function = _with_context(self.days_until)
 
     def _format_date_uncached(self, moment: date, format: str) -> str:  # noqa: A002
         return str(format_date(moment, format=format, locale=self.locale))
@@ -117,26 +142,58 @@ class Formatters:
     def _format_number_uncached(self, value: Decimal, format: str | None) -> str:  # noqa: A002
         return str(format_decimal(value, format=format, locale=self.locale))
 
-    def zone_of(self, context: Context) -> tzinfo:
-        contact = context.get("contact")
+    def zone_name(self, context: Context) -> str:
+        """The contact's zone name (or the default), read straight from the render's variables."""
+        contact = context.vars["contact"] if "contact" in context.vars else context.parent.get("contact")
         name = getattr(contact, "timezone", None) if contact is not None else None
-        return _zone(name or self.default_zone)
+        return str(name or self.default_zone)
+
+    def zone_of(self, context: Context) -> tzinfo:
+        return _zone(self.zone_name(context))
+
+    def _remember(self, key: tuple[Any, ...], result: Any) -> Any:
+        if len(self._memo) >= self._memo_size:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
 
     def date(self, context: Context, value: Any, format: str = "long") -> str:  # noqa: A002 — Jinja's name
+        zone = self.zone_name(context)
+        key = ("date", type(value), value, format, zone)
+        try:
+            hit = self._memo.get(key)
+        except TypeError:  # unhashable: no memo
+            return self._date(value, format, zone)
+        if hit is None:
+            hit = self._remember(key, self._date(value, format, zone))
+        return hit  # type: ignore[no-any-return]
+
+    def _date(self, value: Any, format: str, zone: str) -> str:  # noqa: A002
         if value is None:
             raise TemplateValueError("date filter got none (is the value present for this contact?)")
         moment = _as_moment(value)
         if isinstance(moment, datetime):
-            moment = _aware(moment).astimezone(self.zone_of(context)).date()
+            moment = _aware(moment).astimezone(_zone(zone)).date()
         return self._format_date(moment, format)
 
     def datetime(self, context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
+        zone = self.zone_name(context)
+        key = ("datetime", type(value), value, format, zone)
+        try:
+            hit = self._memo.get(key)
+        except TypeError:
+            return self._datetime(value, format, zone)
+        if hit is None:
+            hit = self._remember(key, self._datetime(value, format, zone))
+        return hit  # type: ignore[no-any-return]
+
+    def _datetime(self, value: Any, format: str, zone_name: str) -> str:  # noqa: A002
         if value is None:
             raise TemplateValueError("datetime filter got none (is the value present for this contact?)")
+        zone = _zone(zone_name)
         moment = _as_moment(value)
         if not isinstance(moment, datetime):
-            moment = datetime(moment.year, moment.month, moment.day, tzinfo=self.zone_of(context))
-        zone = self.zone_of(context)
+            moment = datetime(moment.year, moment.month, moment.day, tzinfo=zone)
         return self._format_datetime(_aware(moment).astimezone(zone), format, zone)
 
     def money(self, value: Any, currency: str | None = None) -> str:
@@ -149,10 +206,21 @@ class Formatters:
 
     def days_until(self, context: Context, value: Any) -> int:
         """Whole days from ``now`` to ``value``, both taken as dates in the contact's zone."""
+        zone = self.zone_name(context)
+        now = context.vars["now"] if "now" in context.vars else context.parent.get("now")
+        key = ("days_until", type(value), value, type(now), now, zone)
+        try:
+            hit = self._memo.get(key)
+        except TypeError:
+            return self._days_until(value, now, zone)
+        if hit is None:
+            hit = self._remember(key, self._days_until(value, now, zone))
+        return hit  # type: ignore[no-any-return]
+
+    def _days_until(self, value: Any, now: Any, zone_name: str) -> int:
         if value is None:
             raise TemplateValueError("days_until got none")
-        zone = self.zone_of(context)
-        now = context.get("now")
+        zone = _zone(zone_name)
         if not isinstance(now, datetime):
             raise TemplateValueError("days_until needs `now` in the context")
         today = _aware(now).astimezone(zone).date()
@@ -161,14 +229,212 @@ class Formatters:
         return (target - today).days
 
 
+@lru_cache(maxsize=64)
+def formatters(locale: str, default_zone: str) -> Formatters:
+    """One :class:`Formatters` per locale and default zone, shared by all environments."""
+    return Formatters(locale, default_zone)
+
+
 def _with_context(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Jinja marks context-taking callables with an attribute, which bound methods cannot carry."""
+    """Jinja marks context-taking callables with an attribute, which bound methods cannot carry.
 
-    def call(context: Context, *args: Any, **kwargs: Any) -> Any:
-        return method(context, *args, **kwargs)
-
-    call.__name__ = getattr(method, "__name__", "filter")
+    A ``partial`` can carry it and calls the method without a Python-level wrapper frame.
+    """
+    call = partial(method)
+    call.__name__ = getattr(method, "__name__", "filter")  # type: ignore[attr-defined]
     return pass_context(call)
+
+
+def _plain_escaper() -> Callable[[str], str]:
+    """MarkupSafe's C escaper for ``str`` (what ``escape`` runs before wrapping in ``Markup``).
+
+    It is not public API, so it is used only when present and agreeing with ``escape`` on
+    probes covering every escaped character; otherwise ``str(escape(…))``, same result.
+    """
+    inner = getattr(markupsafe, "_escape_inner", None)
+    probes = ("", "plain", "<a href=\"x\">'&'</a>", "Ștefan & Jüri > 😀", "\x00<")
+    if callable(inner) and all(inner(p) == str(markupsafe.escape(p)) for p in probes):
+        return inner  # type: ignore[no-any-return]
+    return lambda text: str(markupsafe.escape(text))
+
+
+_escape_str = _plain_escaper()
+
+
+def escape_output(value: Any) -> str:
+    """``markupsafe.escape`` for a value the template writes out, without the ``Markup`` wrapper.
+
+    Jinja escapes every ``{{ … }}`` of an HTML template with ``escape``, which wraps each
+    result in ``Markup`` (a Python-level constructor) only for the render to join it into
+    the page: with ~20 outputs per email, the largest single cost after the generated code
+    itself in a profile. The characters are the same; the wrapper is not needed where the
+    value is only written out (see ``_OutputCodeGenerator``).
+    """
+    if type(value) is str:
+        return _escape_str(value)
+    return markupsafe.escape(value)
+
+
+# Filters whose result depends only on their arguments (and, for the dates, on the contact's zone
+# and ``now``, which do not change during a render) — and not on the autoescape setting.
+PURE_FILTERS = frozenset(
+    {"date", "datetime", "money", "number", "upper", "lower", "title", "capitalize", "trim"}
+    | {"default", "d", "length", "count", "round", "int", "float", "abs"}
+)
+# Constructs that compile into functions of their own or change names in ways the plan does not follow.
+_NO_MEMO = (
+    nodes.Block,
+    nodes.Extends,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Macro,
+    nodes.CallBlock,
+    nodes.NSRef,
+)
+_SPECIAL_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "self", "super"})
+
+
+def _pure(node: nodes.Node, assigned: frozenset[str]) -> bool:
+    """Does ``node`` have the same value wherever it is evaluated during one render?
+
+    True for context names the template never assigns, constants, attribute and constant-key
+    lookups on those, allow-listed filters of those, and ``and``/``or``/``not``/``if-else``
+    over them. Anything else (calls, arithmetic, names set by the template) is not memoised.
+    """
+    if isinstance(node, nodes.Name):
+        return node.ctx == "load" and node.name not in assigned and node.name not in _SPECIAL_NAMES
+    if isinstance(node, nodes.Const):
+        return True
+    if isinstance(node, nodes.Getattr):
+        return not node.attr.startswith("_") and _pure(node.node, assigned)
+    if isinstance(node, nodes.Getitem):
+        return isinstance(node.arg, nodes.Const) and _pure(node.node, assigned)
+    if isinstance(node, nodes.Filter):
+        return (
+            node.name in PURE_FILTERS
+            and node.node is not None
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+            and _pure(node.node, assigned)
+            and all(_pure(arg, assigned) for arg in node.args)
+            and all(_pure(kwarg.value, assigned) for kwarg in node.kwargs)
+        )
+    if isinstance(node, nodes.And | nodes.Or):
+        return _pure(node.left, assigned) and _pure(node.right, assigned)
+    if isinstance(node, nodes.Not):
+        return _pure(node.node, assigned)
+    if isinstance(node, nodes.CondExpr):
+        return (
+            node.expr2 is not None
+            and _pure(node.test, assigned)
+            and _pure(node.expr1, assigned)
+            and _pure(node.expr2, assigned)
+        )
+    return False
+
+
+def repeated_outputs(template: nodes.Template) -> list[str]:
+    """Keys (``repr``) of pure ``{{ … }}`` expressions written out more than once outside loops."""
+    if template.find(_NO_MEMO) is not None:  # type: ignore[arg-type]
+        return []
+    assigned = frozenset(
+        name.name for name in template.find_all(nodes.Name) if name.ctx in ("store", "param")
+    )
+    counts: Counter[str] = Counter()
+
+    def walk(node: nodes.Node) -> None:
+        for child in node.iter_child_nodes():
+            if isinstance(child, nodes.For):
+                continue  # per-iteration values: never memoised
+            if isinstance(child, nodes.Output):
+                for item in child.nodes:
+                    if not isinstance(item, nodes.TemplateData) and _pure(item, assigned):
+                        counts[repr(item)] += 1
+            walk(child)
+
+    walk(template)
+    return [key for key, count in counts.items() if count > 1]
+
+
+class _OutputCodeGenerator(CodeGenerator):
+    """Jinja's code generator with two per-message costs taken out of the generated code.
+
+    Output: ``{{ … }}`` in autoescaped HTML goes through :func:`escape_output`. Output
+    expressions are the only place Jinja's generated code calls ``escape``; their results
+    are yielded into the page or collected in a buffer that Jinja joins and wraps in
+    ``Markup`` itself (filter and set blocks, macros, ``caller``), so plain ``str`` chunks
+    render identically. Templates whose escaping is decided at run time (volatile
+    ``autoescape`` blocks) and non-escaped output keep Jinja's own code.
+
+    Attributes: ``contact.first_name`` reads a :class:`Record` field inline, without the
+    method call into :meth:`TemplateEnvironment.getattr` (whose fast path it repeats, for
+    public names only); any other object, a missing field, and every ``_name`` go through
+    ``environment.getattr`` and the full sandbox as before. About 40 lookups per email.
+
+    Repeats: an email writes the same values several times (``shop.url`` in every link,
+    the deadline in the subject, the HTML and the text part). A ``{{ … }}`` expression that
+    is written more than once, outside loops, and whose value cannot change during the
+    render (:func:`_pure`) is evaluated once per render and kept in a local variable; later
+    occurrences reuse the value, and each still escapes (or not) as its place requires. An
+    occurrence in a branch the render did not take simply evaluates it there.
+    """
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        self._loop_depth = 0
+        self._memo = {key: self.temporary_identifier() for key in repeated_outputs(node)}
+        super().visit_Template(node, frame)
+
+    def write_commons(self) -> None:
+        super().write_commons()
+        # Locals rather than an attribute lookup on ``environment`` at every use.
+        self.writeline("tidings_escape = environment.escape_output")
+        self.writeline("tidings_record = environment.record_type")
+        if self._memo:
+            self.writeline(" = ".join(self._memo.values()) + " = missing")
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        self._loop_depth += 1
+        try:
+            super().visit_For(node, frame)
+        finally:
+            self._loop_depth -= 1
+
+    def _memo_name(self, node: nodes.Expr) -> str | None:
+        return self._memo.get(repr(node)) if self._memo and not self._loop_depth else None
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        if self.environment.is_async or node.attr.startswith("_"):
+            super().visit_Getattr(node, frame)
+            return
+        obj, value, attr = self.temporary_identifier(), self.temporary_identifier(), repr(node.attr)
+        self.write(f"({value} if type({obj} := ")
+        self.visit(node.node, frame)
+        self.write(
+            f") is tidings_record and ({value} := {obj}.__dict__.get({attr}, missing))"
+            f" is not missing else environment.getattr({obj}, {attr}))"
+        )
+
+    def _output_child_pre(
+        self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
+    ) -> None:
+        if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
+            self.write("tidings_escape(")
+            if finalize.src is not None:
+                self.write(finalize.src)
+        else:
+            super()._output_child_pre(node, frame, finalize)
+        memo = self._memo_name(node)
+        if memo is not None:
+            self.write(f"({memo} if {memo} is not missing else ({memo} := ")
+
+    def _output_child_post(
+        self, node: nodes.Expr, frame: Frame, finalize: CodeGenerator._FinalizeInfo
+    ) -> None:
+        if self._memo_name(node) is not None:
+            self.write("))")
+        super()._output_child_post(node, frame, finalize)
 
 
 class TemplateEnvironment(ImmutableSandboxedEnvironment):
@@ -178,7 +444,42 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
     objects with internals), so looking one up needs none of the sandbox's per-access
     checks; everything else goes through the full sandbox. This halves attribute cost in
     a typical email, where nearly every lookup is ``contact.x`` / ``shop.y``.
+
+    Calls get the same treatment for the engine's own functions (``days_until``): the
+    sandbox would only confirm they are safe to call and hand them the context, so a call
+    with plain positional arguments goes straight to them. The check is by identity against
+    objects this environment holds, so no other object can pass for them; anything else,
+    and any call with keyword arguments (Jinja passes loop and block variables that way),
+    takes the sandbox's path.
     """
+
+    code_generator_class = _OutputCodeGenerator
+    escape_output = staticmethod(escape_output)
+    record_type = Record
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trusted_calls: dict[int, Callable[..., Any]] = {}
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict instead of Jinja's ``ChainMap``.
+
+        Every render copies the key set of its template's globals (``set(globals)`` in
+        ``Context``), which for a ``ChainMap`` is a Python-level merge of both maps, a few
+        µs per message. The environment's globals are final once :func:`make_environment`
+        returns, so a snapshot holds the same names and values.
+        """
+        return {**self.globals, **(d or {})}
+
+    def trust_call(self, function: Callable[..., Any]) -> None:
+        """Mark one of the engine's context-taking functions as callable without the sandbox's checks."""
+        self.trusted_calls[id(function)] = function
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        trusted = __self.trusted_calls.get(id(__obj))
+        if trusted is not None and trusted is __obj and not kwargs:
+            return trusted(__context, *args)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is Record and attribute[:1] != "_":
@@ -213,12 +514,10 @@ def make_environment(
         cache_size=0,
         **options,
     )
-    fmt = Formatters(locale, default_zone)
-    env.filters["date"] = _with_context(fmt.date)
-    env.filters["datetime"] = _with_context(fmt.datetime)
-    env.filters["money"] = fmt.money
-    env.filters["number"] = fmt.number
-    env.globals["days_until"] = _with_context(fmt.days_until)
+    fmt = formatters(locale, default_zone)
+    env.filters.update(fmt.filters)
+    env.globals["days_until"] = fmt.days_until_function
+    env.trust_call(fmt.days_until_function)
     for name in ("lipsum", "cycler", "joiner"):
         env.globals.pop(name, None)  # no use in email; fewer objects to probe
     if extra_filters:

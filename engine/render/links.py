@@ -56,18 +56,21 @@ def make_utm_filter(skip_prefix: str | None, memo_size: int = 4096) -> Callable[
     Most such links render the same for every recipient (``{{ shop.url }}/gifts``), so
     results are memoised; the memo is bounded and simply starts over when full.
     """
-    memo: dict[tuple[str, bool, str | None, str | None], str] = {}  # Markup values for HTML
+    # Keyed by the value's type too: a Markup and a str with the same text are tagged differently.
+    memo: dict[tuple[type, str, str | None, str | None], str] = {}  # Markup values for HTML
 
     def tidings_utm(value: str, campaign_id: str | None = None, step_id: str | None = None) -> str:
-        is_markup = isinstance(value, Markup)
-        key = (str(value), is_markup, campaign_id, step_id)
+        if not isinstance(value, str):  # only a template's own misuse; keep it hashable
+            value = str(value)
+        key = (type(value), value, campaign_id, step_id)
         hit = memo.get(key)
         if hit is None:
             params = utm_params(campaign_id, step_id)
-            if is_markup:
-                hit = Markup(html.escape(tag_url(html.unescape(key[0]), params, skip_prefix), quote=True))
+            text = str(value)
+            if isinstance(value, Markup):
+                hit = Markup(html.escape(tag_url(html.unescape(text), params, skip_prefix), quote=True))
             else:
-                hit = tag_url(key[0], params, skip_prefix)
+                hit = tag_url(text, params, skip_prefix)
             if len(memo) >= memo_size:
                 memo.clear()
             memo[key] = hit
