@@ -1,0 +1,220 @@
+"""Walking a season on a simulated clock with the daemon's own parts.
+
+Nothing here re-implements the daemon: occurrences come from the same APScheduler trigger
+objects (``due_occurrences`` walks their ``get_next_fire_time``), firing goes through
+``fire``, events through the daemon's event pump, flows through ``advance_due`` and sends
+through the same :class:`~engine.runtime.dispatcher.Dispatcher` with file-outbox channels.
+Only the clock differs, and it jumps straight to the next moment anything can happen: a
+trigger fire, a shop event that starts a flow, a flow waking up, a message coming due, or
+the rate limiter freeing up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from engine.clock import FakeClock
+from engine.runtime import flows
+from engine.runtime.dispatcher import Dispatcher
+from engine.runtime.event_pump import pump_due_events, trigger_types
+from engine.runtime.fire import fire
+from engine.runtime.occurrences import Occurrence, due_occurrences
+from engine.settings import EmailChannelKind, Settings, SocialChannelKind
+from engine.simulation.copy import copy_store, reset_runtime
+from engine.simulation.report import SeasonReport, build_report
+from engine.store.models import Delivery, DeliveryState, Enrolment, EnrolmentState, Post, ShopEvent
+
+log = logging.getLogger(__name__)
+
+DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+POST = Post.__table__  # type: ignore[attr-defined]
+ENROLMENT = Enrolment.__table__  # type: ignore[attr-defined]
+EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
+WAITING = (DeliveryState.pending.value, DeliveryState.retry.value)
+LIVE = (EnrolmentState.active.value, EnrolmentState.waiting.value)
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    start: date
+    end: date
+    work_dir: Path
+    outbox_dir: Path
+    #: Send threads. The file outbox is CPU work (MIME building) under the GIL, not I/O, so every
+    #: extra thread only adds GIL hand-offs. Measured on the 1,000-contact season: 1 thread 24 s
+    #: CPU / 25 s wall, 4 threads 32 s CPU / 31 s wall.
+    concurrency: int = 1
+
+
+class _Phases:
+    """Wall time per phase of the walk (``with phases("dispatch"): ...``), for the report and bench/."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._name = ""
+        self._started = 0.0
+
+    def __call__(self, name: str) -> _Phases:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        spent = time.perf_counter() - self._started
+        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + spent
+
+
+def simulation_settings(
+    settings: Settings, outbox_dir: Path, database_file: Path, *, concurrency: int = 1
+) -> Settings:
+    """The live settings with file-outbox channels and the copied database.
+
+    A simulation never reaches a provider.
+    """
+    return settings.model_copy(
+        update={
+            "email_channel": EmailChannelKind.outbox,
+            "social_channel": SocialChannelKind.outbox,
+            "outbox_dir": outbox_dir,
+            "database_url": f"sqlite:///{database_file}",
+            "concurrency": concurrency,
+        }
+    )
+
+
+def _next_moment(engine: Engine, now: datetime, event_types: set[str]) -> datetime | None:
+    """The earliest future moment at which the store has something to do."""
+    with engine.connect() as conn:
+        candidates = [
+            conn.execute(
+                select(func.min(DELIVERY.c.scheduled_for)).where(
+                    DELIVERY.c.state.in_(WAITING), DELIVERY.c.scheduled_for > now
+                )
+            ).scalar(),
+            conn.execute(
+                select(func.min(POST.c.scheduled_for)).where(
+                    POST.c.state.in_(WAITING), POST.c.scheduled_for > now
+                )
+            ).scalar(),
+            conn.execute(
+                select(func.min(ENROLMENT.c.wake_at)).where(
+                    ENROLMENT.c.state.in_(LIVE), ENROLMENT.c.wake_at > now
+                )
+            ).scalar(),
+        ]
+        if event_types:
+            candidates.append(
+                conn.execute(
+                    select(func.min(EVENT.c.occurred_at)).where(
+                        EVENT.c.processed_at.is_(None),
+                        EVENT.c.occurred_at > now,
+                        EVENT.c.type.in_(event_types),
+                    )
+                ).scalar()
+            )
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None
+
+
+def simulate(
+    settings: Settings,
+    source: Engine,
+    workspace: Any,
+    options: SimulationOptions,
+    *,
+    progress: Callable[[datetime, datetime, datetime], None] | None = None,
+) -> SeasonReport:
+    """Run the season ``options.start``–``options.end`` (days in ``TIDINGS_TIMEZONE``) and report it."""
+    wall_started = time.perf_counter()
+    zone = settings.zone
+    start = datetime.combine(options.start, datetime.min.time(), zone)
+    end = datetime.combine(options.end + timedelta(days=1), datetime.min.time(), zone)
+    database_file = options.work_dir / "simulation.db"
+    engine = copy_store(source, database_file)
+    sim_settings = simulation_settings(
+        settings, options.outbox_dir, database_file, concurrency=options.concurrency
+    )
+    reset_runtime(engine, start)
+    options.outbox_dir.mkdir(parents=True, exist_ok=True)
+
+    clock = FakeClock(start)
+    queue: list[tuple[datetime, int, str, Occurrence]] = []
+    for campaign in workspace.campaigns.values():
+        for occurrence in due_occurrences(campaign, workspace.schedules, start, end, default_zone=zone):
+            heapq.heappush(queue, (occurrence.fire_at, len(queue), campaign.key, occurrence))
+    event_types = trigger_types(workspace)
+
+    from engine.channels.factory import email_channel_for, social_channel_for
+    from engine.render.renderer import Renderer
+
+    dispatcher = Dispatcher(
+        engine,
+        sim_settings,
+        clock,
+        Renderer(sim_settings, workspace.templates_dir),
+        email_channel_for(sim_settings, now=clock.now),
+        social_channel_for(sim_settings, now=clock.now),
+        workspace,
+    )
+    fired = 0
+    stops = 0
+    phases = _Phases()
+    try:
+        while True:
+            now = clock.now()
+            stops += 1
+            with phases("fire"):
+                while queue and queue[0][0] <= now:
+                    _, _, campaign_id, occurrence = heapq.heappop(queue)
+                    fire(engine, workspace, campaign_id, occurrence, clock=clock, settings=sim_settings)
+                    fired += 1
+            with phases("events"):
+                pump_due_events(engine, workspace, clock, sim_settings)
+            with phases("flows"):
+                flows.advance_due(engine, workspace, clock, sim_settings)
+            with phases("dispatch"):
+                stats = dispatcher.drain()
+            if progress is not None:
+                progress(start, now, end)
+            with phases("walk"):
+                moment = _next_moment(engine, now, event_types)
+            candidates = [m for m in (moment,) if m is not None]
+            if queue:
+                candidates.append(queue[0][0])
+            if stats.wait_seconds > 0:
+                candidates.append(now + timedelta(seconds=stats.wait_seconds))
+            if not candidates:
+                break
+            upcoming = max(min(candidates), now + timedelta(seconds=1))
+            if upcoming >= end:
+                break
+            clock.set(upcoming)
+    finally:
+        dispatcher.close()
+    report = build_report(
+        engine,
+        workspace,
+        start=options.start,
+        end=options.end,
+        zone=zone,
+        default_locale=settings.default_locale,
+        fired=fired,
+        elapsed=time.perf_counter() - wall_started,
+        outbox_dir=options.outbox_dir,
+    )
+    report.stops = stops
+    report.phase_seconds = dict(phases.seconds)
+    engine.dispose()
+    return report
