@@ -38,13 +38,13 @@ def require_chromium() -> str:
     pytest.skip("chromium not installed — apt-get install chromium to run the browser tests")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     executable = require_chromium()
     launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
