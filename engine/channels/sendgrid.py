@@ -1,4 +1,4 @@
-"""SendGrid's v3 Mail Send API through the official ``sendgrid`` library.
+"""SendGrid's v3 Mail Send API: the request the ``sendgrid`` library builds, over kept-alive connections.
 
 One request per message with one personalization: the recipient, the per-recipient
 headers (``List-Unsubscribe`` and ``List-Unsubscribe-Post``, so Gmail and Yahoo offer
@@ -8,35 +8,39 @@ the outbox row. The campaign is also the first category (SendGrid's statistics g
 category; at most 10 are kept). Content is text/plain first, then text/html: SendGrid
 rejects the other order.
 
-Threads: ``python_http_client.Client`` keeps its request headers in one dict that every
-call mutates (``setdefault("Content-Type")``, ``request_headers=`` merges) while urllib
-copies it into the request, and ``.version()`` rewrites the client in place; sharing one
-client between the dispatcher's threads can therefore fail with "dictionary changed size
-during iteration" or send another call's headers. Each thread gets its own client
-(:class:`~engine.channels.base.PerThread`); they are cheap, since urllib opens a new
-connection per request anyway.
+Why not ``SendGridAPIClient.send``: its ``python_http_client`` builds a new urllib opener for
+every request (ten handler objects, each inspected with ``dir()``, and a scan of the whole
+environment for proxy variables) and opens a new TCP connection (against the real API, a
+TLS handshake too) per message. Measured on loopback, one thread, 1,000 sends
+(``bench/sendgrid_capacity.py``): 1,340 µs of client CPU per message through the library,
+of which ~60 % is ``build_opener``, against ~320 µs over a kept-alive ``http.client``
+connection. The dispatcher's threads share one GIL, so that CPU was its ceiling
+(~700 msg/s at best). This module therefore sends the same request the library sends
+(``POST {host}/v3/mail/send`` with its ``Authorization``, ``User-Agent``, ``Accept`` and
+``Content-Type`` headers) through one kept-alive connection per thread, and classifies the
+answer exactly as before. Proxies from the environment (``https_proxy``, ``no_proxy``), which
+urllib honoured, are honoured here too, read once per channel.
 
-Throughput: urllib keeps no connection alive, so every message pays a TCP handshake (and,
-against the real API, a TLS one). ``bench/sendgrid_capacity.py`` measured on loopback
-(2 busy cores, 16 threads): this channel reached 0.93x the server's keep-alive capacity
-(302 vs 326 msg/s with schema validation; ~1.0x, ~520 msg/s, without): the library is not
-the limit there, and far above ``TIDINGS_EMAIL_RATE_PER_SECOND=100``. Over the internet
-the per-message TLS handshake adds one to two round trips per message, which 16 threads
-absorb up to roughly 16 / (3 RTT) messages per second; not measurable here.
+A connection that the server closed while idle is noticed before it is reused (the socket
+reads as ready); any error on a connection discards it. A request that fails after it was
+sent is never repeated here: the dispatcher retries it later, as it did with urllib.
 
-Warning: at DEBUG level ``python_http_client`` logs the request headers, API key included.
-``engine.logs`` redacts configured secrets from every record; keep that filter installed.
+Threads: each thread has its own connection (:class:`~engine.channels.base.PerThread`);
+``http.client`` connections are not safe to share.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
-import urllib.error
+import select
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
-from python_http_client import exceptions as http_errors
-from sendgrid import SendGridAPIClient
+import sendgrid
 
 from engine.channels.base import (
     CAMPAIGN_HEADER,
@@ -55,6 +59,8 @@ from engine.channels.base import (
 from engine.message import EmailMessage, SendResult
 from engine.settings import Settings
 
+MAIL_SEND_PATH = "/v3/mail/send"
+USER_AGENT = f"sendgrid/{sendgrid.__version__};python"  # what SendGridAPIClient sends
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_CUSTOM_ARGS_BYTES = 10_000
@@ -166,17 +172,110 @@ def _provider_messages(body: bytes | str | None) -> str:
     return "; ".join(parts) or raw[:200]
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where to connect for the API host: straight to it, or through an environment proxy."""
+
+    scheme: str
+    host: str
+    port: int | None
+    base_path: str
+    proxy_host: str | None = None
+    proxy_port: int | None = None
+    proxy_auth: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def to(cls, url: str) -> _Route:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PermanentFailure(f"TIDINGS_SENDGRID_HOST must be an http(s) URL, not {url!r}")
+        route = cls(parts.scheme, parts.hostname, parts.port, parts.path.rstrip("/"))
+        proxy_url = urllib.request.getproxies().get(parts.scheme)
+        if not proxy_url or urllib.request.proxy_bypass(parts.hostname):
+            return route
+        proxy = urllib.parse.urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
+        if not proxy.hostname:
+            return route
+        auth: tuple[tuple[str, str], ...] = ()
+        if proxy.username is not None:
+            user = urllib.parse.unquote(proxy.username)
+            password = urllib.parse.unquote(proxy.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            auth = (("Proxy-Authorization", f"Basic {token}"),)
+        return cls(route.scheme, route.host, route.port, route.base_path, proxy.hostname, proxy.port, auth)
+
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        """A new (not yet opened) connection; ``http.client`` opens it on the first request."""
+        kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        if self.proxy_host is None:
+            return kind(self.host, self.port, timeout=timeout)
+        if self.scheme == "https":  # CONNECT through the proxy, then TLS with the API host
+            connection = http.client.HTTPSConnection(self.proxy_host, self.proxy_port, timeout=timeout)
+            connection.set_tunnel(self.host, self.port, headers=dict(self.proxy_auth))
+            return connection
+        return http.client.HTTPConnection(self.proxy_host, self.proxy_port, timeout=timeout)
+
+    def target(self, path: str) -> str:
+        """The request target: the path, or the absolute URL when talking to a plain HTTP proxy."""
+        if self.proxy_host is not None and self.scheme == "http":
+            port = f":{self.port}" if self.port else ""
+            return f"http://{self.host}{port}{self.base_path}{path}"
+        return self.base_path + path
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers every request carries for the route (a plain HTTP proxy's credentials)."""
+        return dict(self.proxy_auth) if self.proxy_host is not None and self.scheme == "http" else {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """True when an idle kept-alive socket became readable: the server closed it (or broke protocol).
+
+    ``poll``, not ``select``: a process with more than 1,024 open files has descriptors that
+    ``select`` refuses."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class SendGridChannel:
-    """Sends through ``SendGridAPIClient(api_key, host=...)`` with a timeout; safe from many threads."""
+    """Sends to ``POST {host}/v3/mail/send`` with a timeout; safe from many threads."""
 
     name = "sendgrid"
 
     def __init__(self, api_key: str, *, host: str, timeout: float, now: Now = system_now) -> None:
         self._api_key = api_key
-        self.host = host.rstrip("/")  # python_http_client joins with "/v3/...": no double slash
+        self.host = host.rstrip("/")
         self.timeout = timeout
         self._now = now
-        self._clients: PerThread[SendGridAPIClient] = PerThread(self._new_client)
+        self._route = _Route.to(self.host)
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            **self._route.request_headers(),
+        }
+        self._target = self._route.target(MAIL_SEND_PATH)
+        self._connections: PerThread[http.client.HTTPConnection] = PerThread(
+            lambda: self._route.connect(self.timeout), closer=lambda connection: connection.close()
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, now: Now = system_now) -> SendGridChannel:
@@ -189,40 +288,44 @@ class SendGridChannel:
             now=now,
         )
 
-    def _new_client(self) -> SendGridAPIClient:
-        client = SendGridAPIClient(api_key=self._api_key, host=self.host)
-        client.client.timeout = self.timeout  # propagated to every chained call; the default is none
-        return client
-
     def send(self, message: EmailMessage) -> SendResult:
-        body = mail_body(message)
+        data = json.dumps(mail_body(message)).encode("utf-8")
         try:
-            response = self._clients.get().send(body)
-        except http_errors.HTTPError as exc:
-            raise self._classify(exc) from None
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            answer = self._post(data)
+        except (TimeoutError, http.client.HTTPException, OSError) as exc:
+            self._connections.discard()  # in an unknown state: the next message opens a new one
             raise TransientFailure(self._reason(f"SendGrid unreachable: {_describe_io(exc)}")) from None
-        message_id = response.headers.get("X-Message-Id") if response.headers is not None else None
+        if not 200 <= answer.status < 300:
+            raise self._classify(answer)
         return SendResult(
-            provider_message_id=message_id, accepted_at=self._now(), detail=str(response.status_code)
+            provider_message_id=answer.headers.get("X-Message-Id"),
+            accepted_at=self._now(),
+            detail=str(answer.status),
         )
 
-    def _classify(self, exc: http_errors.HTTPError) -> Exception:
-        status = int(getattr(exc, "status_code", 0) or 0)
-        headers = getattr(exc, "headers", None)
-        said = _provider_messages(getattr(exc, "body", None)) or str(getattr(exc, "reason", "") or "")
+    def _post(self, data: bytes) -> _Answer:
+        connection = self._connections.get()
+        if _closed_by_peer(connection):
+            connection.close()  # http.client reopens it on the next request
+        connection.request("POST", self._target, body=data, headers=self._headers)
+        response = connection.getresponse()
+        body = response.read()  # read it all, so the connection is ready for the next request
+        return _Answer(response.status, response.reason, response.headers, body)
+
+    def _classify(self, answer: _Answer) -> Exception:
+        status = answer.status
+        headers = answer.headers
+        said = _provider_messages(answer.body) or answer.reason
         reason = self._reason(f"SendGrid {status}: {said}" if said else f"SendGrid {status}")
         if status == 429:
             retry_after, reset_at = rate_limit_hint(
                 self._now(),
-                retry_after=headers.get("Retry-After") if headers is not None else None,
-                reset_epoch=headers.get("X-RateLimit-Reset") if headers is not None else None,
+                retry_after=headers.get("Retry-After"),
+                reset_epoch=headers.get("X-RateLimit-Reset"),
             )
             return RateLimited(reason, retry_after, reset_at)
         if status >= 500 or status == 408 or status < 400:
-            retry_after, _ = rate_limit_hint(
-                self._now(), retry_after=headers.get("Retry-After") if headers is not None else None
-            )
+            retry_after, _ = rate_limit_hint(self._now(), retry_after=headers.get("Retry-After"))
             return TransientFailure(reason, retry_after)
         return PermanentFailure(reason)
 
@@ -230,17 +333,12 @@ class SendGridChannel:
         return one_line(text, [self._api_key])
 
     def close(self) -> None:
-        """Forget every thread's client (urllib holds no connection between requests)."""
-        self._clients.close_all()
+        """Close every thread's connection."""
+        self._connections.close_all()
 
 
 def _describe_io(exc: BaseException) -> str:
-    """A short text for a network failure: urllib wraps the socket error in ``reason``."""
-    inner = getattr(exc, "reason", None)
-    if isinstance(exc, urllib.error.URLError) and inner is not None:
-        exc = inner if isinstance(inner, BaseException) else exc
-        if not isinstance(inner, BaseException):
-            return str(inner)
+    """A short text for a network failure (``timed out``, ``ConnectionRefusedError: …``)."""
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

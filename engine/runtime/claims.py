@@ -9,6 +9,13 @@ A claim moves rows from ``pending``/``retry`` (due: ``scheduled_for <= now``) to
 * PostgreSQL: the same statement with ``FOR UPDATE SKIP LOCKED`` in the subquery, so
   concurrent claimers skip each other's rows instead of waiting or double-claiming.
 
+On SQLite the oldest due rows are found with one query per way of being due (``pending``,
+``retry``, an expired ``claimed``), each walking ``ix_delivery_due`` in order and stopping
+after ``limit`` rows, then merged here, and the chosen ids are updated, all inside the same
+``BEGIN IMMEDIATE`` transaction. One query with the ``OR`` of the three made SQLite read every
+row of the campaign and sort them for each batch: 65 ms per claim of 1,000 with 100,000
+planned rows (24 ms with 20,000), against ~10 ms this way whatever the outbox holds.
+
 A row whose lease expired while ``claimed`` belongs to a worker that crashed (or hung):
 it is claimable again. That is the only way a message can be sent twice, and the
 dispatcher bounds it by its concurrency (see DESIGN.md "Delivery semantics").
@@ -21,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from engine.store import write_transaction
@@ -62,30 +69,61 @@ def claim_due(
     if limit <= 0 or (campaigns is not None and not campaigns) or (ids is not None and not ids):
         return []
     lease_until = now + timedelta(seconds=lease_seconds)
-    candidates = select(table.c.id).where(_due_condition(table, now))  # type: ignore[arg-type]
+    filters: list[ColumnElement[bool]] = []
     if campaigns is not None:
-        candidates = candidates.where(table.c.campaign_id.in_(sorted(campaigns)))
+        filters.append(table.c.campaign_id.in_(sorted(campaigns)))
     if ids is not None:
-        candidates = candidates.where(table.c.id.in_(list(ids)))
+        filters.append(table.c.id.in_(list(ids)))
     if occurrence is not None:
-        candidates = candidates.where(table.c.occurrence == occurrence)
-    candidates = candidates.order_by(table.c.scheduled_for, table.c.id).limit(limit)
-    if engine.dialect.name != "sqlite":
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        update(table)
-        .where(table.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            state=DeliveryState.claimed.value,
-            lease_until=lease_until,
-            claimed_by=worker_id,
-            updated_at=now,
-        )
-        .returning(table.c.id)
+        filters.append(table.c.occurrence == occurrence)
+    claim = update(table).values(
+        state=DeliveryState.claimed.value,
+        lease_until=lease_until,
+        claimed_by=worker_id,
+        updated_at=now,
     )
+    if engine.dialect.name == "sqlite":
+        with write_transaction(engine) as conn:
+            chosen = _oldest_due(conn, table, now, limit, filters)
+            if not chosen:
+                return []
+            statement = claim.where(table.c.id.in_(chosen), _due_condition(table, now))  # type: ignore[arg-type]
+            claimed = [row[0] for row in conn.execute(statement.returning(table.c.id))]
+        return sorted(claimed)
+    candidates = (
+        select(table.c.id)
+        .where(_due_condition(table, now), *filters)  # type: ignore[arg-type]
+        .order_by(table.c.scheduled_for, table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = claim.where(table.c.id.in_(candidates.scalar_subquery())).returning(table.c.id)
     with write_transaction(engine) as conn:
         claimed = [row[0] for row in conn.execute(statement)]
     return sorted(claimed)
+
+
+def _oldest_due(
+    conn: Connection, table: Table, now: datetime, limit: int, filters: Sequence[ColumnElement[bool]]
+) -> list[int]:
+    """The ids of the ``limit`` oldest due rows (by ``scheduled_for``, then id), one index-ordered
+    query per way of being due; the caller holds SQLite's write lock, so they stay due."""
+    ways = (
+        and_(table.c.state == DeliveryState.pending.value, table.c.scheduled_for <= now),
+        and_(table.c.state == DeliveryState.retry.value, table.c.scheduled_for <= now),
+        and_(table.c.state == DeliveryState.claimed.value, table.c.lease_until < now),
+    )
+    found: list[tuple[datetime, int]] = []
+    for due in ways:
+        oldest = (
+            select(table.c.scheduled_for, table.c.id)
+            .where(due, *filters)
+            .order_by(table.c.scheduled_for, table.c.id)
+            .limit(limit)
+        )
+        found.extend((row[0], row[1]) for row in conn.execute(oldest))
+    found.sort()
+    return [row_id for _, row_id in found[:limit]]
 
 
 def release(

@@ -7,6 +7,12 @@ guarded by a lock, because the channels are exercised from many threads at once.
 
 HTTP/1.1 with keep-alive, so a keep-alive client can measure the server's capacity
 (``bench/sendgrid_capacity.py``) without paying a TCP handshake per request.
+
+The threaded stdlib server here is what the tests start in-process. The same behaviour
+(:meth:`FakeHttpService.reply_to`: faults, the handler, recordings) can be served by
+``tests/servers/asgi.py`` under uvicorn instead, which the benchmarks run in processes of
+their own: the stdlib server parses headers with ``email.parser`` and spends a thread per
+connection, which made it the ceiling of an end-to-end run.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -27,6 +33,10 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def data(self) -> bytes:
+        """The body as sent on the wire: JSON, or nothing."""
+        return b"" if self.body is None else json.dumps(self.body).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -103,18 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, self.path, dict(self.headers.items()), body)
         owner = self.server.owner
         fault = owner.faults.next()
-        reply: Reply | None = None
-        if fault is not None:
-            if fault.delay and owner.stopping.wait(fault.delay):
-                return
-            reply = fault.reply
-        if reply is None:
-            reply = owner.handle(request)
-        owner.record(request, reply)
-        self._send(reply)
+        if fault is not None and fault.delay and owner.stopping.wait(fault.delay):
+            return
+        self._send(owner.reply_to(request, fault))
 
     def _send(self, reply: Reply) -> None:
-        data = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+        data = reply.data()
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -147,11 +151,14 @@ class FakeHttpService:
             ... server.url ...
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, recording: bool = True) -> None:
+        """``recording=False`` keeps only :attr:`statuses`, not every request (a long benchmark)."""
         self.faults = FaultPlan()
         self.stopping = threading.Event()
+        self.recording = recording
         self._lock = threading.Lock()
         self._requests: list[tuple[Request, Reply]] = []
+        self._statuses: Counter[int] = Counter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -195,9 +202,26 @@ class FakeHttpService:
     def handle(self, request: Request) -> Reply:
         raise NotImplementedError
 
+    def reply_to(self, request: Request, fault: Fault | None) -> Reply:
+        """The answer to ``request``: the fault's reply if it has one, else the handler's; recorded.
+
+        Front ends draw ``fault`` from :attr:`faults` and wait out its delay themselves (a thread
+        blocks, an event loop awaits) before calling this."""
+        reply = fault.reply if fault is not None and fault.reply is not None else self.handle(request)
+        self.record(request, reply)
+        return reply
+
     def record(self, request: Request, reply: Reply) -> None:
         with self._lock:
-            self._requests.append((request, reply))
+            self._statuses[reply.status] += 1
+            if self.recording:
+                self._requests.append((request, reply))
+
+    @property
+    def statuses(self) -> Counter[int]:
+        """How many replies of each status were sent, recorded or not."""
+        with self._lock:
+            return Counter(self._statuses)
 
     @property
     def exchanges(self) -> list[tuple[Request, Reply]]:
@@ -208,4 +232,5 @@ class FakeHttpService:
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._statuses.clear()
         self.faults.clear()

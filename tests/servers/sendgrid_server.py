@@ -7,6 +7,14 @@ root) and enforces the documented limits the schema cannot express. Valid reques
 202 with an ``X-Message-Id``; invalid ones 400 with SendGrid's error body shape
 ``{"errors": [{"message", "field", "help"}]}``; bodies of 30 MB or more get 413.
 
+Validation is two-tier: a validator compiled by ``fastjsonschema`` answers "valid" for the
+common case (~40 µs per message against ~270 µs for ``jsonschema``); only a body it refuses
+goes through ``jsonschema``, whose first error (in path order) is the one reported, so the
+status and message a body gets do not depend on which tier saw it. The compiled one reads
+the schema as draft 7 (it has no 2020-12 mode), which can only make it stricter here (its
+``email`` format is a real pattern, ``jsonschema``'s only looks for an ``@``): a body it
+refuses that ``jsonschema`` accepts is accepted.
+
 Faults (``server.faults``): script them (``server.faults.script(rate_limited(30))``)
 or draw them at random (``server.faults.randomly(0.1, server_error(), seed=1)``).
 """
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -60,6 +69,17 @@ DUPLICATE_RECIPIENT = (
 
 _validator_lock = threading.Lock()
 _validator: Draft202012Validator | None = None
+_fast_validator: Callable[[Any], Any] | None = None
+
+
+def _specification() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec document and its Mail Send request-body schema, patched to what the API accepts."""
+    spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    body_schema = spec["components"]["requestBodies"]["PostMailSend"]["content"]["application/json"]["schema"]
+    # The spec types the top-level custom_args as a string, but the API (and the sendgrid
+    # library's Mail helper) sends an object of string values: patch it to what is accepted.
+    body_schema["properties"]["custom_args"] = {"type": "object", "additionalProperties": {"type": "string"}}
+    return spec, body_schema
 
 
 def mail_send_validator() -> Draft202012Validator:
@@ -67,16 +87,7 @@ def mail_send_validator() -> Draft202012Validator:
     global _validator
     with _validator_lock:
         if _validator is None:
-            spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
-            body_schema = spec["components"]["requestBodies"]["PostMailSend"]["content"]["application/json"][
-                "schema"
-            ]
-            # The spec types the top-level custom_args as a string, but the API (and the sendgrid
-            # library's Mail helper) sends an object of string values: patch it to what is accepted.
-            body_schema["properties"]["custom_args"] = {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-            }
+            spec, _ = _specification()
             registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
             _validator = Draft202012Validator(
                 {"$ref": SPEC_URI + REQUEST_SCHEMA_POINTER},
@@ -84,6 +95,29 @@ def mail_send_validator() -> Draft202012Validator:
                 format_checker=Draft202012Validator.FORMAT_CHECKER,
             )
         return _validator
+
+
+def fast_mail_send_check() -> Callable[[Any], Any]:
+    """The same schema compiled to Python by ``fastjsonschema``: raises on an invalid body."""
+    global _fast_validator
+    with _validator_lock:
+        if _fast_validator is None:
+            spec, body_schema = _specification()
+            # The body schema as the root, with the spec's components beside it, so that its
+            # ``#/components/...`` references resolve as they do in the spec.
+            root = {**body_schema, "components": spec["components"]}
+            root["$schema"] = "http://json-schema.org/draft-07/schema#"
+            _fast_validator = fastjsonschema.compile(root)
+        return _fast_validator
+
+
+def schema_errors(body: Any) -> list[Any]:
+    """``jsonschema``'s errors for ``body`` in path order; none when the compiled check passes it."""
+    try:
+        fast_mail_send_check()(body)
+    except fastjsonschema.JsonSchemaException:
+        return sorted(mail_send_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
+    return []
 
 
 def error_body(message: str, field: str | None = None) -> dict[str, Any]:
@@ -130,16 +164,24 @@ class AcceptedMail:
 
 class SendGridServer(FakeHttpService):
     def __init__(
-        self, api_key: str = "SG.test-key", *, now: Callable[[], float] = time.time, validate: bool = True
+        self,
+        api_key: str = "SG.test-key",
+        *,
+        now: Callable[[], float] = time.time,
+        validate: bool = True,
+        recording: bool = True,
     ) -> None:
-        """``validate=False`` skips the body checks (auth stays): only for measuring transport speed."""
-        super().__init__()
+        """``validate=False`` skips the body checks (auth stays): only for measuring transport speed.
+        ``recording=False`` keeps no request and no accepted mail, only counts (benchmarks)."""
+        super().__init__(recording=recording)
         self.api_key = api_key
         self.validate = validate
         self.now = now
         self._accepted: list[AcceptedMail] = []
         self._accepted_lock = threading.Lock()
+        self._accepted_count = 0
         mail_send_validator()  # load the spec before the first request, in the caller's thread
+        fast_mail_send_check()
 
     @property
     def host(self) -> str:
@@ -150,6 +192,12 @@ class SendGridServer(FakeHttpService):
     def accepted(self) -> list[AcceptedMail]:
         with self._accepted_lock:
             return list(self._accepted)
+
+    @property
+    def accepted_count(self) -> int:
+        """How many messages were accepted, recorded or not."""
+        with self._accepted_lock:
+            return self._accepted_count
 
     def handle(self, request: Request) -> Reply:
         if request.path.split("?")[0].rstrip("/") != "/v3/mail/send":
@@ -172,12 +220,14 @@ class SendGridServer(FakeHttpService):
             return Reply(400, error_body(*problem))
         message_id = secrets.token_urlsafe(16)
         with self._accepted_lock:
-            self._accepted.append(AcceptedMail(message_id, body, dict(request.headers)))
+            self._accepted_count += 1
+            if self.recording:
+                self._accepted.append(AcceptedMail(message_id, body, dict(request.headers)))
         return Reply(202, None, {"X-Message-Id": message_id})
 
     def problem(self, body: Any) -> tuple[str, str | None] | None:
         """The first reason SendGrid would refuse ``body``, as (message, field), or None."""
-        errors = sorted(mail_send_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
+        errors = schema_errors(body)
         if errors:
             first = errors[0]
             field = ".".join(str(part) for part in first.absolute_path) or None
@@ -236,3 +286,4 @@ class SendGridServer(FakeHttpService):
         super().reset()
         with self._accepted_lock:
             self._accepted.clear()
+            self._accepted_count = 0
