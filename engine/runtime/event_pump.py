@@ -100,29 +100,40 @@ def pump_due_events(
 ) -> PumpStats:
     """Process every unprocessed event that has happened by now, oldest first."""
     total = PumpStats()
+    now = clock.now()
+    with engine.begin() as conn:
+        total.stale = (
+            conn.execute(
+                update(EVENT)
+                .where(EVENT.c.processed_at.is_(None), EVENT.c.occurred_at < now - max_age)
+                .values(processed_at=now)
+            ).rowcount
+            or 0
+        )
+    if total.stale:
+        days = max_age.total_seconds() / 86_400
+        log.info(
+            "marked %d shop events older than %g days as processed without enrolling anyone",
+            total.stale,
+            days,
+        )
     while True:
         now = clock.now()
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(EVENT.c.id, EVENT.c.occurred_at)
-                .where(EVENT.c.processed_at.is_(None), EVENT.c.occurred_at <= now)
-                .order_by(EVENT.c.occurred_at, EVENT.c.id)
-                .limit(BATCH)
-            ).all()
-        if not rows:
+            fresh = list(
+                conn.execute(
+                    select(EVENT.c.id)
+                    .where(EVENT.c.processed_at.is_(None), EVENT.c.occurred_at <= now)
+                    .order_by(EVENT.c.occurred_at, EVENT.c.id)
+                    .limit(BATCH)
+                ).scalars()
+            )
+        if not fresh:
             return total
-        stale = [row.id for row in rows if now - row.occurred_at > max_age]
-        fresh = [row.id for row in rows if now - row.occurred_at <= max_age]
-        if stale:
-            with engine.begin() as conn:
-                conn.execute(update(EVENT).where(EVENT.c.id.in_(stale)).values(processed_at=now))
-            total.stale += len(stale)
-            log.info("skipped %d shop events older than %s (not enrolled)", len(stale), max_age)
-        if fresh:
-            stats = process_events(engine, workspace, fresh, clock, settings)
-            total.events += stats.events
-            total.enrolled += stats.enrolled
-        if len(rows) < BATCH:
+        stats = process_events(engine, workspace, fresh, clock, settings)
+        total.events += stats.events
+        total.enrolled += stats.enrolled
+        if len(fresh) < BATCH:
             return total
 
 
