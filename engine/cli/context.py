@@ -6,6 +6,7 @@ invalid settings are reported once, as one line naming the variable, by whicheve
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,23 @@ if TYPE_CHECKING:  # settings (pydantic, babel) and SQLAlchemy load when a comma
     from engine.settings import Settings
 
 
+PIPED_WIDTH = 160
+
+
+def _console(*, stderr: bool) -> Console:
+    """A console; when piped or captured, wide enough that tables keep their columns (Rich assumes 80)."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(stderr=stderr, soft_wrap=True, highlight=not stderr, width=width)
+
+
 @dataclass
 class CliState:
     workspace: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True, highlight=False))
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
     _settings: Settings | None = None
     _engine: Engine | None = None
 
