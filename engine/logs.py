@@ -52,12 +52,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the moment of each record.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given; when that stream is
+    replaced and closed (a test harness capturing output, a daemonised process re-opening its
+    files), every later record from any thread fails with "I/O operation on closed file".
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_tidings", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderrHandler()
     handler._tidings = True  # type: ignore[attr-defined]
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
