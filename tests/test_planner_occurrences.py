@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from test_planner_support import campaign, schedules
 
 from engine.runtime.occurrences import (
-    crontab_weekdays,
+    cron_trigger,
     current_occurrence,
     due_occurrences,
     occurrence_from_key,
@@ -18,11 +19,21 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def test_crontab_weekday_numbers_mean_what_they_mean_in_cron() -> None:
-    assert crontab_weekdays("1") == "mon"
-    assert crontab_weekdays("0") == "sun"
-    assert crontab_weekdays("1-5") == "mon-fri"
-    assert crontab_weekdays("MON,WED") == "mon,wed"
+def test_crontab_weekday_numbers_and_steps_fire_on_the_days_cron_means() -> None:
+    def days(cron: str) -> list[str]:
+        trigger = cron_trigger(cron, ZoneInfo("UTC"))
+        fires, previous, now = [], None, utc("2026-12-06T00:00")  # a Sunday
+        for _ in range(7):
+            previous = now = trigger.get_next_fire_time(previous, now)
+            fires.append(now.strftime("%a"))
+        return fires
+
+    assert set(days("0 10 * * 1")) == {"Mon"}
+    assert set(days("0 10 * * 0")) == {"Sun"}
+    assert set(days("0 10 * * 7")) == {"Sun"}
+    assert set(days("0 10 * * 1-5")) == {"Mon", "Tue", "Wed", "Thu", "Fri"}
+    assert set(days("0 10 * * MON,WED")) == {"Mon", "Wed"}
+    assert set(days("0 10 * * */2")) == {"Sun", "Tue", "Thu", "Sat"}  # crontab: every other day from Sunday
 
 
 def test_weekly_schedule_fires_on_mondays_in_the_campaign_zone() -> None:

@@ -38,6 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from engine.errors import TidingsError
 from engine.runtime.local_time import local_instant
+from engine.workspace.cron import cron_trigger as workspace_cron_trigger
 
 #: The zone whose wall clock is first to show any given time: local_time triggers fire on it.
 EARLIEST_ZONE = ZoneInfo("Etc/GMT-14")
@@ -45,7 +46,6 @@ EARLIEST_ZONE = ZoneInfo("Etc/GMT-14")
 PER_CONTACT_DATES = frozenset({"shipping_cutoff"})
 KEY_FORMAT = "%Y-%m-%dT%H:%M"
 _LOOKBACKS = (timedelta(days=1), timedelta(days=8), timedelta(days=32), timedelta(days=367))
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CALENDAR_KEY = re.compile(r"^(?P<name>[\w.-]+?)(?P<offset>[+-]\d+)d(?:@(?P<day>\d{4}-\d{2}-\d{2}))?$")
 
 
@@ -169,30 +169,14 @@ def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None, second=0, microsecond=0)
 
 
-def crontab_weekdays(field_text: str) -> str:
-    """Crontab weekday numbers (0 or 7 = Sunday) as names, because APScheduler 3 reads 0 as Monday."""
-
-    def name(token: str) -> str:
-        return _WEEKDAYS[int(token)] if token.isdigit() else token
-
-    parts = []
-    for part in field_text.split(","):
-        base, slash, step = part.partition("/")
-        if "-" in base:
-            first, last = base.split("-", 1)
-            base = f"{name(first)}-{name(last)}"
-        else:
-            base = name(base)
-        parts.append(base + (slash + step if slash else ""))
-    return ",".join(parts).lower()
-
-
 def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
-    """A crontab line (weekday names or crontab numbers) as an APScheduler 3 CronTrigger."""
-    minute, hour, day, month, weekday = expression.split()
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_weekdays(weekday), timezone=zone
-    )
+    """The campaign's crontab line as the APScheduler trigger the loader validated it with.
+
+    One parser for validation and firing (``engine.workspace.cron``), so that what ``validate``
+    accepts is exactly what fires: crontab weekday numbers (0 and 7 = Sunday), names, ranges and
+    steps are translated deliberately, because APScheduler 3 reads 0 as Monday.
+    """
+    return workspace_cron_trigger(expression, zone)
 
 
 def _zone(campaign: Any, default_zone: ZoneInfo | None) -> ZoneInfo:

@@ -28,23 +28,12 @@ from pydantic import (
 
 from engine.store.models import OrderStatus, valid_zone
 from engine.transfer.kinds import Kind
+from engine.workspace.values import EVENT_TYPES as KNOWN_EVENT_TYPES
 
 ATTRIBUTE_PREFIX = "attributes."
 CHANNELS = ("email", "x")
 CONSENT_PARTS = ("at", "source", "wording", "basis")
-EVENT_TYPES = frozenset(
-    {
-        "order.placed",
-        "order.shipped",
-        "order.delivered",
-        "order.problem",
-        "return.requested",
-        "exchange.requested",
-        "gift_card.purchased",
-        "gift_card.redeemed",
-        "site.first_visit",
-    }
-)
+EVENT_TYPES = frozenset(KNOWN_EVENT_TYPES)  # the workspace's list: one definition of DESIGN's types
 _HANDLE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 _INTEGER = re.compile(r"^-?(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+$")
