@@ -403,32 +403,13 @@ def _evaluate(
 ) -> bool:
     """The ``if`` expression over the template context built from the store, as a message would see it."""
     from engine.render.context import build_context
+    from engine.runtime.related import related_order_and_card
     from engine.workspace.expressions import evaluate
 
     event = None
     if row.event_id is not None:
         event = conn.execute(select(EVENT).where(EVENT.c.id == row.event_id)).first()
-    order = conn.execute(
-        select(ORDER).where(ORDER.c.contact_id == row.contact_id).order_by(ORDER.c.placed_at.desc()).limit(1)
-    ).first()
-    card = conn.execute(
-        select(CARD)
-        .where(CARD.c.recipient_contact_id == row.contact_id, CARD.c.balance > 0)
-        .order_by(CARD.c.issued_at.desc())
-        .limit(1)
-    ).first()
-    if event is not None:
-        payload = dict(event.payload or {})
-        if payload.get("order_id"):
-            order = (
-                conn.execute(select(ORDER).where(ORDER.c.external_id == str(payload["order_id"]))).first()
-                or order
-            )
-        if payload.get("gift_card_id"):
-            card = (
-                conn.execute(select(CARD).where(CARD.c.external_id == str(payload["gift_card_id"]))).first()
-                or card
-            )
+    order, card = related_order_and_card(conn, row.contact_id, event)
     context = build_context(
         settings,
         contact=Contact.model_validate(dict(contact._mapping)),

@@ -55,6 +55,7 @@ from engine.runtime.occurrences import (
     event_occurrence,
     is_active,
 )
+from engine.runtime.related import related_order_and_card
 from engine.settings import Settings
 from engine.store.models import Contact, Delivery, Enrolment, GiftCard, Post, ShopEvent, ShopOrder
 from engine.store.types import JSONType, UTCDateTime
@@ -565,26 +566,7 @@ def _event_context(
     builds it for ``if`` steps, so one expression means the same in both places."""
     from engine.render.context import build_context
 
-    order = conn.execute(
-        select(ORDER).where(ORDER.c.contact_id == contact["id"]).order_by(ORDER.c.placed_at.desc()).limit(1)
-    ).first()
-    card = conn.execute(
-        select(CARD)
-        .where(CARD.c.recipient_contact_id == contact["id"], CARD.c.balance > 0)
-        .order_by(CARD.c.issued_at.desc())
-        .limit(1)
-    ).first()
-    payload = dict(event.payload or {})
-    if payload.get("order_id"):
-        order = (
-            conn.execute(select(ORDER).where(ORDER.c.external_id == str(payload["order_id"]))).first()
-            or order
-        )
-    if payload.get("gift_card_id"):
-        card = (
-            conn.execute(select(CARD).where(CARD.c.external_id == str(payload["gift_card_id"]))).first()
-            or card
-        )
+    order, card = related_order_and_card(conn, contact["id"], event)
     return build_context(
         settings,
         contact=Contact.model_validate(dict(contact)),
