@@ -69,8 +69,6 @@ ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 CONTACT: Table = Contact.__table__  # type: ignore[attr-defined]
 EVENT: Table = ShopEvent.__table__  # type: ignore[attr-defined]
-ORDER: Table = ShopOrder.__table__  # type: ignore[attr-defined]
-CARD: Table = GiftCard.__table__  # type: ignore[attr-defined]
 
 LIVE = (EnrolmentState.active.value, EnrolmentState.waiting.value)
 #: ``step_path`` of an enrolment whose last step was a wait: it completes when it wakes.

@@ -66,7 +66,6 @@ ENROLMENT = Enrolment.__table__  # type: ignore[attr-defined]
 POST = Post.__table__  # type: ignore[attr-defined]
 ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
-CARD = GiftCard.__table__  # type: ignore[attr-defined]
 
 
 class PlanError(TidingsError):
