@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -48,6 +48,9 @@ from engine.runtime.occurrences import EARLIEST_ZONE
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.workspace.loader import Workspace, load_workspace
+
+if TYPE_CHECKING:
+    from engine.fanout import Publisher
 
 log = logging.getLogger("tidings.daemon")
 
@@ -186,6 +189,12 @@ class Daemon:
         self.lock = DaemonLock(engine, settings)
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
+        # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
+        self.publisher: Publisher | None = None
+        if settings.broker_url:
+            from engine.fanout import Publisher  # Celery loads only when a broker is configured
+
+            self.publisher = Publisher(settings, engine, self.clock, workspace=lambda: self.workspace)
         self.scheduler = jobs.DaemonScheduler(
             timezone="UTC",
             jobstores={
@@ -280,7 +289,11 @@ class Daemon:
             with self._fire_lock:
                 pump_due_events(self.engine, self.workspace, self.clock, self.settings)
                 flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
-            self._drain()
+            if self.publisher is not None:
+                self.publisher.publish_due()
+                self.publisher.sweep()
+            else:
+                self._drain()
             self.status.last_tick_at = self.clock.now()
             self.status.last_tick_error = None
         except Exception as exc:  # noqa: BLE001 — a bad tick must not kill the daemon
@@ -458,6 +471,8 @@ class Daemon:
             self._ticker.join()  # the batch in flight completes and is recorded
             self._ticker = None
         self.dispatcher.close()
+        if self.publisher is not None:
+            self.publisher.close()
         with self.engine.begin() as conn:
             released = conn.execute(
                 update(DELIVERY)

@@ -259,3 +259,34 @@ def test_second_daemon_on_postgresql_waits_as_standby_until_the_first_stops(pg_e
 
     assert got == [True]
     second.release()
+
+
+def test_with_a_broker_the_daemon_hands_due_messages_to_workers_instead_of_sending(
+    settings: Settings, sqlite_engine: Engine
+) -> None:
+    import uuid
+
+    from engine.fanout import DISPATCH_TASK, create_app
+
+    queue = f"daemon-{uuid.uuid4().hex[:10]}"
+    brokered = settings.model_copy(update={"broker_url": "memory://", "broker_queue": queue, "batch_size": 5})
+    daemon = Daemon(brokered, sqlite_engine, serve_public=False, watch=False, say=lambda _line: None)
+    try:
+        daemon.fire_campaign("now", None)
+        daemon.tick()
+    finally:
+        daemon.stop_event.set()
+        daemon.dispatcher.close()
+        assert daemon.publisher is not None
+        daemon.publisher.close()
+    # Nothing went out from the daemon itself: the rows wait for a worker, and the broker holds them.
+    assert delivery_states(sqlite_engine, "now") == {"pending": CONTACTS}
+    assert outbox_messages(settings.outbox_path) == []
+    app = create_app(brokered)
+    ids: list[int] = []
+    with app.connection_for_read() as conn:
+        while (message := conn.default_channel.basic_get(queue, no_ack=True)) is not None:
+            assert message.headers["task"] == DISPATCH_TASK
+            ids.extend(message.decode()[1]["ids"])
+    app.close()
+    assert len(ids) == len(set(ids)) == CONTACTS
