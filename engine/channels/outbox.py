@@ -14,10 +14,11 @@ header (``tidings send-test``) gets a new, time-ordered name.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
-import tempfile
+import threading
 from pathlib import Path
 
 from engine.channels.base import (
@@ -29,32 +30,55 @@ from engine.channels.base import (
     safe_token,
     system_now,
 )
-from engine.channels.mime import build_mime, message_id_for
+from engine.channels.mime import message_bytes, message_id_for
 from engine.message import EmailMessage, SendResult, SocialPost
 from engine.settings import Settings
 
+_TEMPORARY_SERIAL = itertools.count()  # next() on it is atomic under the GIL: safe across threads
+_TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    ``durable``: the data is flushed to disk (``fsync``) before the rename, so after a power
+    loss a file that exists is whole. Without it the write is just as atomic for readers and
+    for a crash of the process, not for a crash of the machine.
+
+    The temporary name is unique per process, thread and write (a dot-file, which listings
+    skip): ``tempfile.mkstemp`` plus a ``mkdir`` on every call cost three times the write
+    itself, a third of a season simulation's sending time. The folder is created by the
+    first write that finds it missing.
+    """
+    serial = next(_TEMPORARY_SERIAL)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{serial}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(temporary, _TEMPORARY_FLAGS, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, _TEMPORARY_FLAGS, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
 class _Files:
-    """Naming shared by both outbox channels."""
+    """Naming and writing shared by both outbox channels."""
 
-    def __init__(self, folder: Path, now: Now) -> None:
+    def __init__(self, folder: Path, now: Now, durable: bool) -> None:
         self.folder = folder
         self.now = now
+        self.durable = durable
 
     def name_for(self, headers: dict[str, str], suffix: str) -> Path:
         delivery = header(headers, DELIVERY_HEADER)
@@ -66,31 +90,38 @@ class _Files:
 
     def write(self, path: Path, data: bytes) -> None:
         try:
-            write_atomically(path, data)
+            write_atomically(path, data, durable=self.durable)
         except OSError as exc:
             # A full disk or a permission problem may be fixed by an operator: retry later.
             raise TransientFailure(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class OutboxEmailChannel:
-    """Writes each email as ``OUTBOX/email/<delivery>.eml``; the provider id is the ``Message-ID``."""
+    """Writes each email as ``OUTBOX/email/<delivery>.eml``; the provider id is the ``Message-ID``.
+
+    ``durable=False`` skips the ``fsync`` of every file (see :func:`write_atomically`): for
+    scratch output such as a season simulation's outbox, where waiting for the disk was a
+    fifth of the 5,000-contact season's wall time and a power loss loses the whole run anyway.
+    """
 
     name = "outbox"
 
-    def __init__(self, folder: Path, *, now: Now = system_now) -> None:
-        self._files = _Files(folder, now)
+    def __init__(self, folder: Path, *, now: Now = system_now, durable: bool = True) -> None:
+        self._files = _Files(folder, now, durable)
         self.folder = folder
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, now: Now = system_now) -> OutboxEmailChannel:
-        return cls(settings.outbox_path / "email", now=now)
+    def from_settings(
+        cls, settings: Settings, *, now: Now = system_now, durable: bool = True
+    ) -> OutboxEmailChannel:
+        return cls(settings.outbox_path / "email", now=now, durable=durable)
 
     def send(self, message: EmailMessage) -> SendResult:
         accepted_at = self._files.now()
         message_id = message_id_for(message)
-        mime = build_mime(message, message_id=message_id, date=accepted_at)
+        data = message_bytes(message, message_id=message_id, date=accepted_at)
         path = self._files.name_for(message.headers, ".eml")
-        self._files.write(path, mime.as_bytes())
+        self._files.write(path, data)
         return SendResult(provider_message_id=message_id, accepted_at=accepted_at, detail=str(path))
 
     def close(self) -> None:
@@ -106,13 +137,15 @@ class OutboxSocialChannel:
 
     name = "outbox"
 
-    def __init__(self, folder: Path, *, now: Now = system_now) -> None:
-        self._files = _Files(folder, now)
+    def __init__(self, folder: Path, *, now: Now = system_now, durable: bool = True) -> None:
+        self._files = _Files(folder, now, durable)
         self.folder = folder
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, now: Now = system_now) -> OutboxSocialChannel:
-        return cls(settings.outbox_path / "social", now=now)
+    def from_settings(
+        cls, settings: Settings, *, now: Now = system_now, durable: bool = True
+    ) -> OutboxSocialChannel:
+        return cls(settings.outbox_path / "social", now=now, durable=durable)
 
     def post(self, post: SocialPost) -> SendResult:
         posted_at = self._files.now()

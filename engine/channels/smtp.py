@@ -33,7 +33,7 @@ from engine.channels.base import (
     one_line,
     system_now,
 )
-from engine.channels.mime import build_mime, message_id_for
+from engine.channels.mime import message_bytes, message_id_for
 from engine.message import EmailMessage, SendResult
 from engine.settings import Settings
 
@@ -120,14 +120,16 @@ class SmtpChannel:
     def send(self, message: EmailMessage) -> SendResult:
         accepted_at = self._now()
         message_id = message_id_for(message)
-        mime = build_mime(message, message_id=message_id, date=accepted_at)
+        data = message_bytes(message, message_id=message_id, date=accepted_at)
         sender = check_address(message.from_email, "sender")
         recipient = check_address(message.to_email)
         for attempt in (1, 2):
             reused = self._connections.peek() is not None
             try:
                 connection = self._connections.get()
-                refused = connection.send_message(mime, from_addr=sender, to_addrs=[recipient])
+                refused = connection.sendmail(
+                    sender, [recipient], data, mail_options=_mail_options(connection, sender, recipient)
+                )
             except smtplib.SMTPServerDisconnected as exc:
                 self._connections.discard()
                 if reused and attempt == 1:
@@ -163,6 +165,20 @@ class SmtpChannel:
     def close(self) -> None:
         """QUIT every thread's connection."""
         self._connections.close_all()
+
+
+def _mail_options(connection: smtplib.SMTP, sender: str, recipient: str) -> tuple[str, ...]:
+    """``SMTPUTF8`` for an international address, as ``smtplib.send_message`` would ask for.
+
+    The message itself is 7-bit (quoted-printable bodies, encoded headers); only an address
+    with non-ASCII characters needs the extension, and a server without it cannot take
+    the message now (:class:`smtplib.SMTPNotSupportedError`, handled as transient).
+    """
+    if sender.isascii() and recipient.isascii():
+        return ()
+    if not connection.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError("the server does not support SMTPUTF8 (international address)")
+    return ("SMTPUTF8", "BODY=8BITMIME")
 
 
 def _stage(exc: smtplib.SMTPResponseException) -> str:
