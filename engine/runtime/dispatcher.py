@@ -301,6 +301,42 @@ class Dispatcher:
     def _claimable(rules: Mapping[str, CampaignRules]) -> set[str]:
         return {cid for cid, rule in rules.items() if rule.control == "cancelled" or not rule.held}
 
+    def _claim(
+        self,
+        bucket: TokenBucket,
+        limit: int,
+        stats: DispatchStats,
+        *,
+        now: datetime,
+        table: Any,
+        allowed: set[str],
+        ids: Sequence[int] | None,
+        occurrence: str | None,
+    ) -> tuple[list[int], int]:
+        """Claim at most as many due rows as the channel's rate limit allows right now.
+
+        Returns the claimed ids and the tokens taken; tokens for rows that were not there go
+        back at once. With no token left, ``stats.wait_seconds`` says when the next one comes.
+        """
+        tokens = bucket.take_up_to(limit)
+        if tokens == 0:
+            stats.wait_seconds = max(stats.wait_seconds, bucket.seconds_until(1))
+            return [], 0
+        claimed = claims.claim_due(
+            self.engine,
+            now=now,
+            limit=tokens,
+            lease_seconds=self.settings.lease_seconds,
+            worker_id=self.worker_id,
+            campaigns=allowed,
+            table=table,
+            ids=ids,
+            occurrence=occurrence,
+        )
+        if not claimed:
+            bucket.give_back(tokens)
+        return claimed, tokens
+
     # --- email --------------------------------------------------------------------------------
 
     def _email_batch(
@@ -314,24 +350,19 @@ class Dispatcher:
         stats = DispatchStats()
         if self.email_channel is None:
             return stats
-        tokens = self.email_bucket.take_up_to(limit)
-        if tokens == 0:
-            stats.wait_seconds = self.email_bucket.seconds_until(1)
-            return stats
         now = self.clock.now()
-        claimed = claims.claim_due(
-            self.engine,
+        claimed, tokens = self._claim(
+            self.email_bucket,
+            limit,
+            stats,
             now=now,
-            limit=tokens,
-            lease_seconds=self.settings.lease_seconds,
-            worker_id=self.worker_id,
-            campaigns=allowed,
+            table=DELIVERY,
+            allowed=allowed,
             ids=ids,
             occurrence=occurrence,
         )
         stats.claimed = len(claimed)
         if not claimed:
-            self.email_bucket.give_back(tokens)
             return stats
         unused = tokens - len(claimed)
         with self.engine.connect() as conn:
@@ -607,23 +638,11 @@ class Dispatcher:
         stats = DispatchStats()
         if self.social_channel is None:
             return stats
-        tokens = self.x_bucket.take_up_to(limit)
-        if tokens == 0:
-            stats.wait_seconds = max(stats.wait_seconds, self.x_bucket.seconds_until(1))
-            return stats
         now = self.clock.now()
-        claimed = claims.claim_due(
-            self.engine,
-            now=now,
-            limit=tokens,
-            lease_seconds=self.settings.lease_seconds,
-            worker_id=self.worker_id,
-            campaigns=allowed,
-            table=POST,
-            occurrence=occurrence,
+        claimed, tokens = self._claim(
+            self.x_bucket, limit, stats, now=now, table=POST, allowed=allowed, ids=None, occurrence=occurrence
         )
         if not claimed:
-            self.x_bucket.give_back(tokens)
             return stats
         stats.claimed = len(claimed)
         unused = tokens - len(claimed)
