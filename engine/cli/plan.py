@@ -18,7 +18,7 @@ from engine.cli.context import STATE
 from engine.errors import TidingsError
 
 if TYPE_CHECKING:  # the runtime and the store load when the command runs, not for `tidings --help`
-    from sqlalchemy.orm import Session
+    from sqlmodel import Session
 
     from engine.runtime.occurrences import Occurrence
     from engine.runtime.planner import DryRun, PlannedRow
@@ -57,7 +57,7 @@ def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> l
 
 def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occurrence: Occurrence) -> str:
     """``ok`` or the render error, for one planned row (the message exactly as it would be built)."""
-    from sqlalchemy.orm import Session
+    from sqlmodel import Session
 
     if row.template is None:
         return "—"
@@ -68,34 +68,14 @@ def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occ
 def _render_one(
     renderer: Any, campaign: Any, row: PlannedRow, session: Session, occurrence: Occurrence
 ) -> str:
-    from sqlalchemy import select
-
     from engine.render import RenderError, build_context
-    from engine.store.models import Contact, GiftCard, ShopOrder
+    from engine.render.stored import latest_order_and_card
+    from engine.store.models import Contact
 
     contact = session.get(Contact, row.contact_id)
     if contact is None:
         return "contact gone"
-    order = (
-        session.execute(
-            select(ShopOrder)
-            .where(ShopOrder.contact_id == row.contact_id)  # type: ignore[arg-type]
-            .order_by(ShopOrder.placed_at.desc())  # type: ignore[attr-defined]
-            .limit(1)
-        )
-        .scalars()
-        .first()
-    )
-    card = (
-        session.execute(
-            select(GiftCard)
-            .where(GiftCard.recipient_contact_id == row.contact_id, GiftCard.balance > 0)  # type: ignore[arg-type]
-            .order_by(GiftCard.issued_at.desc())  # type: ignore[attr-defined]
-            .limit(1)
-        )
-        .scalars()
-        .first()
-    )
+    order, card = latest_order_and_card(session, row.contact_id)
     context = build_context(
         STATE.settings,
         contact=contact,

@@ -49,29 +49,16 @@ def _contact_context(key: str, sample: dict[str, Any]) -> dict[str, Any]:
     from sqlmodel import Session, col, select
 
     from engine.render import build_context
-    from engine.store.models import Contact, Coupon, GiftCard, ShopOrder
+    from engine.render.stored import find_contact, latest_order_and_card
+    from engine.store.models import Coupon
 
     engine = STATE.engine(migrate=True)
     with Session(engine) as session:
-        query = select(Contact)
-        query = (
-            query.where(Contact.id == int(key))
-            if key.isdigit()
-            else query.where(Contact.email == key.lower())
-        )
-        contact = session.exec(query).first()
+        contact = find_contact(session, key)
         if contact is None:
             raise TidingsError(f"no contact {key!r} in the database")
-        order = session.exec(
-            select(ShopOrder)
-            .where(ShopOrder.contact_id == contact.id)
-            .order_by(col(ShopOrder.placed_at).desc())
-        ).first()
-        card = session.exec(
-            select(GiftCard)
-            .where(GiftCard.recipient_contact_id == contact.id, col(GiftCard.balance) > 0)
-            .order_by(col(GiftCard.issued_at).desc())
-        ).first()
+        assert contact.id is not None
+        order, card = latest_order_and_card(session, contact.id)
         coupon = session.exec(
             select(Coupon).where(Coupon.contact_id == contact.id).order_by(col(Coupon.created_at).desc())
         ).first()

@@ -26,6 +26,7 @@ from engine.errors import Problem
 from engine.message import EmailMessage
 from engine.render import Record, Renderer, RenderError, build_context, load_sample, sample_context
 from engine.render.checks import check_template
+from engine.render.stored import find_contact, latest_order_and_card
 from engine.settings import Settings
 from engine.store.models import Contact, GiftCard, ShopOrder
 from engine.web.preview.catalog import TemplateInfo, WorkspaceCatalog, problem_view
@@ -219,22 +220,11 @@ class TemplatePreviews:
     def _load_contact(self, ref: str) -> tuple[Contact, ShopOrder | None, GiftCard | None]:
         assert self.engine is not None
         with Session(self.engine) as session:
-            if ref.isdigit():
-                contact = session.get(Contact, int(ref))
-            else:
-                contact = session.exec(select(Contact).where(Contact.email == ref.lower())).first()
+            contact = find_contact(session, ref)
             if contact is None:
                 raise RenderError(f"no contact {ref!r} in the database (give an email address or an id)")
-            order = session.exec(
-                select(ShopOrder)
-                .where(ShopOrder.contact_id == contact.id)
-                .order_by(col(ShopOrder.placed_at).desc())
-            ).first()
-            card = session.exec(
-                select(GiftCard)
-                .where(GiftCard.recipient_contact_id == contact.id, col(GiftCard.balance) > 0)
-                .order_by(col(GiftCard.issued_at).desc())
-            ).first()
+            assert contact.id is not None
+            order, card = latest_order_and_card(session, contact.id)
             session.expunge_all()
         return contact, order, card
 
