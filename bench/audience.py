@@ -10,7 +10,7 @@ re-plans it (the idempotent no-op). Each child reports its wall time and peak RS
 Flat memory means the planner never pulls the audience into Python: the 1M peak RSS should be
 within a few MB of the 100k one, while the time grows roughly linearly.
 
-Run: ``/work/venv/bin/python bench/audience.py [--sizes 100000 1000000]``
+Run: ``.venv/bin/python bench/audience.py [--sizes 100000 1000000]``
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Generates the shop (seed 2026, season 2026) into a temporary SQLite file with
 second. Target: 50,000 contacts in under 20 s on SQLite. The machine may be shared: CPU
 time shows what the work itself costs when wall time is inflated by other processes.
 
-Run: ``/work/venv/bin/python bench/demo_data.py [--contacts 50000] [--database-url URL]``
+Run: ``.venv/bin/python bench/demo_data.py [--contacts 50000] [--database-url URL]``
 (``python -m bench`` runs it with the other benchmarks.)
 """
 

@@ -47,7 +47,7 @@ What limits it now: the dispatcher process is one GIL, and its
 rendering and the template context (~30 %, ``engine/render``), and the store (claims, batch
 reads, outcome writes: ~20 %); the server needs ~300 µs per request on top, on the same 2 cores.
 
-Run: ``/work/venv/bin/python bench/end_to_end.py [--sizes 20000 100000] [--concurrency 8 16 32]
+Run: ``.venv/bin/python bench/end_to_end.py [--sizes 20000 100000] [--concurrency 8 16 32]
 [--workers 2] [--threaded] [--no-validate]``
 """
 

@@ -12,7 +12,7 @@ Figures are process CPU time per message, the best of ``--rounds`` passes (a bur
 on a shared machine only makes a pass slower). Also checks, for every message, that a parser
 reads the same subject and bodies from both outputs, so a fast wrong writer cannot pass.
 
-Run: ``/work/venv/bin/python bench/mime.py [--repeat 200] [--rounds 5] [--json]``
+Run: ``.venv/bin/python bench/mime.py [--repeat 200] [--rounds 5] [--json]``
 """
 
 from __future__ import annotations

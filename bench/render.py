@@ -18,7 +18,7 @@ Figures are per core (one thread) in process CPU time, the best of ``--rounds`` 
 compile-once and the floor are measured in alternating passes over the same contexts, so a
 burst of load on a shared machine hits both alike: read the ratio first.
 
-Run: ``/work/venv/bin/python bench/render.py [--messages 2000] [--slow-messages 40] [--no-node]``
+Run: ``.venv/bin/python bench/render.py [--messages 2000] [--slow-messages 40] [--no-node]``
 (``--templates a,b`` for a subset, ``--json`` for the figures as data). The last line is the
 summary: ``RESULT compile-once N emails/s per core, R× the plain-Jinja floor …``.
 """

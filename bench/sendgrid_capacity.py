@@ -28,7 +28,7 @@ per request: ~280 µs with validation, ~200 µs without. The stdlib threaded ser
 compiled validation reached 2,080 msg/s keep-alive; with ``jsonschema`` alone and a new
 connection per request (the library) it had been the ceiling at 286–501 msg/s.
 
-Run: ``/work/venv/bin/python bench/sendgrid_capacity.py [--seconds 3] [--threads 16]
+Run: ``.venv/bin/python bench/sendgrid_capacity.py [--seconds 3] [--threads 16]
 [--workers 2] [--threaded] [--no-validate] [--skip-library]``
 """
 

@@ -12,12 +12,12 @@ the machine shared): 153–157 s wall with the ``email`` package writing MIME an
 per file; 46–48 s with the direct MIME writer, plain temporary names and no fsync for the
 simulation's scratch outbox (58–61 s when it still fsyncs every file).
 
-Run: ``/work/venv/bin/python bench/simulation.py [--contacts 5000] [--concurrency N] [--profile FILE]``
+Run: ``.venv/bin/python bench/simulation.py [--contacts 5000] [--concurrency N] [--profile FILE]``
 (``--profile`` writes a cProfile of the simulation itself; only the main thread is profiled).
 Rendering happens on the main thread but sending (MIME, the outbox file) on the dispatcher's pool
 thread, and the main thread waits for it at the end of each batch (``_Recorder.finish``); to see
 every thread, sample the whole process:
-``py-spy record --idle -r 50 -f raw -o FILE -- /work/venv/bin/python bench/simulation.py``.
+``py-spy record --idle -r 50 -f raw -o FILE -- .venv/bin/python bench/simulation.py``.
 """
 
 from __future__ import annotations

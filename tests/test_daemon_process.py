@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import TIDINGS
 from sqlalchemy import select
 from test_daemon_support import DELIVERY, copy_shipped_workspace
 
 from engine.daemon import wait_for
 from engine.store import make_engine
 
-TIDINGS = "/work/venv/bin/tidings"
 CAMPAIGN = "holiday-greetings"
 
 

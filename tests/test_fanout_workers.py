@@ -20,6 +20,7 @@ from typing import IO
 import pytest
 from celery.contrib.testing.worker import start_worker
 from servers.sendgrid_server import SendGridServer
+from cli_support import TIDINGS
 from service_checks import REDIS_URL, redis_available, require_service
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -40,7 +41,6 @@ from engine.store.models import Delivery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-TIDINGS = str(Path(os.environ.get("VIRTUAL_ENV", "/work/venv")) / "bin" / "tidings")
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import TIDINGS
 from sqlalchemy import func, select, text
 from test_daemon_support import DELIVERY, copy_shipped_workspace, outbox_messages
 
@@ -26,7 +27,6 @@ from engine.demo.load import generate_demo_shop
 from engine.store import make_engine, upgrade
 from engine.store.models import ALL_TABLES, Post, ShopEvent
 
-TIDINGS = Path("/work/venv/bin/tidings")
 CONTACTS = 200
 SPAN = (
     "2026-12-10",

@@ -1,7 +1,7 @@
 """A SendGrid-compatible ``POST /v3/mail/send`` on 127.0.0.1, strict the way the real API is.
 
 It checks the bearer key (401), validates the JSON body against SendGrid's published
-OpenAPI description (``/work/shared/specs/sendgrid-mail-v3.openapi.json``, request body
+OpenAPI description (``tests/servers/specs/sendgrid-mail-v3.openapi.json``, request body
 ``#/components/requestBodies/PostMailSend``, resolved with the spec's components as the
 root) and enforces the documented limits the schema cannot express. Valid requests get
 202 with an ``X-Message-Id``; invalid ones 400 with SendGrid's error body shape
@@ -38,7 +38,9 @@ from referencing.jsonschema import DRAFT202012
 
 from .httpbase import FakeHttpService, Fault, Reply, Request
 
-SPEC_PATH = Path(os.environ.get("TIDINGS_SENDGRID_SPEC", "/work/shared/specs/sendgrid-mail-v3.openapi.json"))
+SPEC_PATH = Path(
+    os.environ.get("TIDINGS_SENDGRID_SPEC", Path(__file__).parent / "specs" / "sendgrid-mail-v3.openapi.json")
+)
 SPEC_URI = "urn:sendgrid:mail-v3-openapi"
 REQUEST_SCHEMA_POINTER = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 
