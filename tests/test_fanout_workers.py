@@ -19,8 +19,8 @@ from typing import IO
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from servers.sendgrid_server import SendGridServer
 from cli_support import TIDINGS
+from servers.sendgrid_server import SendGridServer
 from service_checks import REDIS_URL, redis_available, require_service
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
