@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
 
     public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8026")
+    unsubscribe_mailto: str | None = None
+    """A mailbox the shop processes: ``List-Unsubscribe`` then offers ``mailto:`` it too."""
     public_bind: str = "127.0.0.1:8026"
     preview_bind: str = "127.0.0.1:8025"
     secret_key: SecretStr | None = None
@@ -184,6 +186,17 @@ class Settings(BaseSettings):
             if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
                 raise ValueError("expected smtp://user:pass@host:port or smtps://…")
         return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        address = value.strip().removeprefix("mailto:")
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "." not in domain or any(c in address for c in ' <>?,;"\r\n'):
+            raise ValueError("expected a plain address the shop reads, e.g. unsubscribe@shop.example.com")
+        return address
 
     @field_validator("secret_key")
     @classmethod

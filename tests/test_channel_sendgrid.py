@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -76,10 +77,12 @@ def test_message_arrives_with_recipient_content_and_one_click_unsubscribe_header
     body = mail.body
     [personalization] = body["personalizations"]
     assert personalization["to"] == [{"email": "ana.popescu@example.ro", "name": "Ana Popescu"}]
+    message_id = personalization["headers"].pop("Message-ID")
     assert personalization["headers"] == {
         "List-Unsubscribe": UNSUBSCRIBE,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+    assert re.fullmatch(r"<tidings\.[0-9a-f]{32}@shop\.example\.com>", message_id)
     assert body["from"] == {"email": "hello@shop.example.com", "name": "Nordlys & Brad"}
     assert body["reply_to"] == {"email": "care@shop.example.com"}
     assert body["subject"] == "Comandați până pe 18 decembrie"
@@ -87,6 +90,16 @@ def test_message_arrives_with_recipient_content_and_one_click_unsubscribe_header
     assert body["content"][1]["value"].startswith("<p>Bună, Ana!</p>")
     assert body["headers"]["X-Tidings-Delivery"] == "1042"
     assert mail.headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_a_message_id_set_by_the_caller_reaches_sendgrid_unchanged(
+    server: SendGridServer, channel: SendGridChannel
+) -> None:
+    channel.send(message(message_id="<tidings.row-1042.9f@shop.example.com>"))
+
+    [mail] = server.accepted
+    [personalization] = mail.body["personalizations"]
+    assert personalization["headers"]["Message-ID"] == "<tidings.row-1042.9f@shop.example.com>"
 
 
 def test_delivery_and_campaign_travel_in_custom_args_for_the_webhook(

@@ -56,6 +56,7 @@ from engine.channels.base import (
     rate_limit_hint,
     system_now,
 )
+from engine.channels.mime import message_id_for
 from engine.message import EmailMessage, SendResult
 from engine.settings import Settings
 
@@ -85,6 +86,7 @@ RESERVED_HEADERS = frozenset(
     }
 )
 PER_RECIPIENT_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+MESSAGE_ID_HEADER = "Message-ID"  # not reserved by SendGrid: it keeps ours (per personalization)
 
 
 def mail_body(message: EmailMessage) -> dict[str, Any]:
@@ -103,8 +105,8 @@ def mail_body(message: EmailMessage) -> dict[str, Any]:
         if "\n" in value or "\r" in value:
             raise PermanentFailure(f"invalid header {name}: line breaks are not allowed")
         (per_recipient if key in PER_RECIPIENT_HEADERS else general)[name] = value
-    if per_recipient:
-        personalization["headers"] = per_recipient
+    per_recipient[MESSAGE_ID_HEADER] = message_id_for(message)
+    personalization["headers"] = per_recipient
 
     custom_args = {str(key): str(value) for key, value in message.custom_args.items()}
     delivery = header(message.headers, DELIVERY_HEADER)
