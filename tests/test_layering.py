@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "clock": 0,
     "settings": 0,
+    "safety": 0,  # pure checks over settings, shared by the CLI refusals and doctor
     "message": 0,
     "tokens": 0,
     "logs": 0,

@@ -8,6 +8,8 @@ works without loading ``sendgrid`` or ``tweepy``.
 
 from engine.channels.base import (
     ChannelError,
+    ChannelSuspended,
+    DuplicatePost,
     EmailChannel,
     PermanentFailure,
     RateLimited,
@@ -18,6 +20,8 @@ from engine.channels.factory import email_channel_for, social_channel_for
 
 __all__ = [
     "ChannelError",
+    "ChannelSuspended",
+    "DuplicatePost",
     "EmailChannel",
     "PermanentFailure",
     "RateLimited",
