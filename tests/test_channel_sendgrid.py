@@ -12,9 +12,22 @@ from typing import Any
 
 import httpx
 import pytest
-from servers.sendgrid_server import SendGridServer, bad_request, rate_limited, server_error, slow
+from servers.sendgrid_server import (
+    SendGridServer,
+    bad_request,
+    forbidden,
+    rate_limited,
+    server_error,
+    slow,
+)
 
-from engine.channels import PermanentFailure, RateLimited, TransientFailure, email_channel_for
+from engine.channels import (
+    ChannelSuspended,
+    PermanentFailure,
+    RateLimited,
+    TransientFailure,
+    email_channel_for,
+)
 from engine.channels.sendgrid import SendGridChannel, mail_body
 from engine.clock import FakeClock
 from engine.message import EmailMessage
@@ -209,17 +222,24 @@ def test_a_body_the_real_api_would_refuse_is_refused_by_the_schema(
     assert server.accepted == []
 
 
-def test_a_wrong_key_is_permanent_and_the_key_never_appears_in_the_error(
+def test_a_wrong_key_suspends_the_channel_and_the_key_never_appears_in_the_error(
     server: SendGridServer, clock: FakeClock
 ) -> None:
     wrong = "SG.wrong-secret-key-9876543210"
     channel = SendGridChannel(wrong, host=server.url, timeout=0.5, now=clock.now)
 
-    with pytest.raises(PermanentFailure) as caught:
+    with pytest.raises(ChannelSuspended) as caught:
         channel.send(message())
 
-    assert "401" in caught.value.reason
+    assert "401" in caught.value.reason and caught.value.until is None
     assert wrong not in str(caught.value) and wrong not in repr(caught.value)
+
+
+def test_a_forbidden_answer_suspends_the_channel(server: SendGridServer, channel: SendGridChannel) -> None:
+    server.faults.script(forbidden())
+
+    with pytest.raises(ChannelSuspended, match="SendGrid 403: access forbidden"):
+        channel.send(message())
 
 
 def test_invalid_recipient_is_refused_before_calling_sendgrid(

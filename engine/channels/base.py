@@ -119,6 +119,15 @@ class TransientFailure(ChannelError):
         return type(self), (self.reason, self.retry_after)
 
 
+class OutcomeUnknown(TransientFailure):
+    """The request went out but no answer came back (a read timeout): the provider may have taken it.
+
+    Retried like any transient failure. The runtime should remember that this row's last
+    attempt ended this way: if the next attempt is refused as a :class:`DuplicatePost`, the
+    first one was published, and the row is sent.
+    """
+
+
 class RateLimited(TransientFailure):
     """HTTP 429: the provider's rate limit is exhausted. Retry, but not before its reset.
 
