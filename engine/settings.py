@@ -142,7 +142,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     sendgrid_webhook_public_key: SecretStr | None = None
     sendgrid_webhook_unsigned: UnsignedWebhooks = UnsignedWebhooks.reject
-    sendgrid_webhook_max_age_seconds: float = Field(default=600, gt=0)
+    sendgrid_webhook_max_age_seconds: float = Field(default=25 * 3600, gt=0)
+    """Oldest signed timestamp the SendGrid webhook accepts. 25 h covers SendGrid's retries of a
+    failed POST (up to 24 h) after an outage of ours, re-signed or not; a replayed signed batch
+    changes nothing (events dedupe on ``sg_event_id``), so the wide window costs nothing real.
+    A few minutes would refuse every retried batch, and its bounces and spam reports would be lost."""
     events_token: SecretStr | None = None
     dkim_selectors: Annotated[tuple[str, ...], NoDecode] = ("s1", "s2", "default")
     """DKIM selectors ``tidings doctor`` looks up (SendGrid's automated security uses s1 and s2)."""
