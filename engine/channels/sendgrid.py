@@ -2,11 +2,11 @@
 
 One request per message with one personalization: the recipient, the per-recipient
 headers (``List-Unsubscribe`` and ``List-Unsubscribe-Post``, so Gmail and Yahoo offer
-one-click unsubscribe, and our ``Message-ID``, which SendGrid keeps) and ``custom_args`` carrying ``delivery_id`` and ``campaign_id``,
-which SendGrid returns as top-level keys of every webhook event, so events map back to
-the outbox row. The campaign is also the first category (SendGrid's statistics group by
-category; at most 10 are kept). Content is text/plain first, then text/html: SendGrid
-rejects the other order.
+one-click unsubscribe, and our ``Message-ID``, which SendGrid keeps) and ``custom_args``
+carrying ``delivery_id`` and ``campaign_id``, which SendGrid returns as top-level keys of
+every webhook event, so events map back to the outbox row. The campaign is also the first
+category (SendGrid's statistics group by category; at most 10 are kept). Content is
+text/plain first, then text/html: SendGrid rejects the other order.
 
 Answers: 2xx accepted; 429 :class:`RateLimited`; 5xx and 408 :class:`TransientFailure`;
 401 and 403 :class:`ChannelSuspended` (a wrong, revoked or under-scoped key or a suspended
