@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,7 @@ SENDGRID = {"TIDINGS_EMAIL_CHANNEL": "sendgrid", "TIDINGS_SENDGRID_API_KEY": "SG
 SMTP_PASSWORD = "hunter2-in-clear"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("TIDINGS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray .env file
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 def _run(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tuple[int, str, str]:

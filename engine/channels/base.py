@@ -2,8 +2,8 @@
 
 Every backend (``outbox``, ``sendgrid``, ``smtp``, ``x``) implements one of the two
 protocols below and nothing else in the engine knows which one is in use. A channel
-never retries, sleeps or rate-limits by itself: it reports what the provider said, in
-one of three shapes, and the dispatcher decides when to try again.
+never retries, sleeps or rate-limits by itself: it reports what the provider said, as
+one of the classified errors below, and the runtime decides what happens next.
 
 Classification (the same rule for every provider, written down here once):
 
@@ -14,12 +14,14 @@ error                       what produces it                                    
                             request, 413 too large, X's 403 other than           provider's message
                             duplicate); SMTP 5xx replies; an invalid address or
                             header found before anything is sent
-:class:`DuplicatePost`      X's 403 "duplicate content" (a PermanentFailure)      fail the row, unless the
+:class:`DuplicatePost`      X's 403 "duplicate content" (a PermanentFailure)     fail the row, unless the
                                                                                  row's previous attempt
                                                                                  timed out: then the post
                                                                                  was published, record sent
 :class:`TransientFailure`   HTTP 5xx, timeouts, refused / reset connections,     retry with backoff
-                            SMTP 4xx replies, a dropped SMTP connection
+                            SMTP 4xx replies, a dropped SMTP connection; a read
+                            timeout after the request went out is the subclass
+                            :class:`OutcomeUnknown`
 :class:`RateLimited`        HTTP 429, with the provider's reset when it sent     retry no earlier than the
                             one (SendGrid ``Retry-After`` / ``X-RateLimit-       provider's reset
                             Reset``, X's ``x-rate-limit-reset`` epoch, or X's
@@ -39,6 +41,13 @@ spammer hammering the API; anything that says "not now" (429, 5xx, a timeout, SM
 would get (a revoked key, no credits left) is about the channel, not the message: failing
 each row in turn would burn every pending message's attempts on one broken setting, so
 the whole channel pauses with one named reason instead.
+
+Warning: a timeout is transient although the provider may have accepted the message
+before the connection dropped (:class:`OutcomeUnknown` says so where the channel can tell
+that the request went out). The retry may then deliver twice; the caller reduces the harm
+where the protocol allows it: an email keeps the ``Message-ID`` the caller set
+(:attr:`engine.message.EmailMessage.message_id`, one per outbox row) on every attempt, which
+mailbox providers de-duplicate on, and X answers a repeated post with :class:`DuplicatePost`.
 
 Error texts are one line, at most :data:`MAX_REASON` characters, and pass through
 :func:`one_line`, which removes every secret the channel knows (API keys, passwords)
