@@ -137,7 +137,7 @@ def trigger_cmd(
     from engine.runtime.fire import fire
     from engine.runtime.flows import advance_due
 
-    settings, clock = STATE.settings, STATE.clock
+    settings, clock = STATE.sending_settings(), STATE.clock
     engine = STATE.engine(migrate=True)
     result = _workspace()
     workspace = result.workspace

@@ -601,7 +601,9 @@ def plan_contact(
     """The planner's decision for one contact, from the same cells it writes for the whole audience.
 
     ``excluded`` names why the contact would get nothing: ``not_in_audience``, ``not_eligible``
-    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``).
+    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``). A contact
+    outside the audience still gets the facts their message would have (their own cutoff and zone),
+    so a preview shows what they would read.
     """
     only = CONTACT.c.id == contact_id
     draft = draft_plan(
@@ -615,6 +617,14 @@ def plan_contact(
             return ContactPlan(contact_id, occurrence, cell.instant, cell.facts, cell.excluded)
     in_audience = conn.execute(select(func.count()).select_from(CONTACT).where(draft.audience)).scalar_one()
     reason = "not_eligible" if in_audience else "not_in_audience"
+    # What the message would say were they reached: the same cells, over this contact alone.
+    draft.audience, draft.eligible = only, true()
+    draft.cells = _cells(
+        conn, draft, workspace, settings, campaign_zone(campaign, settings.zone), now if due_now else None
+    )
+    for cell in draft.cells:
+        if cell.excluded is None and count_cell(conn, draft, cell):
+            return ContactPlan(contact_id, occurrence, None, cell.facts, reason)
     return ContactPlan(contact_id, occurrence, None, base, reason)
 
 
