@@ -14,6 +14,7 @@ a send follows a coupon step and no code was issued yet, :func:`placeholder_coup
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ class Renderer(Protocol):
     def render_email(
         self,
         template: str,
-        context: Any,
+        context: Mapping[str, Any],
         *,
         locale: str | None = ...,
         campaign_id: str | None = ...,
@@ -44,7 +45,12 @@ class Renderer(Protocol):
     ) -> EmailMessage: ...
 
     def render_post(
-        self, template: str, context: Any, *, locale: str | None = None, campaign_id: str | None = None
+        self,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        locale: str | None = None,
+        campaign_id: str | None = None,
     ) -> SocialPost: ...
 
 

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, String, Table, and_, func, literal, not_, select, true, tuple_, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.audience import (
@@ -361,7 +362,7 @@ def _json(value: dict[str, Any]) -> ColumnElement[Any]:
     return literal(value, JSONType)
 
 
-def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Any:
+def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Select[Any]:
     campaign_id = draft.campaign.key
     choices = send_variants(step)
     template = ab.choose_sql(CONTACT.c.id, campaign_id, choices, "template")
@@ -425,7 +426,7 @@ ENROLMENT_COLUMNS = (
 )
 
 
-def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Any:
+def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Select[Any]:
     assert cell.instant is not None
     return select(
         literal(draft.campaign.key, String()),
@@ -449,7 +450,7 @@ def count_cell(conn: Connection, draft: Draft, cell: Cell) -> int:
     )
 
 
-def _rowcount(conn: Connection, statement: Any) -> int:
+def _rowcount(conn: Connection, statement: Executable) -> int:
     return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
 
 

@@ -48,10 +48,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -122,7 +122,7 @@ class FrequencyCap:
         return sum(1 for sent in sends if sent > since) >= self.max
 
 
-def _marketing_sent(delivery: Any, since: datetime) -> ColumnElement[bool]:
+def _marketing_sent(delivery: Table, since: datetime) -> ColumnElement[bool]:
     """Delivery rows that count towards a frequency cap: marketing, sent after ``since``."""
     return and_(
         delivery.c.state == DeliveryState.sent.value,
