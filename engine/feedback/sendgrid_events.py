@@ -52,7 +52,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import SettingsError
@@ -60,6 +59,7 @@ from engine.feedback import jsonsafe
 from engine.feedback.consent import withdraw_consent
 from engine.settings import Settings, UnsignedWebhooks
 from engine.store.database import write_transaction
+from engine.store.dialect import insert_for
 from engine.store.models import Contact, Delivery, DeliveryEvent
 from engine.store.suppressions import Reason, add_suppression, normalise_email
 
@@ -217,7 +217,7 @@ def _acts_as(kind: str, reason: str | None) -> str:
 
 def _insert(conn: Connection) -> Any:
     table = DeliveryEvent.__table__  # type: ignore[attr-defined]
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return insert_for(conn, table)
 
 
 def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datetime) -> WebhookResult:
