@@ -169,6 +169,15 @@ class Settings(BaseSettings):
     x_posts_per_15min: float = Field(default=50, gt=0)
     misfire_grace_seconds: float = Field(default=3600, ge=0)
     conversion_window_days: int = Field(default=7, ge=1)
+    # The circuit breaker (engine.runtime.breaker): a marketing campaign whose recent sends bounce
+    # or draw spam complaints above these rates is paused. Gmail and Yahoo require bulk senders to
+    # stay under 0.3 % spam complaints (2024 sender requirements); Amazon SES reviews accounts at a
+    # 5 % bounce rate. Rates are judged once a campaign has at least breaker_min_sends sends in the
+    # window, so three early complaints out of ten sends do not stop a season.
+    breaker_complaint_rate: float = Field(default=0.003, gt=0, le=1)
+    breaker_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    breaker_min_sends: int = Field(default=200, ge=1)
+    breaker_window_days: float = Field(default=7, gt=0)
 
     @field_validator("database_url")
     @classmethod

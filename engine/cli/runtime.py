@@ -232,11 +232,41 @@ def pause_cmd(
 
 
 def resume_cmd(
-    campaign_id: str = typer.Argument(..., metavar="CAMPAIGN"),
+    campaign_id: str | None = typer.Argument(None, metavar="CAMPAIGN"),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Resume a suspended channel (email or x) instead of a campaign."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Continue a paused (or cancelled) campaign; what was sent is never sent again."""
+    """Continue a paused (or cancelled) campaign, or a suspended channel; nothing sent is sent again."""
+    if channel is not None:
+        if campaign_id is not None:
+            raise TidingsError("give a CAMPAIGN or --channel, not both")
+        _resume_channel(channel, as_json)
+        return
+    if campaign_id is None:
+        raise TidingsError("resume what? give a CAMPAIGN, or --channel email|x")
     _control("resume", campaign_id, as_json)
+
+
+def _resume_channel(channel: str, as_json: bool) -> None:
+    from engine.runtime.channel_state import resume, suspensions
+    from engine.store import write_transaction
+
+    if channel not in ("email", "x"):
+        raise TidingsError(f"--channel: expected email or x, got {channel!r}")
+    engine = STATE.engine(migrate=True)
+    with write_transaction(engine) as conn:
+        was = suspensions(conn, STATE.clock.now()).get(channel)
+        lifted = resume(conn, channel)
+    if as_json:
+        payload = {"channel": channel, "resumed": lifted, "was": was.reason if was else None}
+        STATE.out.print(json.dumps(payload), markup=False, highlight=False)
+        return
+    if was is None:
+        STATE.out.print(f"The {channel} channel was not suspended.", markup=False)
+    else:
+        STATE.out.print(f"Resumed the {channel} channel (was suspended: {was.reason}).", markup=False)
 
 
 def cancel_cmd(

@@ -45,7 +45,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,9 +54,11 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
+from engine.clock import Clock
 from engine.errors import SettingsError
 from engine.feedback import jsonsafe
 from engine.feedback.consent import withdraw_consent
+from engine.runtime.breaker import BreakerLimits, campaigns_of_deliveries, review
 from engine.settings import Settings, UnsignedWebhooks
 from engine.store.database import write_transaction
 from engine.store.dialect import insert_for
@@ -71,6 +73,8 @@ MAX_BATCH = 10_000
 EMAIL_CHANNEL = "email"
 
 #: SendGrid event → the suppression reason it creates.
+#: Events the circuit breaker counts (a dropped event for a bounced address was a bounce already).
+REVIEWED = frozenset({"bounce", "spamreport"})
 SUPPRESSING: dict[str, str] = {
     "bounce": Reason.hard_bounce,
     "spamreport": Reason.spam_report,
@@ -164,6 +168,7 @@ class WebhookResult:
     stored: int
     duplicates: int
     suppressions: int
+    paused: list[str] = field(default_factory=list)  # campaigns the circuit breaker paused
 
 
 def _event_id(item: dict[str, Any]) -> str:
@@ -220,8 +225,19 @@ def _insert(conn: Connection) -> Any:
     return insert_for(conn, table)
 
 
-def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datetime) -> WebhookResult:
-    """Store a verified batch; events already stored (same ``sg_event_id``) change nothing."""
+def store_events(
+    engine: Engine,
+    events: Sequence[dict[str, Any]],
+    *,
+    clock: Clock,
+    breaker: BreakerLimits | None = None,
+) -> WebhookResult:
+    """Store a verified batch; events already stored (same ``sg_event_id``) change nothing.
+
+    With ``breaker``, the campaigns the new bounces and complaints concern are reviewed at once
+    (:mod:`engine.runtime.breaker`) and paused when their rates pass its limits.
+    """
+    now = clock.now()
     by_id: dict[str, dict[str, Any]] = {}
     for item in events:
         by_id.setdefault(_event_id(item), item)
@@ -311,7 +327,17 @@ def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datet
     stored = len(new_keys)
     if stored:
         log.info("stored %d SendGrid events (%d suppressions)", stored, suppressions)
-    return WebhookResult(len(events), stored, len(events) - stored, suppressions)
+    tripped: list[str] = []
+    reviewed = {
+        e["delivery_id"]
+        for e in rows
+        if e["provider_event_id"] in new_keys and e["delivery_id"] is not None and e["type"] in REVIEWED
+    }
+    if breaker is not None and reviewed:
+        with engine.connect() as conn:
+            campaigns = campaigns_of_deliveries(conn, reviewed)
+        tripped = [trip.campaign_id for trip in review(engine, campaigns, clock=clock, limits=breaker)]
+    return WebhookResult(len(events), stored, len(events) - stored, suppressions, tripped)
 
 
 __all__ = [

@@ -47,6 +47,7 @@ from engine.channels.base import EmailChannel, SocialChannel
 from engine.clock import Clock, SystemClock
 from engine.message import EmailMessage, SocialPost
 from engine.runtime import claims
+from engine.runtime.channel_state import suspensions
 from engine.runtime.compose import Renderer, compose_email, compose_post
 from engine.runtime.controls import controls
 from engine.runtime.facts import MessageFacts
@@ -222,6 +223,13 @@ class Dispatcher:
         if channel is None:
             return stats
         now = self.clock.now()
+        with self.engine.connect() as conn:
+            suspension = suspensions(conn, now).get("x" if posts else "email")
+        if suspension is not None:
+            # The whole channel waits (a revoked key, no credits, a daily cap): nothing is claimed, and
+            # the drain does not wait for it either (a daily cap lifts in hours: its rows are due then).
+            stats.suspended[suspension.channel] = suspension.reason
+            return stats
         tokens = bucket.take_up_to(limit)
         if tokens == 0:
             stats.wait_seconds = bucket.seconds_until(1)
