@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from engine.cli import main
 from engine.cli.context import STATE
@@ -24,13 +24,14 @@ from engine.demo.load import generate_demo_shop
 from engine.runtime.upcoming import next_sends
 from engine.settings import Settings
 from engine.store import make_engine, upgrade
-from engine.store.models import Contact
+from engine.store.models import Contact, Delivery
 from engine.workspace.loader import load_workspace
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
+DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
@@ -252,3 +253,33 @@ def test_simulate_keep_refuses_to_overwrite_a_file(shop: Path, capsys: pytest.Ca
     )
     assert code == 2
     assert "the file exists" in capsys.readouterr().err
+
+
+def test_trigger_of_an_occurrence_not_yet_due_says_what_it_would_send_and_needs_now(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--workspace", str(shop), "trigger", "holiday-greetings"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is not due until 2026-12-14 10:00 in each contact's own zone" in err
+    assert "add --now" in err and "messages (" in err
+    engine = make_engine(f"sqlite:///{shop / 'var' / 'tidings.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(DELIVERY)).scalar_one() == 0
+    engine.dispose()
+
+    assert main(["--workspace", str(shop), "trigger", "holiday-greetings", "--now", "--wait"]) == 0
+    capsys.readouterr()
+    workspace = load_workspace(shop).workspace
+    settings = Settings(workspace=shop, secret_key="k" * 40)
+    engine = make_engine(f"sqlite:///{shop / 'var' / 'tidings.db'}")
+    with engine.connect() as conn:
+        (first,) = next_sends(
+            conn, workspace, workspace.campaigns["holiday-greetings"], settings=settings, now=NOW
+        )
+    engine.dispose()
+    # Never shown as upcoming again: sent, or (quiet hours hold the US customers till morning) in progress.
+    assert first.state in ("sent", "in progress") and first.reach > 0
+    assert first.occurrence == "2026-12-14T10:00" and "2026-12-14" not in first.label()
+    assert main(["--workspace", str(shop), "plan", "holiday-greetings", "--next", "1"]) == 0
+    assert "already fired:" in capsys.readouterr().out

@@ -120,7 +120,12 @@ def test_a_signed_batch_is_applied_once_even_when_delivered_twice(
         first = client.post("/webhooks/sendgrid", content=body, headers=headers)
         second = client.post("/webhooks/sendgrid", content=body, headers=headers)
     assert first.status_code == 200 and first.json()["stored"] == 4
-    assert second.status_code == 200 and second.json() == {"received": 4, "stored": 0, "duplicate": 4, "paused": []}
+    assert second.status_code == 200 and second.json() == {
+        "received": 4,
+        "stored": 0,
+        "duplicate": 4,
+        "paused": [],
+    }
     with store_engine.connect() as conn:
         rows = conn.execute(select(DeliveryEvent.__table__).order_by("provider_event_id")).all()  # type: ignore[attr-defined]
         assert [(r.type, r.delivery_id) for r in rows] == [

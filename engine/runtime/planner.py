@@ -495,7 +495,7 @@ def _adopt_legacy_keys(conn: Connection, draft: Draft) -> None:
     table, a no-op once nothing legacy is left.
     """
     occurrence = draft.occurrence
-    if not occurrence.per_contact_date or occurrence.season is None:
+    if occurrence.kind != "calendar" or not occurrence.per_contact_date or occurrence.season is None:
         return
     legacy = occurrence.key.split("@", 1)[0]
     end = datetime.combine(occurrence.season + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo("UTC"))
