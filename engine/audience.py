@@ -35,13 +35,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement, Select
 
-from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.models import Consent, Contact, DeliveryEvent, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
 from engine.workspace.durations import Duration
 from engine.workspace.filters import (
     AnyFilter,
     AnyFilterNode,
+    ClickedFilter,
     ConsentFilter,
+    EngagedFilter,
     EventCriteria,
     EventFilter,
     FieldCondition,
@@ -49,6 +51,7 @@ from engine.workspace.filters import (
     GiftCardCriteria,
     GiftCardFilter,
     NotFilter,
+    OpenedFilter,
     OrderCriteria,
     OrderFilter,
     TagFilter,
@@ -61,6 +64,10 @@ ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 GIFT_CARD = GiftCard.__table__  # type: ignore[attr-defined]
 EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
 SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+FEEDBACK = DeliveryEvent.__table__  # type: ignore[attr-defined]
+#: Feedback that shows a person engaged. ``machine_open`` (Apple's prefetch) is never among them.
+CLICKS = ("click",)
+HUMAN_OPENS = ("open",)
 
 _TIME_COLUMNS = frozenset({"first_seen_at", "last_order_at", "created_at", "updated_at"})
 
@@ -412,6 +419,19 @@ def _event(spec: EventCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
     return exists().where(*conditions)
 
 
+def _feedback(kinds: tuple[str, ...], window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    return exists().where(
+        FEEDBACK.c.contact_id == CONTACT.c.id,
+        FEEDBACK.c.type.in_(kinds),
+        _in_span(FEEDBACK.c.occurred_at, window, ctx),
+    )
+
+
+def _engaged(window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    ordered = exists().where(ORDER.c.contact_id == CONTACT.c.id, _in_span(ORDER.c.placed_at, window, ctx))
+    return or_(_feedback(CLICKS, window, ctx), ordered)
+
+
 # --- the compiler ------------------------------------------------------------------------------------------
 
 
@@ -427,6 +447,12 @@ def compile_filter(node: AnyFilterNode, ctx: AudienceContext) -> ColumnElement[b
         return _gift_card(node.gift_card, ctx)
     if isinstance(node, EventFilter):
         return _event(node.event, ctx)
+    if isinstance(node, ClickedFilter):
+        return _feedback(CLICKS, node.clicked.within, ctx)
+    if isinstance(node, OpenedFilter):
+        return _feedback(HUMAN_OPENS, node.opened.within, ctx)
+    if isinstance(node, EngagedFilter):
+        return _engaged(node.engaged.within, ctx)
     if isinstance(node, AnyFilter):
         return or_(false(), *(compile_filter(sub, ctx) for sub in node.any))
     if isinstance(node, NotFilter):

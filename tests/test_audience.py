@@ -21,7 +21,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from engine.audience import AudienceContext, audience_filters, contact_ids
-from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.models import Consent, Contact, DeliveryEvent, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.store.suppressions import email_digest
 from engine.workspace.filters import Filter
 
@@ -196,6 +196,33 @@ def seed(store_engine: Engine) -> Engine:
                 ),
             ],
         )
+        # Feedback: 3 clicked recently, 4 was only fetched by Apple's prefetch, 2 opened a month ago.
+        conn.execute(
+            insert(DeliveryEvent.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    provider_event_id="f1",
+                    contact_id=3,
+                    type="click",
+                    occurred_at=at("2026-12-20T10:00"),
+                    payload={},
+                ),
+                dict(
+                    provider_event_id="f2",
+                    contact_id=4,
+                    type="machine_open",
+                    occurred_at=at("2026-12-20T10:00"),
+                    payload={},
+                ),
+                dict(
+                    provider_event_id="f3",
+                    contact_id=2,
+                    type="open",
+                    occurred_at=at("2026-11-25T10:00"),
+                    payload={},
+                ),
+            ],
+        )
     return store_engine
 
 
@@ -239,6 +266,11 @@ CASES: list[tuple[str, list[dict[str, Any]], list[int]]] = [
     ("no gift card", [{"gift_card": {"received": False}}], [1, 2]),
     ("recent event", [{"event": {"type": "site.first_visit", "within": "14d"}}], [3]),
     ("old event outside the duration", [{"event": {"type": "order.placed", "within": "14d"}}], []),
+    ("clicked recently", [{"clicked": {"within": "30d"}}], [3]),
+    ("a machine open is not an open", [{"opened": {"within": "30d"}}], []),
+    ("a person's open within the window", [{"opened": {"within": "60d"}}], [2]),
+    ("engaged: clicked or ordered", [{"engaged": {"within": "60d"}}], [1, 2, 3]),
+    ("sunset: unengaged non-buyers stay out", [{"not": [{"engaged": {"within": "10d"}}]}], [1, 2, 4]),
     ("any is an OR", [{"any": [{"tag": "vip"}, {"country": "RO"}]}], [1, 2, 3]),
     ("not is NOT OR", [{"not": [{"tag": "vip"}, {"country": "RO"}]}], [4]),
     ("items are ANDed", [{"tag": "vip"}, {"country": "US"}], [3]),

@@ -14,6 +14,10 @@ YAML                                   model
 ``order: {placed_within: …, …}``       :class:`OrderFilter` (the contact has an order matching all)
 ``gift_card: {received: …, …}``        :class:`GiftCardFilter` (as recipient)
 ``event: {type: T, within: …}``        :class:`EventFilter` (the contact has such an event)
+``clicked: {within: 90d}``             :class:`ClickedFilter` (clicked a link in a message)
+``opened: {within: 90d}``              :class:`OpenedFilter` (a person opened one; machine opens —
+                                       Apple Mail Privacy Protection's prefetch — never count)
+``engaged: {within: 120d}``            :class:`EngagedFilter` (clicked, or ordered, in the window)
 ``any: [ … ]``                         :class:`AnyFilter` (at least one holds)
 ``not: [ … ]``                         :class:`NotFilter` (none holds)
 =====================================  =====================================================
@@ -54,7 +58,18 @@ TIME_FIELDS = ("first_seen_at", "last_order_at", "created_at")
 CONTACT_FIELDS: tuple[str, ...] = ("id", *TEXT_FIELDS, "orders_count", "total_spent", *TIME_FIELDS)
 ATTRIBUTE_PREFIX = "attributes."
 _ATTRIBUTE = re.compile(r"^attributes\.[A-Za-z0-9_][A-Za-z0-9_-]*$")
-FILTER_KEYWORDS = ("consent", "tag", "order", "gift_card", "event", "any", "not")
+FILTER_KEYWORDS = (
+    "consent",
+    "tag",
+    "order",
+    "gift_card",
+    "event",
+    "clicked",
+    "opened",
+    "engaged",
+    "any",
+    "not",
+)
 ORDER_STATUSES = ("placed", "shipped", "delivered", "returned", "problem", "cancelled")
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -197,6 +212,30 @@ class EventCriteria(StrictModel):
 
 class EventFilter(StrictModel):
     event: EventCriteria
+
+
+class EngagementCriteria(StrictModel):
+    """When the contact engaged: a duration back from the occurrence or a ``[from, to]`` pair of dates."""
+
+    within: TimeWindow
+
+
+class ClickedFilter(StrictModel):
+    """The contact clicked a link in one of our messages in the window."""
+
+    clicked: EngagementCriteria
+
+
+class OpenedFilter(StrictModel):
+    """A person opened one of our messages in the window (machine opens never count)."""
+
+    opened: EngagementCriteria
+
+
+class EngagedFilter(StrictModel):
+    """The contact clicked a link or placed an order in the window (a sunset rule keeps the others out)."""
+
+    engaged: EngagementCriteria
 
 
 class AnyFilter(StrictModel):
@@ -424,6 +463,9 @@ Filter = Annotated[
         Annotated[OrderFilter, Tag("<order>")],
         Annotated[GiftCardFilter, Tag("<gift_card>")],
         Annotated[EventFilter, Tag("<event>")],
+        Annotated[ClickedFilter, Tag("<clicked>")],
+        Annotated[OpenedFilter, Tag("<opened>")],
+        Annotated[EngagedFilter, Tag("<engaged>")],
         Annotated[AnyFilter, Tag("<any>")],
         Annotated[NotFilter, Tag("<not>")],
         Annotated[FieldFilter, Tag("<field>")],
@@ -440,6 +482,9 @@ AnyFilterNode = (
     | OrderFilter
     | GiftCardFilter
     | EventFilter
+    | ClickedFilter
+    | OpenedFilter
+    | EngagedFilter
     | AnyFilter
     | NotFilter
     | FieldFilter
@@ -451,6 +496,9 @@ _TAG_BY_CLASS: dict[type, str] = {
     OrderFilter: "<order>",
     GiftCardFilter: "<gift_card>",
     EventFilter: "<event>",
+    ClickedFilter: "<clicked>",
+    OpenedFilter: "<opened>",
+    EngagedFilter: "<engaged>",
     AnyFilter: "<any>",
     NotFilter: "<not>",
     FieldFilter: "<field>",
