@@ -377,9 +377,24 @@ def consent_granted(channel: str) -> ColumnElement[bool]:
     )
 
 
-def consent_clause(channel: str) -> ColumnElement[bool]:
-    """An open consent row for ``channel`` and the address not suppressed for marketing there."""
-    return and_(consent_granted(channel), not_(suppressed(channel, "marketing")))
+def permission(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """The contact may be sent marketing on ``channel`` on this legal basis (suppressions aside):
+    an open consent row; for ``existing_customer`` also a purchase and no consent ever withdrawn."""
+    granted = consent_granted(channel)
+    if basis != "existing_customer":
+        return granted
+    bought = exists().where(ORDER.c.contact_id == CONTACT.c.id)
+    opted_out = exists().where(
+        CONSENT.c.contact_id == CONTACT.c.id,
+        CONSENT.c.channel == channel,
+        CONSENT.c.withdrawn_at.is_not(None),
+    )
+    return or_(granted, and_(bought, not_(opted_out)))
+
+
+def consent_clause(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """Marketing permission on ``channel`` (:func:`permission`) and the address not suppressed for it."""
+    return and_(permission(channel, basis), not_(suppressed(channel, "marketing")))
 
 
 def _order(spec: OrderCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
@@ -438,7 +453,7 @@ def _engaged(window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
 def compile_filter(node: AnyFilterNode, ctx: AudienceContext) -> ColumnElement[bool]:
     """One filter node as a condition on ``contact``."""
     if isinstance(node, ConsentFilter):
-        return consent_clause(node.consent)
+        return consent_clause(node.channel, node.basis)
     if isinstance(node, TagFilter):
         return json_list_contains(CONTACT.c.tags, node.tag)
     if isinstance(node, OrderFilter):
@@ -472,7 +487,14 @@ def strip_consent(filters: Sequence[AnyFilterNode]) -> list[AnyFilterNode]:
 
 def consent_channels(filters: Sequence[AnyFilterNode]) -> list[str]:
     """The channels the top-level nodes require consent on."""
-    return [node.consent for node in filters if isinstance(node, ConsentFilter)]
+    return [node.channel for node in filters if isinstance(node, ConsentFilter)]
+
+
+def legal_basis(filters: Sequence[AnyFilterNode], channel: str) -> str:
+    """The basis the top-level nodes rely on for ``channel``: ``existing_customer`` when a soft
+    opt-in is declared, else express ``consent``."""
+    bases = {node.basis for node in filters if isinstance(node, ConsentFilter) and node.channel == channel}
+    return "existing_customer" if "existing_customer" in bases else "consent"
 
 
 def audience_filters(

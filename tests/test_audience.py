@@ -291,3 +291,51 @@ def test_segment_and_campaign_where_are_anded(shop: Engine) -> None:
     combined = audience_filters(segment, FILTERS.validate_python([{"consent": "email"}]))
     with shop.connect() as conn:
         assert list(contact_ids(conn, combined, CTX)) == [1]
+
+
+def test_the_eu_soft_opt_in_reaches_customers_who_never_opted_out(store_engine: Engine) -> None:
+    """``consent: {email: existing_customer}``: express consent, or a previous purchase with no
+    withdrawn consent; an unsubscribed address is out either way."""
+    rows = [
+        dict(id=11, email="bought@example.ee", orders_count=1),  # a customer, never asked: in
+        dict(id=12, email="withdrew@example.ee", orders_count=2),  # a customer who opted out: out
+        dict(id=13, email="browser@example.ee", orders_count=0),  # no purchase, no consent: out
+        dict(id=14, email="asked@example.ee", orders_count=0),  # express consent: in
+        dict(id=15, email="unsubscribed@example.ee", orders_count=1),  # unsubscribed: out
+    ]
+    defaults = {"tags": [], "attributes": {}, "total_spent": Decimal("0.00")}
+    granted = at("2026-10-01T00:00")
+    with store_engine.begin() as conn:
+        conn.execute(insert(Contact.__table__), [{**defaults, **row} for row in rows])  # type: ignore[attr-defined]
+        conn.execute(
+            insert(Consent.__table__),  # type: ignore[attr-defined]
+            [
+                dict(contact_id=12, channel="email", granted_at=granted, withdrawn_at=at("2026-11-01T00:00")),
+                dict(contact_id=14, channel="email", granted_at=granted, withdrawn_at=None),
+            ],
+        )
+        conn.execute(
+            insert(ShopOrder.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    external_id=f"s{cid}",
+                    contact_id=cid,
+                    total=Decimal("10"),
+                    status="delivered",
+                    placed_at=at("2026-11-05T10:00"),
+                    is_gift=False,
+                    items=[],
+                )
+                for cid in (11, 12, 15)
+            ],
+        )
+        conn.execute(
+            insert(Suppression.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    email="unsubscribed@example.ee", channel="email", reason="unsubscribe", created_at=granted
+                )
+            ],
+        )
+    assert ids(store_engine, [{"consent": {"email": "existing_customer"}}]) == [11, 14]
+    assert ids(store_engine, [{"consent": "email"}]) == [14]

@@ -43,6 +43,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine, Row
 
 from engine import metrics
+from engine.audience import legal_basis
 from engine.channels.base import EmailChannel, SocialChannel
 from engine.clock import Clock, SystemClock
 from engine.message import EmailMessage, SocialPost
@@ -54,7 +55,7 @@ from engine.runtime.facts import MessageFacts
 from engine.runtime.message_context import StoredData
 from engine.runtime.occurrences import OccurrenceError, legacy_occurrence
 from engine.runtime.outcomes import DispatchStats, InFlight, Outcome, Recorder, render_error_text, timed
-from engine.runtime.planner import plan_contact
+from engine.runtime.planner import campaign_filters, first_channel, plan_contact
 from engine.runtime.policy import (
     TRANSACTIONAL,
     CampaignRules,
@@ -203,7 +204,12 @@ class Dispatcher:
         with self.engine.connect() as conn:
             control = controls(conn)
         return {
-            cid: campaign_rules(campaign, self.settings, control.get(cid, "active"))
+            cid: campaign_rules(
+                campaign,
+                self.settings,
+                control.get(cid, "active"),
+                legal_basis(campaign_filters(self.workspace, campaign), first_channel(campaign)),
+            )
             for cid, campaign in self.workspace.campaigns.items()
         }
 

@@ -20,7 +20,8 @@ from engine.audience import (
     CONTACT,
     AudienceContext,
     compile_filters,
-    consent_granted,
+    legal_basis,
+    permission,
     strip_consent,
     suppressed,
 )
@@ -142,7 +143,7 @@ def dry_run(
     base = compile_filters(strip_consent(campaign_filters(workspace, campaign)), ctx)
     result.matched = _count(conn, base)
     if category(campaign) == "marketing":
-        granted = consent_granted(channel)
+        granted = permission(channel, legal_basis(campaign_filters(workspace, campaign), channel))
         result.excluded["no_consent"] = _count(conn, base, not_(granted))
         result.excluded["suppressed"] = _count(conn, base, granted, suppressed(channel, "marketing"))
     else:

@@ -6,6 +6,8 @@ A ``where`` list is ANDed. Each item is exactly one condition:
 YAML                                   model
 =====================================  =====================================================
 ``consent: email``                     :class:`ConsentFilter` (an open consent row, not suppressed)
+``consent: {email: existing_customer}`` :class:`ConsentFilter`, the EU soft opt-in: express consent,
+                                       or a customer (a previous purchase) who never opted out
 ``tag: vip``                           :class:`TagFilter` (``vip`` in ``contact.tags``)
 ``country: EE``                        :class:`FieldFilter` ``[FieldCondition("eq", "EE")]``
 ``country: [EE, RO]``                  :class:`FieldFilter` ``[FieldCondition("in", [...])]``
@@ -161,10 +163,38 @@ def _as_date(value: object) -> date | None:
 # Keyword filters
 
 
-class ConsentFilter(StrictModel):
-    """The contact has an open consent for the channel and is not suppressed on it."""
+ConsentChannel = Literal["email", "x"]
+LegalBasis = Literal["consent", "existing_customer"]
 
-    consent: Literal["email", "x"]
+
+class ConsentFilter(StrictModel):
+    """Who may receive marketing on a channel, and on which legal basis.
+
+    ``consent: email`` — express prior consent (an open consent row; Romania and Estonia require it
+    for marketing email). ``consent: {email: existing_customer}`` — the EU soft opt-in (ePrivacy
+    Art. 13(2)): a contact who bought from the shop, for similar products, as long as they were
+    offered an opt-out at collection and in every message and never took it (no withdrawn consent
+    row, no unsubscribe); express consent qualifies too. Either way a suppressed address is out.
+    """
+
+    consent: ConsentChannel | dict[ConsentChannel, LegalBasis]
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> ConsentFilter:
+        if isinstance(self.consent, dict) and len(self.consent) != 1:
+            raise PydanticCustomError(
+                "consent_basis",
+                "consent: {CHANNEL: BASIS} names one channel, e.g. {email: existing_customer}",
+            )
+        return self
+
+    @property
+    def channel(self) -> str:
+        return self.consent if isinstance(self.consent, str) else next(iter(self.consent))
+
+    @property
+    def basis(self) -> str:
+        return "consent" if isinstance(self.consent, str) else next(iter(self.consent.values()))
 
 
 class TagFilter(StrictModel):
