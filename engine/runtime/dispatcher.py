@@ -17,8 +17,9 @@ One batch, for emails (``delivery`` rows) and broadcast posts (``post`` rows) al
    from a thread of its own.
 
 What a crash costs: rows claimed but not recorded are claimed again when their lease
-expires. Only messages that were in flight at the crash (at most the concurrency, plus
-the completed-but-unflushed ones of the current chunk) can go out twice.
+expires. A message is sent twice only if it was sent-or-sending but not yet recorded at the
+crash, and the recorder's permits keep those to at most ``TIDINGS_CONCURRENCY`` at any instant
+(:mod:`engine.runtime.outcomes`): a crash duplicates at most ``concurrency`` messages.
 
 :meth:`Dispatcher.drain` is the one send loop: the daemon's tick, ``trigger --wait``,
 ``simulate`` and the workers' tasks all drain through it.
@@ -119,6 +120,8 @@ class Dispatcher:
         # Only a wall clock may be slept on; a fake or simulated clock moves when its owner says.
         self._sleep = sleep if sleep is not None else (time.sleep if isinstance(clock, SystemClock) else None)
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="tidings-send")
+        # One permit per message sent-or-sending but not yet recorded: the duplicate bound (outcomes.py).
+        self._permits = threading.Semaphore(settings.concurrency)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -284,6 +287,7 @@ class Dispatcher:
             clock=self.clock,
             policy=self.retry_policy,
             rng=self._rng,
+            permits=self._permits,
             concurrency=self.settings.concurrency,
             lease_seconds=self.settings.lease_seconds,
         )
@@ -394,6 +398,7 @@ class Dispatcher:
             stats.failed += 1
             stats.count_reason("render_error")
             return False
+        self._permits.acquire()  # given back by the recorder once this message's outcome is written
         if table is POST:
             assert self.social_channel is not None
             recorder.put(InFlight(row, self._pool.submit(timed, self.social_channel.post, post), post.text))

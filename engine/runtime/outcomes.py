@@ -9,12 +9,20 @@ Refusals of the gate and render failures are outcomes too, known before any send
 in the order the sends were handed over, so rendering never waits for a database write and a row's
 ``sent`` state is written long before its lease can run out. Emails and posts share it.
 
+**The duplicate bound.** A message goes out twice only if a crash (a SIGKILL, a power cut) comes
+after its send left but before its ``sent`` state was written: its claim then expires and another
+attempt sends it again. The recorder holds one of ``TIDINGS_CONCURRENCY`` *permits* for every
+message from the moment it is handed to the channel until its outcome is committed, and the
+dispatcher takes a permit before it hands over the next one. So at any instant at most
+``concurrency`` messages are sent-or-sending but unrecorded, and a crash duplicates at most
+``concurrency`` messages — with or without provider faults (a retry is an outcome like any other).
+``tests/test_crash.py`` kills a sending process repeatedly and checks the bound (without the
+permits it measured up to 66 exposed messages per kill at concurrency 8).
+
 Measured (py-spy, ~900 msg/s): were the rendering thread also to wait for each send and write each
-outcome, a third of its time went to writes. Here outcomes are written every ``concurrency`` sends
-or :data:`FLUSH_SECONDS` (at most a quarter of the lease), whichever comes first; sends that
-completed while a write ran join the next write (up to :data:`MAX_FLUSH`), since a write costs
-~1 ms plus ~40 µs a row on SQLite. What a crash can send twice is what was in flight plus what
-completed since the last write.
+outcome, a third of its time went to writes. Here outcomes are written as soon as half the permits
+are waiting for a write (so half keep sending meanwhile), or after :data:`FLUSH_SECONDS` (at most a
+quarter of the lease), whichever comes first; a write costs ~1 ms plus ~40 µs a row on SQLite.
 """
 
 from __future__ import annotations
@@ -60,9 +68,6 @@ DAILY_CAP_AFTER = 900.0
 #: Outcomes are written at least this often (and at least every ``concurrency`` sends): what a
 #: crash can send twice is what was in flight plus what completed since the last write.
 FLUSH_SECONDS = 0.25
-MIN_FLUSH = 16
-#: At most this many outcomes in one write (sends that completed while the previous write ran).
-MAX_FLUSH = 1_000
 
 
 @dataclass(slots=True)
@@ -340,6 +345,7 @@ class Recorder:
         clock: Clock,
         policy: RetryPolicy,
         rng: random.Random,
+        permits: threading.Semaphore,
         concurrency: int,
         lease_seconds: float,
     ) -> None:
@@ -349,16 +355,18 @@ class Recorder:
         self._clock = clock
         self._policy = policy
         self._rng = rng
+        self._permits = permits
         self._queue: queue.SimpleQueue[InFlight | Outcome | None] = queue.SimpleQueue()
         self._stats = DispatchStats()
         self._error: BaseException | None = None
         self._flush_after = min(FLUSH_SECONDS, lease_seconds / 4)
-        self._flush_every = max(MIN_FLUSH, concurrency)
+        self._flush_every = max(1, concurrency // 2)
         self._thread = threading.Thread(target=self._run, name="tidings-record", daemon=True)
         self._thread.start()
 
     def put(self, item: InFlight | Outcome) -> None:
-        """A send in flight, or an outcome known already (a refusal, a render failure)."""
+        """A send in flight (it holds a permit, given back once its outcome is written) or an outcome
+        known already (a refusal, a render failure: nothing was sent)."""
         self._queue.put(item)
 
     def finish(self, stats: DispatchStats) -> None:
@@ -370,39 +378,47 @@ class Recorder:
         if self._error is not None:
             raise self._error
 
-    def _write(self, pending: list[Outcome]) -> None:
+    def _write(self, pending: list[Outcome], sends: int) -> None:
         write_outcomes(self._engine, self._table, pending, worker_id=self._worker_id, now=self._clock.now())
+        for _ in range(sends):
+            self._permits.release()
 
     def _run(self) -> None:
         pending: list[Outcome] = []
+        sends = 0  # how many of ``pending`` hold a permit
         started = time.monotonic()
         finished = False
-        carried: InFlight | Outcome | None = None
         try:
             while not finished:
-                item, carried = (carried, None) if carried is not None else (self._queue.get(), None)
+                item: InFlight | Outcome | None | object
+                try:
+                    wait = max(0.0, self._flush_after - (time.monotonic() - started)) if pending else None
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    item = _NOTHING  # time to write what is waiting
                 if item is None:
                     finished = True
-                else:
+                elif isinstance(item, InFlight):
                     pending.append(self._outcome(item))
-                due = len(pending) >= self._flush_every or time.monotonic() - started > self._flush_after
-                if due and not finished:
-                    # Sends that completed meanwhile go in the same write: they are as much at risk of
-                    # being sent twice waiting in the queue as in ``pending``, and one write for many
-                    # rows costs little more than one for a few.
-                    finished, carried = self._absorb_completed(pending)
-                if due or finished:
-                    self._write(pending)
-                    pending = []
+                    sends += 1
+                elif isinstance(item, Outcome):
+                    pending.append(item)
+                due = sends >= self._flush_every or time.monotonic() - started > self._flush_after
+                if pending and (due or finished):
+                    self._write(pending, sends)
+                    pending, sends = [], 0
                     started = time.monotonic()
         except BaseException as exc:  # noqa: BLE001 — handed to the dispatcher's thread by finish()
             self._error = exc
-            while not finished:  # let finish() return: nothing more is written
-                finished = self._queue.get() is None
+            for _ in range(sends):
+                self._permits.release()  # nothing more is written; the dispatcher must not wait forever
+            while not finished:
+                item = self._queue.get()
+                finished = item is None
+                if isinstance(item, InFlight):
+                    self._permits.release()
 
-    def _outcome(self, item: InFlight | Outcome) -> Outcome:
-        if isinstance(item, Outcome):
-            return item
+    def _outcome(self, item: InFlight) -> Outcome:
         attempt = item.future.result()
         outcome = classify(
             item, attempt, self._stats, now=self._clock.now(), policy=self._policy, rng=self._rng
@@ -412,20 +428,8 @@ class Recorder:
             metrics.record_retry(item.row.channel)
         return outcome
 
-    def _absorb_completed(self, pending: list[Outcome]) -> tuple[bool, InFlight | Outcome | None]:
-        """Move queued items whose send is over into ``pending`` (up to :data:`MAX_FLUSH`); returns
-        (whether the end was reached, the first item still in flight, to handle next)."""
-        while len(pending) < MAX_FLUSH:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return False, None
-            if item is None:
-                return True, None
-            if isinstance(item, InFlight) and not item.future.done():
-                return False, item
-            pending.append(self._outcome(item))
-        return False, None
+
+_NOTHING = object()
 
 
 __all__ = [
