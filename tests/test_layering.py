@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "clock": 0,
     "settings": 0,
+    "opening_hours": 0,
     "message": 0,
     "tokens": 0,
     "logs": 0,
