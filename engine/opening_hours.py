@@ -61,7 +61,7 @@ def _day(name: str, text: str) -> int:
     try:
         return DAYS.index(name.lower())
     except ValueError:
-        raise InvalidHours(f"unknown weekday {name!r} in {text!r} (use Mon, Tue, Wed, Thu, Fri, Sat, Sun)") from None
+        raise InvalidHours(f"unknown weekday {name!r} in {text!r} (use Mon, Tue … Sun)") from None
 
 
 def _time(value: str, text: str) -> time:
@@ -86,7 +86,7 @@ def parse_hours(text: str) -> OpeningHours:
     for part in re.split(r"[,;]", head):
         match = _GROUP.match(part.strip())
         if match is None:
-            raise InvalidHours(f"cannot read {part.strip()!r}: expected e.g. 'Mon-Fri 09:00-17:00' ({EXAMPLE!r})")
+            raise InvalidHours(f"cannot read {part.strip()!r}: expected days and hours as in {EXAMPLE!r}")
         first = _day(match["first"], text)
         last = _day(match["last"], text) if match["last"] else first
         if last < first:

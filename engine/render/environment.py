@@ -40,10 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import markupsafe
 from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal
-from babel.dates import format_interval, get_day_names, get_timezone_name
-from babel.numbers import get_currency_symbol
+from babel.dates import format_date, format_datetime, format_interval, get_day_names, get_timezone_name
+from babel.numbers import format_currency, format_decimal, get_currency_symbol
 from jinja2 import StrictUndefined, nodes, pass_context, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.nodes import EvalContext
@@ -167,7 +165,9 @@ class Formatters:
         skeleton = "hm" if "h" in self.locale.time_formats["short"].pattern else "Hm"
         parts = []
         for group in hours.groups:
-            span = days[group.first] if group.first == group.last else f"{days[group.first]}–{days[group.last]}"
+            span = days[group.first]
+            if group.last != group.first:
+                span += f"–{days[group.last]}"
             times = format_interval(group.opens, group.closes, skeleton, locale=self.locale)
             parts.append(f"{span}, {times}")
         zone = get_timezone_name(hours.zone, "long", locale=self.locale, zone_variant="generic")

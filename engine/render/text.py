@@ -1,14 +1,15 @@
 """The plain-text part, derived once at compile time from the compiled HTML.
 
 Inscriptis lays the HTML out as text (it honours ``display:none``, so the hidden preheader
-does not leak into the text). Each MJML block (``mj-text``, a button, an image) is a ``<div>``
-in a table row; inscriptis' default profile puts no margin after a ``div``, which ran an
-email's paragraphs together line after line, so the profile used here ends each ``div`` with
-a blank line, the paragraph break a reader of the text part expects. It runs on MRML's output while the Jinja tags are still
+does not leak into the text). It runs on MRML's output while the Jinja tags are still
 opaque tokens, so the result is itself a Jinja template: per message only Jinja renders.
-MJML's nested layout tables leave deep indentation and runs of blank lines; those are
-normalised here, links are written ``text (url)`` as mail clients show them, and image-only
-links (a logo) are left out.
+
+Each MJML block (``mj-text``, a button, an image) is a ``<div>`` in a table row.
+Inscriptis' default profile puts no margin after a ``div``, which ran an email's
+paragraphs together line after line; the profile used here ends each ``div`` with a blank
+line, the paragraph break a reader of the text part expects. MJML's nested layout tables
+leave deep indentation and runs of blank lines; those are normalised here, links are
+written ``text (url)`` as mail clients show them, and image-only links (a logo) are left out.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import re
 
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.css import Display
 from inscriptis.model.config import ParserConfig
+from inscriptis.model.css import Display
 from inscriptis.model.html_element import HtmlElement
 
 LINK = re.compile(r"\[([^\[\]]*)\]\(([^()\s]*)\)")

@@ -90,7 +90,6 @@ class Labels:
         return str(code)
 
 
-
 def missing_locales(texts: Mapping[str, str], locales: Iterable[str]) -> list[str]:
     """Locales among ``locales`` with no text in ``texts``, neither their own nor their language's."""
     return [loc for loc in locales if loc not in texts and loc.split("-")[0] not in texts]
