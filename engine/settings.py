@@ -123,7 +123,7 @@ class ShopSettings(BaseModel):
             "support": {
                 "email": self.support_email,
                 "phone": phone,
-                "phone_uri": "tel:" + re.sub(r"[^+0-9]", "", phone) if phone else None,
+                "phone_dial": re.sub(r"[^+0-9]", "", phone) if phone else None,
                 "chat_url": str(self.support_chat_url) if self.support_chat_url else None,
                 "hours": self.support_hours,
             },

@@ -37,7 +37,8 @@ IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 ALT = re.compile(r"\balt\s*=", re.IGNORECASE)
 SRC = re.compile(r'\bsrc="([^"]*)"', re.IGNORECASE)
 A_HREF = re.compile(r'<a\b[^>]*?\bhref="([^"]*)"', re.IGNORECASE)
-ALLOWED_SCHEMES = ("http", "https", "mailto")
+ALLOWED_SCHEMES = ("http", "https", "mailto", "tel")
+TEL = re.compile(r"^\+?[0-9]{4,20}$")
 
 
 def _at(path: Path | str, line: int = 1) -> SourceLocation:
@@ -86,11 +87,13 @@ def link_problem(href: str) -> str | None:
         return f"link {value[:80]!r} is malformed"
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        return f"link {value[:80]!r} is not an http(s) or mailto link"
+        return f"link {value[:80]!r} is not an http(s), mailto or tel link"
     if scheme in ("http", "https") and not _valid_host(parts.hostname):
         return f"link {value[:80]!r} has no valid host"
     if scheme == "mailto" and "@" not in parts.path:
         return f"link {value[:80]!r} is not an email address"
+    if scheme == "tel" and not TEL.match(parts.path):
+        return f"link {value[:80]!r} is not a phone number (tel:+3726001234: digits only)"
     return None
 
 

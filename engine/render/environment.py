@@ -18,8 +18,9 @@ Why these choices:
   locale, so the locale is bound, not looked up per call) and in the contact's time zone.
   Money follows CLDR through Babel, except where Babel lacks what a native reader expects:
   Romanian prices in RON read "lei" (CLDR's narrow symbol, which Babel does not expose), not
-  "RON". ``hours`` shows the shop's support hours (:mod:`engine.opening_hours`) with CLDR's
-  day names and time ranges; ``linebreaks`` keeps the line breaks of untrusted text (a gift
+  "RON". ``plural`` picks a phrase by CLDR's plural rules ("20 de zile" but "19 zile").
+  ``hours`` shows the shop's support hours (:mod:`engine.opening_hours`) with CLDR's day
+  names and time ranges; ``linebreaks`` keeps the line breaks of untrusted text (a gift
   card buyer's note) as ``<br>`` in HTML, escaping everything else, and as lines in text.
 * Per-message cost: a send renders the same templates tens of thousands of times, so the
   filters memoise whole calls, the engine's own ``days_until`` skips the sandbox's call
@@ -140,6 +141,7 @@ class Formatters:
             "money": self.money,
             "number": self.number,
             "hours": self.hours,
+            "plural": self.plural,
         }
         self.days_until_function = _with_context(self.days_until)
 
@@ -238,6 +240,26 @@ class Formatters:
     def number(self, value: Any, format: str | None = None) -> str:  # noqa: A002
         return self._format_number(_as_decimal(value), format)
 
+    def plural(self, value: Any, **forms: str) -> str:
+        """The form of ``value``'s CLDR plural category, ``#`` replaced by the number in this locale.
+
+        ``{{ left|plural(one='o zi', few='# zile', other='# de zile') }}``: Romanian says "20 de
+        zile" but "19 zile", English "1 day" but "2 days"; the categories come from CLDR
+        (``one``, ``two``, ``few``, ``many``, ``other``), and ``other`` is required.
+        """
+        if "other" not in forms:
+            raise TemplateValueError(
+                "plural needs at least other='…' (and one='…' where the language has it)"
+            )
+        unknown = set(forms) - {"zero", "one", "two", "few", "many", "other"}
+        if unknown:
+            raise TemplateValueError(
+                f"plural: unknown category {sorted(unknown)[0]!r} (zero, one, two, few, many, other)"
+            )
+        number = _as_decimal(value)
+        category = self.locale.plural_form(number)
+        return forms.get(category, forms["other"]).replace("#", self._format_number(number, None))
+
     def hours(self, value: Any) -> str:
         """``Mon-Fri 09:00-17:00 Europe/Tallinn`` → "luni–vineri, 09:00–17:00 (Ora Europei de Est)"."""
         if not value:
@@ -333,7 +355,8 @@ def escape_output(value: Any) -> str:
 # Filters whose result depends only on their arguments (and, for the dates, on the contact's zone
 # and ``now``, which do not change during a render) — and not on the autoescape setting.
 PURE_FILTERS = frozenset(
-    {"date", "datetime", "money", "number", "hours", "label", "upper", "lower", "title", "capitalize", "trim"}
+    {"date", "datetime", "money", "number", "hours", "label", "plural"}
+    | {"upper", "lower", "title", "capitalize", "trim"}
     | {"default", "d", "length", "count", "round", "int", "float", "abs"}
 )
 # Constructs that compile into functions of their own or change names in ways the plan does not follow.

@@ -261,7 +261,7 @@ class Renderer:
         )
         html_source = restore(page, tags)
         if text_template is None:
-            text_source = restore(html_to_text(page), tags)
+            text_source = restore(html_to_text(page, tags), tags)
             text_template = self._parse(self.environment(used, "text"), text_source, path, front.body_offset)
         combined_source = combine(
             subject=uncomment(plain, front.values["subject"]),
