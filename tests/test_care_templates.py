@@ -1,4 +1,4 @@
-"""The shipped emails as customers read them: how to reach the shop, service or marketing footer, words not codes."""
+"""The shipped emails as customers read them: how to reach the shop, which footer, words not codes."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def test_every_shipped_email_says_how_to_reach_the_shop_in_its_language(
 def test_support_hours_read_naturally_in_each_language() -> None:
     hours = "Mon-Fri 09:00-17:00, Sat 10:00-14:00 Europe/Tallinn"
     assert formatters("en", "UTC").hours(hours) == (  # CLDR's narrow and thin spaces, as Babel formats them
-        "Monday–Friday, 9:00\u202fAM\u2009–\u20095:00\u202fPM; Saturday, 10:00\u202fAM\u2009–\u20092:00\u202fPM "
-        "(Eastern European Time)"
+        "Monday–Friday, 9:00\u202fAM\u2009–\u20095:00\u202fPM; "
+        "Saturday, 10:00\u202fAM\u2009–\u20092:00\u202fPM (Eastern European Time)"
     )
     assert formatters("ro", "UTC").hours(hours) == (
         "luni–vineri, 09:00–17:00; sâmbătă, 10:00–14:00 (Ora Europei de Est)"

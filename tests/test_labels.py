@@ -8,7 +8,7 @@ import pytest
 from render_support import NOW, email_file, section, settings_for, templates_dir, write
 from workspace_support import make_workspace
 
-from engine.render import Record, RenderError, Renderer, build_context
+from engine.render import Record, Renderer, RenderError, build_context
 from engine.workspace.loader import load_workspace
 
 LABELS = """\
