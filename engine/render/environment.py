@@ -223,6 +223,15 @@ class Formatters:
             hit = self._remember(key, self._datetime(value, format, zone))
         return hit  # type: ignore[no-any-return]
 
+    def datetime_in(self, value: Any, format: str, zone_name: str) -> str:  # noqa: A002
+        """What ``{{ value|datetime(format) }}`` shows to a reader in ``zone_name``, outside a template
+        (the public app's cutoff banner says the dates exactly as the emails do)."""
+        key = ("datetime", type(value), value, format, zone_name)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._remember(key, self._datetime(value, format, zone_name))
+        return hit  # type: ignore[no-any-return]
+
     def _datetime(self, value: Any, format: str, zone_name: str) -> str:  # noqa: A002
         if value is None:
             raise TemplateValueError("datetime filter got none (is the value present for this contact?)")

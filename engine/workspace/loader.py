@@ -319,11 +319,17 @@ def _merge_labels(
         schedules.labels.add(kind, fresh)
 
 
+def load_schedules(root: Path, *, default_locale: str = "en") -> tuple[Schedules, list[Problem]]:
+    """Only schedules/ of the workspace at ``root`` (dates, cutoffs, labels), with its problems."""
+    workspace = Workspace(root=Path(root), templates=scan_templates(Path(root) / "templates"))
+    problems: list[Problem] = []
+    _load_schedules(workspace, problems, default_locale)
+    return workspace.schedules, problems
+
+
 def load_labels(root: Path) -> Labels:
     """The valid ``labels:`` of a workspace's schedules/ (for rendering; ``validate`` reports the rest)."""
-    workspace = Workspace(root=Path(root))
-    _load_schedules(workspace, [])
-    return workspace.schedules.labels
+    return load_schedules(root)[0].labels
 
 
 # ---------------------------------------------------------------------------------------------
