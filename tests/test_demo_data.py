@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -285,6 +286,13 @@ def test_returns_exchanges_and_claims_fall_from_late_december_into_january() -> 
     }
     shipped = [e for e in events if e["type"] == "exchange.shipped"]
     assert shipped and all(e["occurred_at"] > requested[e["payload"]["order_id"]] for e in shipped)
+    zones = {index: ZoneInfo(contact["timezone"]) for index, contact in enumerate(rows.contacts)}
+    for event in events:  # people file claims while awake; support answers and ships in office hours
+        local_hour = event["occurred_at"].astimezone(zones[event["contact_id"]]).hour
+        if event["type"] == "claim.opened":
+            assert 8 <= local_hour < 22
+        elif event["type"] in ("claim.resolved", "exchange.shipped"):
+            assert 9 <= local_hour < 17
     season = (datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))
     for kind in ("claim.opened", "exchange.requested", "exchange.shipped"):
         moments = sorted(e["occurred_at"] for e in events if e["type"] == kind)

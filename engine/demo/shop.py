@@ -407,7 +407,7 @@ class ShopBuilder:
             _Pending("gift_card.purchased", issued_at, purchaser.index, card=card, extra=extra)
         )
         if send_on is not None and self.care.random() < 0.05:
-            self._card_claim(purchaser, recipient, send_on)
+            self._card_claim(purchaser, send_on)
         if rng.random() < 0.88:
             day = self._day_between(date(year, 12, 24), date(year + 1, 1, 20))
             redeemed_at = max(self._local(recipient, day, 8, 23), issued_at + timedelta(hours=2))
@@ -457,15 +457,27 @@ class ShopBuilder:
         if care.random() >= {"damaged": 0.85, "lost": 0.9, "late": 0.35, "defective": 1.0}[reason]:
             return
         claim_id = self._next_claim_id()
-        opened_at = reported_at + timedelta(hours=care.between(1, 30), minutes=care.below(60))
+        # The customer files it in their waking hours; support closes it in office hours (09–17).
+        opened_at = self._care_moment(person, reported_at + timedelta(hours=care.between(1, 30)), 8, 22)
         if opened_at >= self.season_end:
             return
         extra = {"claim_id": claim_id, "reason": reason}
         self.pending.append(_Pending("claim.opened", opened_at, person.index, order, extra=dict(extra)))
-        resolved_at = opened_at + timedelta(days=care.between(1, 12), hours=care.between(0, 8))
+        resolved_at = self._care_moment(person, opened_at + timedelta(days=care.between(1, 12)), 9, 17)
         if care.random() < 0.85 and resolved_at < self.season_end:
             extra["resolution"] = self._weighted_care(CLAIM_RESOLUTIONS[reason])
             self.pending.append(_Pending("claim.resolved", resolved_at, person.index, order, extra=extra))
+
+    def _care_moment(self, person: _Person, after: datetime, first_hour: int, last_hour: int) -> datetime:
+        """A moment between ``first_hour`` and ``last_hour`` local time, on ``after``'s day or the next."""
+        local = after.astimezone(person.zone)
+        day = local.date() if local.hour < last_hour else local.date() + timedelta(days=1)
+        moment = datetime.combine(
+            day, time(self.care.between(first_hour, last_hour - 1), self.care.below(60)), tzinfo=person.zone
+        )
+        while moment <= after:
+            moment += timedelta(days=1)
+        return moment.astimezone(UTC)
 
     def _defect_claim(self, person: _Person, order: dict[str, Any], delivered_at: datetime) -> None:
         """A gift unwrapped at Christmas turns out faulty: a claim between Christmas and mid-January."""
@@ -476,7 +488,7 @@ class ShopBuilder:
         opened_at = max(moment.astimezone(UTC), delivered_at + timedelta(days=1))
         self._claim(person, order, "defective", opened_at - timedelta(hours=1))
 
-    def _card_claim(self, purchaser: _Person, recipient: _Person, send_on: date) -> None:
+    def _card_claim(self, purchaser: _Person, send_on: date) -> None:
         """A buyer whose recipient never got the card: a claim without an order, resolved by resending."""
         care = self.care
         asked = datetime.combine(send_on, time(care.between(12, 19), care.below(60)), tzinfo=purchaser.zone)
@@ -485,14 +497,12 @@ class ShopBuilder:
             _Pending("claim.opened", asked.astimezone(UTC), purchaser.index, extra=dict(extra))
         )
         extra["resolution"] = "resent"
-        resolved = asked + timedelta(hours=care.between(1, 20))
-        self.pending.append(
-            _Pending("claim.resolved", resolved.astimezone(UTC), purchaser.index, extra=extra)
-        )
+        resolved = self._care_moment(purchaser, asked + timedelta(hours=1), 9, 17)
+        self.pending.append(_Pending("claim.resolved", resolved, purchaser.index, extra=extra))
 
     def _exchange_shipped(self, person: _Person, order: dict[str, Any], requested_at: datetime) -> None:
         care = self.care
-        shipped_at = requested_at + timedelta(days=care.between(2, 6), hours=care.between(1, 9))
+        shipped_at = self._care_moment(person, requested_at + timedelta(days=care.between(1, 5)), 9, 17)
         if care.random() >= 0.92 or shipped_at >= self.season_end:
             return
         tracking = f"{care.below(10**10):010d}"
