@@ -209,3 +209,28 @@ def test_status_messages_are_sent_by_transactional_campaigns_on_their_events() -
         [campaign] = WORKSPACE.campaigns_using(template)
         assert campaign.category.value == "transactional" and campaign.status.value == "active"
         assert campaign.trigger.event is not None and campaign.trigger.event.type == event_type
+
+
+def test_the_preview_shows_a_service_message_no_campaign_sends_yet_as_a_service_message(
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from engine.clock import SystemClock
+    from engine.settings import load_settings
+    from engine.web.preview import create_preview_app
+
+    settings = load_settings(
+        workspace=REPO, secret_key="p" * 40, database_url=f"sqlite:///{tmp_path / 'p.db'}"
+    )
+    with TestClient(
+        create_preview_app(settings, clock=SystemClock()), base_url="http://127.0.0.1:8025"
+    ) as client:
+        listed = {t["name"]: t for t in client.get("/api/templates").json()["templates"]}
+        delivery = client.get("/api/templates/gift-card-delivery", params={"locale": "ro"}).json()
+    assert (
+        listed["gift-card-delivery"]["campaigns"] == [] and listed["gift-card-delivery"]["marketing"] is False
+    )
+    assert listed["win-back"]["marketing"] is True
+    assert delivery["subject"] == "Kadri ți-a trimis un card cadou de 50,00 EUR"
+    assert "List-Unsubscribe" not in delivery["headers"]
