@@ -192,7 +192,7 @@ def written_as_marketing(renderer: Renderer, template: str) -> bool:
         if renderer.kind(template) != "email":
             return True
         return any(
-            "unsubscribe_url" in renderer.compile_email(template, locale).variables
+            "unsubscribe_url" in renderer.email_names(template, locale)
             for _path, locale in renderer.locale_files(template)
         )
     except RenderError:
@@ -216,7 +216,7 @@ def _categories(workspace: Any, template: str) -> list[str]:
 
 def check_workspace(workspace: Any, settings: Settings) -> list[Problem]:
     """Every template × locale with its sample, then the per-campaign name checks."""
-    renderer = Renderer(settings, workspace.templates_dir)
+    renderer = Renderer(settings, workspace.templates_dir, labels=workspace.schedules.labels)
     problems: list[Problem] = []
     for template in renderer.templates():
         try:

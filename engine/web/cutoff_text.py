@@ -6,7 +6,7 @@ The dates are formatted with the same Babel patterns as the shipped order-by rem
 ``labels: method`` (as in the emails), so the website and the inbox say the same thing in the
 same words. Phrases are built around the formatted values so that each stays grammatical
 with Babel's nominative dates (Estonian "enne kuupäeva 24. detsember", the date standing
-in apposition, never "hiljemalt <date>", which would need the adessive). Locales are picked like the unsubscribe pages' (``ro-RO`` → ``ro``).
+in apposition, never "hiljemalt <date>", which would need the adessive).
 """
 
 from __future__ import annotations
@@ -46,13 +46,3 @@ WORDS: dict[str, BannerWords] = {
         zone="Ajavöönd: {zone}",
     ),
 }
-
-
-def banner_language(locale: str | None, default_locale: str) -> str:
-    """The first of ``locale``'s language, the default locale's, English, that has words."""
-    for candidate in (locale, default_locale):
-        if candidate:
-            language = candidate.replace("_", "-").split("-")[0].lower()
-            if language in WORDS:
-                return language
-    return "en"

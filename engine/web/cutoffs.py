@@ -39,7 +39,8 @@ from jinja2 import Environment
 
 from engine.render.environment import formatters
 from engine.render.locales import normalise
-from engine.web.cutoff_text import WORDS, banner_language
+from engine.web.cutoff_text import WORDS
+from engine.web.unsubscribe_text import pick_language
 from engine.workspace.loader import YAML_SUFFIXES, load_schedules
 from engine.workspace.schedules import Cutoff, Schedules
 
@@ -178,7 +179,7 @@ def banner_html(
     if locale is not None and locale != "" and not LOCALE.match(locale):
         raise BadRequest("locale must look like en, ro or et-EE")
     rows = _rows(schedules, _country(country, required=True))
-    language = banner_language(normalise(locale) if locale else None, default_locale)
+    language = pick_language(normalise(locale) if locale else None, default_locale, WORDS)
     words = WORDS[language]
     zone_names = list(dict.fromkeys(row.zone.key for row in rows))
     view = []

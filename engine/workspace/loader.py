@@ -329,7 +329,9 @@ def load_schedules(root: Path, *, default_locale: str = "en") -> tuple[Schedules
 
 def load_labels(root: Path) -> Labels:
     """The valid ``labels:`` of a workspace's schedules/ (for rendering; ``validate`` reports the rest)."""
-    return load_schedules(root)[0].labels
+    workspace = Workspace(root=Path(root))
+    _load_schedules(workspace, [])
+    return workspace.schedules.labels
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ from urllib.parse import quote
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
 from engine.settings import Settings
-from engine.store import make_engine, upgrade
 from engine.web.preview.serve import bind_socket
 from engine.web.public import create_public_app
 
@@ -54,20 +53,12 @@ class _ShopPage(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    store = make_engine(f"sqlite:///{tmp_path / 'tidings.db'}")
-    upgrade(store)
-    yield store
-    store.dispose()
-
-
-@pytest.fixture
-def public_url(tmp_path: Path, engine: Engine) -> Iterator[str]:
+def public_url(tmp_path: Path, sqlite_engine: Engine) -> Iterator[str]:
     """The public app over the shipped schedules, served by uvicorn in a thread on a free port."""
     for folder in ("schedules", "templates"):
         shutil.copytree(REPO / folder, tmp_path / "shop" / folder)
     settings = Settings(workspace=tmp_path / "shop", secret_key="c" * 40, _env_file=None)  # type: ignore[call-arg]
-    app = create_public_app(settings, engine, FakeClock(NOW))
+    app = create_public_app(settings, sqlite_engine, FakeClock(NOW))
     sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -90,14 +81,6 @@ def shop_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 900, "height": 500})
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 @pytest.mark.parametrize(
@@ -134,5 +117,5 @@ def test_the_banner_shows_in_a_shops_page_in_each_language(
     assert standard_row.evaluate("row => getComputedStyle(row).textDecorationLine") == "line-through"
     assert errors == []
     path = artifacts / f"cutoff-banner-{locale}.png"
-    page.screenshot(path=str(path), full_page=True)
+    box.screenshot(path=str(path))
     assert path.stat().st_size > 0

@@ -195,7 +195,7 @@ class WorkspaceCatalog:
         loaded = load_workspace(workspace_dir, default_timezone=self.settings.timezone)
         problems: list[Problem] = list(loaded.problems)
         workspace = loaded.workspace
-        renderer = Renderer(self.settings, workspace_dir / "templates")
+        renderer = Renderer(self.settings, workspace_dir / "templates", labels=workspace.schedules.labels)
 
         files = self._campaign_files(workspace)
         templates = self._templates(renderer, [c for _path, c in files if c is not None], problems)
@@ -310,7 +310,8 @@ class WorkspaceCatalog:
                 locales,
                 (folder / "sample.yaml").is_file(),
                 senders.get(name, []),
-                written_as_marketing=written_as_marketing(renderer, name),
+                # Only a template no campaign sends is judged by how it is written (a parse per file).
+                written_as_marketing=name in senders or written_as_marketing(renderer, name),
             )
             for problem in problems:
                 path = Path(problem.location.path).resolve()
