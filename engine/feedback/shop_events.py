@@ -13,8 +13,11 @@ without guessing. Ingestion of a valid batch happens in one transaction:
 4. orders and gift cards are upserted from ``order.*`` and ``gift_card.*`` events and the
    contact aggregates (``orders_count``, ``total_spent``, ``last_order_at``) recomputed
    from the orders in SQL, so replays and out-of-order events still add up;
-5. the ``shop_event`` rows are written and their ids returned, for the caller to enrol
+5. the ``shop_event`` rows are written (the payload is the event's validated ``data``, as
+   templates read it: ``event.data.order_id``) and their ids returned, for the caller to enrol
    contacts in event-triggered campaigns after the commit.
+
+Each type's ``data`` schema lives in :mod:`engine.transfer.event_data`, shared with ``import``.
 """
 
 from __future__ import annotations
