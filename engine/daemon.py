@@ -424,6 +424,7 @@ class Daemon:
             self.clock,
             health_probe=self.health,
             on_events_stored=self.on_events_stored,
+            schedules=lambda: self.workspace.schedules,
         )
         host, _, port = self.settings.public_bind.rpartition(":")
         config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")

@@ -33,8 +33,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
+from engine.opening_hours import InvalidHours, parse_hours
 
 ENV_PREFIX = "TIDINGS_"
+PHONE = re.compile(r"^\+[0-9][0-9 ()-]{5,22}[0-9]$")
 
 
 class EmailChannelKind(StrEnum):
@@ -59,7 +61,12 @@ class UnsignedWebhooks(StrEnum):
 
 
 class ShopSettings(BaseModel):
-    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM)."""
+    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM).
+
+    The support fields are how a customer reaches a person (every shipped email shows them):
+    an address is required, phone, chat and hours may be switched off with an empty value.
+    ``support_hours`` follows :mod:`engine.opening_hours` so that every locale can show it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,13 +74,60 @@ class ShopSettings(BaseModel):
     url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com")
     postal_address: str = "Nordlys & Brad OÜ, Telliskivi 60a, 10412 Tallinn, Estonia"
     returns_policy_url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com/returns")
+    support_email: str = "help@shop.example.com"
+    support_phone: str | None = "+372 600 1234"
+    support_chat_url: AnyHttpUrl | None = AnyHttpUrl("https://shop.example.com/help/chat")
+    support_hours: str | None = "Mon-Fri 09:00-17:00, Sat 10:00-14:00 Europe/Tallinn"
 
-    def as_context(self) -> dict[str, str]:
+    @field_validator("support_email")
+    @classmethod
+    def _support_address(cls, value: str) -> str:
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if not at or not local or "." not in domain or any(ch.isspace() for ch in value):
+            raise ValueError("expected the address customers write to, e.g. help@shop.example.com")
+        return value
+
+    @field_validator("support_phone")
+    @classmethod
+    def _support_phone(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = " ".join(value.split())
+        if not PHONE.match(value):
+            raise ValueError("expected an international number as customers dial it, e.g. +372 600 1234")
+        return value
+
+    @field_validator("support_chat_url", mode="before")
+    @classmethod
+    def _no_chat(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("support_hours")
+    @classmethod
+    def _support_hours(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(parse_hours(value))
+        except InvalidHours as exc:
+            raise ValueError(str(exc)) from None
+
+    def as_context(self) -> dict[str, Any]:
+        """What templates see as ``shop`` (``shop.support.email`` …); absent support fields are None."""
+        phone = self.support_phone
         return {
             "name": self.name,
             "url": str(self.url).rstrip("/"),
             "postal_address": self.postal_address,
             "returns_policy_url": str(self.returns_policy_url),
+            "support": {
+                "email": self.support_email,
+                "phone": phone,
+                "phone_dial": re.sub(r"[^+0-9]", "", phone) if phone else None,
+                "chat_url": str(self.support_chat_url) if self.support_chat_url else None,
+                "hours": self.support_hours,
+            },
         }
 
 

@@ -111,11 +111,13 @@ def render_cmd(
         step_id = next((s.step_id for s in chosen.iter_steps() if template in s.templates()), None)
         marketing = chosen.category.value == "marketing"
     else:
-        # A template counts as marketing when a marketing campaign sends it, or when none does.
+        # Marketing when a marketing campaign sends it; when none does, as it is written.
         senders = (
             [c for c in workspace.campaigns.values() if template in c.templates_used()] if workspace else []
         )
-        marketing = not senders or any(c.category.value == "marketing" for c in senders)
+        from engine.render.checks import is_marketing
+
+        marketing = is_marketing(renderer, template, [c.category.value for c in senders])
     campaign_id = chosen.key if chosen is not None else None
     if kind == "post":
         post = renderer.render_post(template, context, locale=locale, campaign_id=campaign_id)

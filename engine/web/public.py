@@ -14,6 +14,8 @@ Paths and answers (DESIGN.md "Interfaces"):
   wrong bearer token (constant-time comparison), 400 for a body that is not JSON, 413 when
   too large, 422 with ``errors: [{index, field, message}]``, 200 when stored (repeats
   included: they are counted as ``duplicate``).
+* ``GET /cutoffs`` and ``GET /cutoffs/banner?country=EE&locale=et`` — order-by dates from the
+  workspace's schedules, as JSON and as an embeddable HTML fragment (:mod:`engine.web.cutoffs`).
 * ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
 * ``GET /metrics`` — Prometheus text.
 
@@ -56,6 +58,15 @@ from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.cutoffs import (
+    Answer,
+    BadRequest,
+    NotFound,
+    SchedulesFiles,
+    SchedulesSource,
+    banner_html,
+    cutoffs_json,
+)
 from engine.web.unsubscribe_text import pick_language, strings
 
 log = logging.getLogger(__name__)
@@ -125,17 +136,23 @@ def create_public_app(
     *,
     health_probe: HealthProbe | None = None,
     on_events_stored: EventsHook | None = None,
+    schedules: SchedulesSource | None = None,
 ) -> FastAPI:
-    """The public app over ``engine``; see the module docstring for its paths and answers."""
+    """The public app over ``engine``; see the module docstring for its paths and answers.
+
+    ``schedules`` gives the workspace's current schedules (the daemon passes its last good
+    workspace's); by default they are read from ``TIDINGS_WORKSPACE`` and re-read on change.
+    """
     tokens = UnsubscribeTokens(settings.secret_key_value())
     verifier = WebhookVerifier(settings)
     pages = _pages()
     shop = settings.shop.as_context()
     events_token = settings.events_token.get_secret_value().encode() if settings.events_token else None
+    current_schedules = schedules or SchedulesFiles(settings.workspace_dir, settings.default_locale)
     app = FastAPI(
         title="Tidings public API",
         version="1",
-        description="Unsubscribe, SendGrid event webhook, shop events, health and metrics.",
+        description="Unsubscribe, SendGrid event webhook, shop events, order-by dates, health and metrics.",
         docs_url=None,
         redoc_url=None,
     )
@@ -271,6 +288,52 @@ def create_public_app(
             except Exception:  # noqa: BLE001 — stored is stored; enrolment catches up from shop_event
                 log.exception("on_events_stored failed for %d new events", len(result.stored_ids))
         return JSONResponse(result.as_dict())
+
+    # --- order-by dates ----------------------------------------------------------------
+
+    def cutoff_response(answer: Answer, response: Response) -> Response:
+        response.headers["Cache-Control"] = f"public, max-age={answer.max_age}"
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if answer.language:
+            response.headers["Content-Language"] = answer.language
+        return response
+
+    def cutoff_error(status: int, message: str) -> Response:
+        return cutoff_response(Answer(None, 60), _error(status, message))
+
+    @app.get("/cutoffs", summary="Order-by dates per country and shipping method (JSON)")
+    async def cutoffs(country: str | None = None) -> Response:
+        try:
+            answer = cutoffs_json(await run_in_threadpool(current_schedules), clock.now(), country)
+        except BadRequest as exc:
+            return cutoff_error(400, str(exc))
+        except NotFound as exc:
+            return cutoff_error(404, str(exc))
+        return cutoff_response(answer, JSONResponse(answer.body))
+
+    @app.get(
+        "/cutoffs/banner",
+        response_class=HTMLResponse,
+        summary="One country's order-by dates as an HTML fragment to embed in the shop's pages",
+    )
+    async def cutoff_banner(country: str | None = None, locale: str | None = None) -> Response:
+        try:
+            answer = banner_html(
+                pages,
+                await run_in_threadpool(current_schedules),
+                clock.now(),
+                country=country,
+                locale=locale,
+                default_locale=settings.default_locale,
+            )
+        except BadRequest as exc:
+            return cutoff_error(400, str(exc))
+        except NotFound as exc:
+            return cutoff_error(404, str(exc))
+        response = HTMLResponse(answer.body)
+        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return cutoff_response(answer, response)
 
     # --- operations ----------------------------------------------------------------------
 

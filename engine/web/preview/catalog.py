@@ -74,6 +74,7 @@ class TemplateInfo:
     has_sample: bool
     senders: list[Sender] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    written_as_marketing: bool = True  # shows the unsubscribe link (see engine.render.checks)
 
     @property
     def campaigns(self) -> list[str]:
@@ -85,8 +86,10 @@ class TemplateInfo:
 
     @property
     def marketing(self) -> bool:
-        """DESIGN: marketing when a marketing campaign sends it, or when no campaign does."""
-        return not self.senders or any(s.marketing for s in self.senders)
+        """Marketing when a marketing campaign sends it; when no campaign does, as it is written."""
+        if self.senders:
+            return any(s.marketing for s in self.senders)
+        return self.written_as_marketing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -207,7 +210,7 @@ class WorkspaceCatalog:
         loaded = load_workspace(workspace_dir, default_timezone=self.settings.timezone)
         problems: list[Problem] = list(loaded.problems)
         workspace = loaded.workspace
-        renderer = Renderer(self.settings, workspace_dir / "templates")
+        renderer = Renderer(self.settings, workspace_dir / "templates", labels=workspace.schedules.labels)
 
         files = self._campaign_files(workspace)
         templates = self._templates(renderer, [c for _path, c in files if c is not None], problems)
@@ -296,6 +299,7 @@ class WorkspaceCatalog:
 
     def _templates(self, renderer: Any, campaigns: list[Any], problems: list[Problem]) -> list[TemplateInfo]:
         from engine.render import RenderError
+        from engine.render.checks import written_as_marketing
 
         senders: dict[str, list[Sender]] = {}
         for campaign in sorted(campaigns, key=lambda c: c.key):
@@ -316,7 +320,13 @@ class WorkspaceCatalog:
                 continue
             folder = renderer.templates_dir / name
             info = TemplateInfo(
-                name, kind, locales, (folder / "sample.yaml").is_file(), senders.get(name, [])
+                name,
+                kind,
+                locales,
+                (folder / "sample.yaml").is_file(),
+                senders.get(name, []),
+                # Only a template no campaign sends is judged by how it is written (a parse per file).
+                written_as_marketing=name in senders or written_as_marketing(renderer, name),
             )
             for problem in problems:
                 path = Path(problem.location.path).resolve()
