@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "engine.cli.render",
     "engine.cli.workspace",
     "engine.cli.public",
+    "engine.cli.stats",
     "engine.cli.preview",
     "engine.cli.plan",
     "engine.cli.runtime",
