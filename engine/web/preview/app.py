@@ -41,13 +41,31 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.clock import Clock
+from engine.display import local_text, zone_label
 from engine.settings import Settings
 from engine.web.preview.catalog import WorkspaceCatalog, WorkspaceView
 from engine.web.preview.livereload import ChangeHub, event_stream, watch_workspace
 from engine.web.preview.names import outbox_file
-from engine.web.preview.outbox import list_outbox, read_email, read_post
+from engine.web.preview.outbox import (
+    InvalidQuery,
+    OutboxListing,
+    OutboxQuery,
+    list_outbox,
+    read_email,
+    read_post,
+)
 from engine.web.preview.rendering import TemplatePreviews, ViewOptions, dark_mode, weighted_length
-from engine.web.preview.season import ReportError, build_chart, read_report, report_path
+from engine.web.preview.season import (
+    DAY_FORMAT,
+    Coverage,
+    ReportError,
+    SeasonChart,
+    SimulationRun,
+    build_chart,
+    coverage,
+    read_report,
+    report_path,
+)
 from engine.web.preview.security import (
     COMMON_HEADERS,
     EMAIL_CSP,
@@ -94,6 +112,16 @@ class PreviewState:
         """Drop every cache a saved file may have made stale (called by the watcher)."""
         self.catalog.invalidate()
         self.previews.invalidate(paths)
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonView:
+    """The last simulation as the timeline shows it: the run, its chart and its coverage, or an error."""
+
+    run: SimulationRun | None = None
+    chart: SeasonChart | None = None
+    coverage: Coverage | None = None
+    error: str | None = None
 
 
 class _SecurityHeaders:
@@ -394,20 +422,43 @@ class _Pages:
 
     # -- outbox -----------------------------------------------------------------------------------
 
+    def _outbox_listing(self, request: Request) -> tuple[OutboxListing | None, str | None]:
+        try:
+            query = OutboxQuery.from_query(request.query_params)
+        except InvalidQuery as exc:
+            return None, str(exc)
+        settings = self.state.settings
+        return list_outbox(settings.outbox_path, query=query, zone=settings.zone), None
+
     def outbox(self, request: Request) -> Response:
-        listing = list_outbox(self.state.settings.outbox_path)
-        total = sum(listing.total.values())
+        listing, error = self._outbox_listing(request)
+        if listing is None:
+            listing = list_outbox(self.state.settings.outbox_path)
+            listing = OutboxListing([], listing.total)
+        zone = self.state.settings.zone
+        view = self.state.catalog.current()
         return self._page(
             "outbox.html",
             "outbox",
+            status=400 if error else 200,
             listing=listing,
+            query={
+                key: request.query_params.get(key, "")
+                for key in ("address", "campaign", "subject", "from", "to")
+            },
+            query_error=error,
+            campaign_ids=[c.id for c in view.campaigns],
             outbox_dir=str(self.state.settings.outbox_path),
-            shown=len(listing.entries),
-            total=total,
+            total=sum(listing.total.values()),
+            when=lambda entry: local_text(entry.when, zone),
+            zone_label=zone_label(zone),
         )
 
     def api_outbox(self, request: Request) -> Response:
-        return JSONResponse(list_outbox(self.state.settings.outbox_path).as_dict())
+        listing, error = self._outbox_listing(request)
+        if listing is None:
+            return JSONResponse({"error": error}, status_code=400)
+        return JSONResponse(listing.as_dict())
 
     def _outbox_path(self, request: Request) -> tuple[str, Path] | None:
         kind = str(request.path_params.get("kind", "email"))
@@ -457,37 +508,47 @@ class _Pages:
 
     # -- timeline ---------------------------------------------------------------------------------
 
-    def _season(self) -> tuple[Any, str | None]:
+    def _season(self, view: WorkspaceView) -> SeasonView:
         try:
-            days = read_report(report_path(self.state.settings.var_dir))
+            run = read_report(report_path(self.state.settings.var_dir))
         except ReportError as exc:
-            return None, str(exc)
-        return (build_chart(days) if days is not None else None), None
+            return SeasonView(error=str(exc))
+        if run is None:
+            return SeasonView()
+        dated = {c.id: c.dates for c in view.campaigns if c.dates is not None and c.status == "active"}
+        return SeasonView(run=run, chart=build_chart(run), coverage=coverage(run, dated))
 
     def timeline(self, request: Request) -> Response:
         view = self.state.catalog.current()
-        chart, error = self._season()
+        season = self._season(view)
+        zone = self.state.settings.zone
         return self._page(
             "timeline.html",
             "timeline",
             campaigns=[c.as_dict() for c in view.campaigns],
             horizon_days=view.horizon_days,
             now_text=view.now_text,
-            chart=chart,
-            report_error=error,
+            season=season,
+            zone_label=zone_label(zone),
+            generated=local_text(season.run.generated_at, zone)
+            if season.run and season.run.generated_at
+            else None,
+            day=lambda d: d.strftime(DAY_FORMAT),
             report_file=str(report_path(self.state.settings.var_dir)),
         )
 
     def api_timeline(self, request: Request) -> Response:
         view = self.state.catalog.current()
-        chart, error = self._season()
+        season = self._season(view)
         return JSONResponse(
             {
                 "campaigns": [
                     {"id": c.id, "status": c.status, "next_fires": c.fire_dicts()} for c in view.campaigns
                 ],
-                "season": chart.as_dict() if chart is not None else None,
-                "season_error": error,
+                "simulation": season.run.as_dict() if season.run is not None else None,
+                "coverage": season.coverage.as_dict() if season.coverage is not None else None,
+                "season": season.chart.as_dict() if season.chart is not None else None,
+                "season_error": season.error,
             }
         )
 
