@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine.errors import SettingsError
 
 ENV_PREFIX = "TIDINGS_"
+IMAGES_FOLDER = "images"
 
 
 class EmailChannelKind(StrEnum):
@@ -57,7 +58,13 @@ class UnsignedWebhooks(StrEnum):
 
 
 class ShopSettings(BaseModel):
-    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM)."""
+    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM).
+
+    ``images_url`` is where the email images are (``{{ shop.images_url }}/logo.png``): a shop's
+    CDN or store, or, when not set, the public app itself, which serves the workspace's
+    ``images/`` folder at ``TIDINGS_PUBLIC_URL/images`` — public and https wherever a real email
+    channel runs, and local in development, so the shipped demo's images load with no shop at all.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +72,7 @@ class ShopSettings(BaseModel):
     url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com")
     postal_address: str = "Nordlys & Brad OÜ, Telliskivi 60a, 10412 Tallinn, Estonia"
     returns_policy_url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com/returns")
+    images_url: AnyHttpUrl | None = None
 
     def as_context(self) -> dict[str, str]:
         return {
@@ -72,6 +80,7 @@ class ShopSettings(BaseModel):
             "url": str(self.url).rstrip("/"),
             "postal_address": self.postal_address,
             "returns_policy_url": str(self.returns_policy_url),
+            "images_url": str(self.images_url).rstrip("/") if self.images_url else "",
         }
 
 
@@ -215,6 +224,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"TIDINGS_SOCIAL_CHANNEL=x needs {', '.join(missing)}")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("TIDINGS_RETRY_MAX_SECONDS must not be below TIDINGS_RETRY_BASE_SECONDS")
+        if self.shop.images_url is None:
+            self.shop = self.shop.model_copy(update={"images_url": AnyHttpUrl(self.public_images_url)})
         return self
 
     # --- derived values -------------------------------------------------------------
@@ -235,6 +246,21 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.resolve(self.outbox_dir)
+
+    @property
+    def images_dir(self) -> Path:
+        """The workspace's ``images/`` folder, which the public app and the preview serve at ``/images``."""
+        return self.workspace_dir / IMAGES_FOLDER
+
+    @property
+    def public_images_url(self) -> str:
+        """Where the public app serves ``images/``: ``TIDINGS_PUBLIC_URL/images``."""
+        return f"{str(self.public_url).rstrip('/')}/{IMAGES_FOLDER}"
+
+    @property
+    def images_served_by_public_app(self) -> bool:
+        """True when the shop's image base is the public app's own (``TIDINGS_SHOP__IMAGES_URL`` unset)."""
+        return str(self.shop.images_url).rstrip("/") == self.public_images_url
 
     @property
     def is_sqlite(self) -> bool:

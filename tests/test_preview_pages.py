@@ -138,7 +138,7 @@ def test_template_page_shows_subject_preheader_and_a_sandboxed_frame_of_the_html
     page = client.get("/templates/preview-card", params={"width": "mobile", "theme": "dark"})
 
     assert page.status_code == 200
-    assert '<span class="subject" id="subject">Hello Ana, your card</span>' in page.text
+    assert '<div class="subject" id="subject">Hello Ana, your card</div>' in page.text
     assert "A gift from Nordlys &amp; Brad" in page.text
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
     assert 'class="email w-mobile dark"' in page.text

@@ -16,6 +16,7 @@ Paths and answers (DESIGN.md "Interfaces"):
   included: they are counted as ``duplicate``).
 * ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
 * ``GET /metrics`` — Prometheus text.
+* ``GET /images/{name}`` — the workspace's ``images/`` folder (see :mod:`engine.web.images`).
 
 Every database call runs in Starlette's thread pool: the store is synchronous SQLAlchemy.
 """
@@ -54,6 +55,7 @@ from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, prefe
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.images import image_response
 from engine.web.unsubscribe_text import pick_language, strings
 
 log = logging.getLogger(__name__)
@@ -300,6 +302,10 @@ def create_public_app(
     async def healthz() -> JSONResponse:
         status, report = await run_in_threadpool(health)
         return JSONResponse(report, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @app.get("/images/{name:path}", summary="Email images: the workspace's images/ folder")
+    def email_image(name: str) -> Response:
+        return image_response(settings.images_dir, name)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
