@@ -65,7 +65,8 @@ def test_a_link_of_another_scheme_and_a_relative_image_are_named() -> None:
 
 def test_hidden_text_is_flagged_but_the_preheader_is_not() -> None:
     message = _message(
-        '<div style="display:none;font-size:1px;max-height:0px;overflow:hidden">A gift wrapped by hand&#847;</div>'
+        '<div style="display:none;font-size:1px;max-height:0px;overflow:hidden">'
+        "A gift wrapped by hand&#847;</div>"
         f"<p>{LONG_TEXT}</p>"
         '<div style="display:none">cheap pills cheap pills</div>'
     )

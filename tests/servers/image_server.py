@@ -1,4 +1,4 @@
-"""A tiny image host on 127.0.0.1 (a CDN, as a shop's templates point at): some paths answer, others do not."""
+"""A tiny image host on 127.0.0.1 (a CDN that templates point at): some paths answer, others not."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from servers.httpbase import FakeHttpService, Reply, Request
 
 
 class ImageServer(FakeHttpService):
-    """``/ok/*`` answers 200 ``image/png``, ``/page/*`` 200 ``text/html`` (not an image), anything else 404."""
+    """``/ok/*`` answers 200 ``image/png``, ``/page/*`` 200 ``text/html`` (not an image), others 404."""
 
     def handle(self, request: Request) -> Reply:
         if request.path.startswith("/ok/"):
