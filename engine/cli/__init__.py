@@ -29,6 +29,7 @@ app = typer.Typer(
 
 # Each module adds its commands with register(app). Order is the order of `tidings --help`.
 COMMAND_MODULES = [
+    "engine.cli.starter",
     "engine.cli.db",
     "engine.cli.data",
     "engine.cli.render",
