@@ -14,6 +14,8 @@ Paths and answers (DESIGN.md "Interfaces"):
   wrong bearer token (constant-time comparison), 400 for a body that is not JSON, 413 when
   too large, 422 with ``errors: [{index, field, message}]``, 200 when stored (repeats
   included: they are counted as ``duplicate``).
+* ``GET /`` — the status page (what runs, what is next, links); ``GET /api/status`` its JSON
+  (see :mod:`engine.web.status`).
 * ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
 * ``GET /metrics`` — Prometheus text.
 * ``GET /images/{name}`` — the workspace's ``images/`` folder (see :mod:`engine.web.images`).
@@ -56,6 +58,7 @@ from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
 from engine.web.images import image_response
+from engine.web.status import CachedWorkspace, NextUpProvider, WorkspaceSource, status_view
 from engine.web.unsubscribe_text import pick_language, strings
 
 log = logging.getLogger(__name__)
@@ -125,8 +128,15 @@ def create_public_app(
     *,
     health_probe: HealthProbe | None = None,
     on_events_stored: EventsHook | None = None,
+    next_up: NextUpProvider | None = None,
+    workspace: WorkspaceSource | None = None,
 ) -> FastAPI:
-    """The public app over ``engine``; see the module docstring for its paths and answers."""
+    """The public app over ``engine``; see the module docstring for its paths and answers.
+
+    ``next_up`` and ``workspace`` feed the status page: the daemon passes its planner's next
+    moments and its live workspace; without them the page reads the workspace from disk and
+    says that "next up" comes from the daemon.
+    """
     tokens = UnsubscribeTokens(settings.secret_key_value())
     verifier = WebhookVerifier(settings)
     pages = _pages()
@@ -264,6 +274,24 @@ def create_public_app(
             except Exception:  # noqa: BLE001 — stored is stored; enrolment catches up from shop_event
                 log.exception("on_events_stored failed for %d new events", len(result.stored_ids))
         return JSONResponse(result.as_dict())
+
+    # --- status page ---------------------------------------------------------------------
+
+    workspace_source: WorkspaceSource = workspace or CachedWorkspace(settings)
+
+    def status() -> dict[str, Any]:
+        return status_view(settings, engine, clock.now(), workspace_source(), next_up)
+
+    @app.get("/", response_class=HTMLResponse, summary="Status: what runs, what is next")
+    async def status_page() -> HTMLResponse:
+        view = await run_in_threadpool(status)
+        html = pages.get_template("public/status.html").render(s=view)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/status", summary="Status as JSON")
+    async def status_json() -> JSONResponse:
+        view = await run_in_threadpool(status)
+        return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     # --- operations ----------------------------------------------------------------------
 
