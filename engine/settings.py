@@ -62,8 +62,9 @@ class ShopSettings(BaseModel):
 
     ``images_url`` is where the email images are (``{{ shop.images_url }}/logo.png``): a shop's
     CDN or store, or, when not set, the public app itself, which serves the workspace's
-    ``images/`` folder at ``TIDINGS_PUBLIC_URL/images`` — public and https wherever a real email
-    channel runs, and local in development, so the shipped demo's images load with no shop at all.
+    ``images/`` folder at ``TIDINGS_PUBLIC_URL/images`` — public wherever real mail goes out (its
+    unsubscribe links need that already), local in development, so the demo's images load with no
+    shop behind them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

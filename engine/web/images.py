@@ -2,9 +2,9 @@
 
 Email images need a public address. Unless ``TIDINGS_SHOP__IMAGES_URL`` names a CDN or the
 shop's store, templates point at ``TIDINGS_PUBLIC_URL/images`` (``{{ shop.images_url }}``), which
-the public app serves from here: public and https wherever a real email channel runs (the
-daemon refuses anything else), and local in development, so the demo's images load with no
-shop behind them. The preview serves the same files itself, so its pages are whole without a
+the public app serves from here: public wherever real mail goes out (the unsubscribe links
+need that already), and local in development, so the demo's images load with no shop behind
+them. The preview serves the same files itself, so its pages are whole without a
 daemon.
 
 Only raster image types are served (no SVG: it can carry script, and mail clients do not show
