@@ -29,7 +29,7 @@ WORKER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {tests!r})
-    from test_dispatch_support import campaign
+    from test_dispatch_support import campaign, workspace
     from engine.clock import SystemClock
     from engine.channels.factory import email_channel_for
     from engine.render.renderer import Renderer
@@ -41,7 +41,8 @@ WORKER = textwrap.dedent(
     clock = SystemClock()
     renderer = Renderer(settings, settings.workspace_dir / "templates")
     channel = email_channel_for(settings, now=clock.now)
-    with Dispatcher(engine_for(settings), settings, clock, renderer, channel, None, [campaign()]) as d:
+    with Dispatcher(engine_for(settings), settings, clock, renderer, channel, None,
+                    workspace(campaign(), root=settings.workspace_dir)) as d:
         d.drain()
     """
 )

@@ -25,11 +25,11 @@ from engine.clock import FakeClock
 from engine.demo.load import generate_demo_shop
 from engine.runtime.dispatcher import dispatcher_for
 from engine.runtime.fire import fire
-from engine.runtime.local_time import is_public_holiday
 from engine.runtime.occurrences import due_occurrences
 from engine.settings import Settings
 from engine.store import make_engine, upgrade
 from engine.workspace.loader import load_workspace
+from engine.workspace.schedules import is_public_holiday
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,9 @@ def live_through(
     result = load_workspace(settings.workspace_dir, default_timezone=settings.timezone)
     workspace = result.workspace
     campaign = workspace.campaigns[campaign_id]
-    occurrences = due_occurrences(campaign, workspace.schedules, SEASON_START, SEASON_END)
+    occurrences = due_occurrences(
+        campaign, workspace.schedules, SEASON_START, SEASON_END, default_zone=settings.zone
+    )
     assert occurrences, "the campaign has occurrences in the season"
     with dispatcher_for(engine, settings, clock, workspace) as dispatcher:
         pending_fires = list(occurrences)
@@ -148,7 +150,7 @@ def check_season(engine: Engine, delivered: Counter[str], run: dict[str, Any]) -
             datetime.fromisoformat(str(row.sent_at)).replace(tzinfo=UTC).astimezone(ZoneInfo(row.timezone))
         )
         assert (moment.hour, moment.minute) == (9, 0), f"{row.id} sent at {moment} local"
-        assert not is_public_holiday(moment.date(), row.country)
+        assert not is_public_holiday(row.country, moment.date())
 
 
 def test_shipping_deadlines_reach_sendgrid_once_per_contact_at_their_local_nine(

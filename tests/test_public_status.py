@@ -13,47 +13,15 @@ from test_daemon_support import copy_shipped_workspace
 
 from engine.clock import FakeClock
 from engine.demo.load import generate_demo_shop
-from engine.runtime.controls import pause
+from engine.runtime.controls import pause, resume
+from engine.runtime.dry_run import dry_run
 from engine.runtime.occurrences import due_occurrences
-from engine.runtime.planner import dry_run
 from engine.settings import Settings, load_settings
 from engine.web.public import create_public_app
-from engine.web.status import NextUpProvider, UpcomingMoment
+from engine.web.status import workspace_next_up
 from engine.workspace.loader import Workspace, load_workspace
 
 NOW = datetime(2026, 12, 13, 9, 0, tzinfo=UTC)
-
-
-def planner_next_up(workspace: Workspace, engine: Engine, settings: Settings) -> NextUpProvider:
-    """What the daemon will supply: the next occurrences (as it schedules them) with plan's reach."""
-
-    def provider(now: datetime, count: int) -> list[UpcomingMoment]:
-        found = [
-            (occurrence, campaign)
-            for campaign in workspace.campaigns.values()
-            for occurrence in due_occurrences(
-                campaign, workspace.schedules, now, now + timedelta(days=60), default_zone=settings.zone
-            )
-        ]
-        found.sort(key=lambda pair: (pair[0].fire_at, pair[1].key))
-        moments = []
-        with engine.connect() as conn:
-            for occurrence, campaign in found[:count]:
-                run = dry_run(conn, workspace, campaign, occurrence, settings=settings, now=now)
-                moments.append(
-                    UpcomingMoment(
-                        campaign.key,
-                        occurrence.fire_at,
-                        None if run.mode == "posts" else run.reach,
-                        occurrence.key,
-                        run.step_id,
-                        occurrence.local_time,
-                        occurrence.local,
-                    )
-                )
-        return moments
-
-    return provider
 
 
 @pytest.fixture(scope="module")
@@ -89,24 +57,37 @@ def test_status_page_lists_next_up_with_audience_and_local_time(
     parts: tuple[Settings, Engine, Workspace],
 ) -> None:
     settings, engine, workspace = parts
-    provider = planner_next_up(workspace, engine, settings)
-    expected = provider(NOW, 5)
+    provider = workspace_next_up(engine, lambda: workspace, settings)
 
-    with _client(settings, engine, next_up=provider) as client:
+    with _client(settings, engine, next_up=provider, workspace=lambda: workspace) as client:
         page = client.get("/")
         data = client.get("/api/status").json()
 
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert [m["campaign"] for m in data["next_up"]] == [m.campaign for m in expected]
     greeting = next(m for m in data["next_up"] if m["campaign"] == "holiday-greetings")
-    assert greeting["when"] == "Mon 14 Dec 2026 10:00 in each contact's own time zone"
-    assert greeting["audience"] == next(m.audience for m in expected if m.campaign == "holiday-greetings")
-    assert greeting["audience"] > 0
-    assert f">{greeting['audience']:,}</td>" in page.text and "Holiday greetings 2026" in page.text
+    # The planner's own count for that occurrence, and its first instant, in the shop's zone.
+    campaign = workspace.campaigns["holiday-greetings"]
+    (occurrence,) = due_occurrences(
+        campaign, workspace.schedules, NOW, NOW + timedelta(days=2), default_zone=settings.zone
+    )
+    with engine.connect() as conn:
+        reach = dry_run(conn, workspace, campaign, occurrence, settings=settings, now=NOW).reach
+    assert greeting["audience"] == reach > 0
+    assert greeting["when"].startswith("Mon 14 Dec 2026 ")
+    assert f">{reach:,}</td>" in page.text and "Holiday greetings 2026" in page.text
+    assert [m["at"] for m in data["next_up"]] == sorted(m["at"] for m in data["next_up"])
     assert "Europe/Tallinn, the shop&#39;s time zone" in page.text
     assert "Sun 13 Dec 2026 11:00" in page.text  # now, in Tallinn
-    reminder = next(m for m in data["next_up"] if m["campaign"] == "shipping-deadlines")
-    assert reminder["when"] == "on each contact's own date, in their time zone"
+
+
+def test_next_up_leaves_out_a_paused_campaign(parts: tuple[Settings, Engine, Workspace]) -> None:
+    settings, engine, workspace = parts
+    pause(engine, "holiday-greetings", FakeClock(NOW))
+    try:
+        sends = workspace_next_up(engine, lambda: workspace, settings)(NOW, 10)
+    finally:
+        resume(engine, "holiday-greetings", FakeClock(NOW))
+    assert sends and "holiday-greetings" not in {send.campaign_id for send in sends}
 
 
 def test_status_page_shows_each_campaign_state_with_an_operators_pause(
@@ -120,8 +101,6 @@ def test_status_page_shows_each_campaign_state_with_an_operators_pause(
             data = client.get("/api/status").json()
             page = client.get("/").text
     finally:
-        from engine.runtime.controls import resume
-
         resume(engine, "january-win-back", FakeClock(NOW))
 
     states = {c["id"]: c["state"] for c in data["campaigns"]}

@@ -26,9 +26,18 @@ def serve() -> None:
     import uvicorn
 
     from engine.web.public import create_public_app
+    from engine.web.status import CachedWorkspace, workspace_next_up
 
     settings = STATE.settings
-    app = create_public_app(settings, STATE.engine(migrate=True), STATE.clock)
+    engine = STATE.engine(migrate=True)
+    workspace = CachedWorkspace(settings)
+    app = create_public_app(
+        settings,
+        engine,
+        STATE.clock,
+        workspace=workspace,
+        next_up=workspace_next_up(engine, workspace, settings),
+    )
     host, _, port = settings.public_bind.rpartition(":")
     STATE.err.print(f"Public app on http://{settings.public_bind} (links point to {settings.public_url})")
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", proxy_headers=True)

@@ -306,7 +306,8 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
     updated_at: datetime | None = _dt()
-    context: dict[str, Any] = _json(dict)
+    context: dict[str, Any] = _json(dict)  # the facts the planner decided (engine.runtime.facts)
+    message_token: str | None = Field(default=None, max_length=64)  # random, per row: the Message-ID
 
 
 class Post(SQLModel, table=True):
@@ -335,6 +336,7 @@ class Post(SQLModel, table=True):
     posted_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
     updated_at: datetime | None = _dt()
+    context: dict[str, Any] = _json(dict)  # the facts the planner decided (engine.runtime.facts)
 
 
 class DeliveryEvent(SQLModel, table=True):

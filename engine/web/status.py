@@ -5,10 +5,10 @@ What it shows, for whoever opens the link ``tidings run`` prints:
 * each campaign with the state it is really in — its YAML ``status`` overridden by an operator's
   ``pause``/``cancel`` (``campaign_state``) — and its trigger;
 * **next up**: the next few moments something is sent, with the campaign, how many contacts it
-  would reach and the time in the shop's zone (or "10:00 in each contact's zone"). The daemon
-  computes these with the planner (:data:`NextUpProvider`, injected, because only the runtime
-  knows its occurrences and audiences); without one (``tidings serve`` alone) the page says
-  what would show them;
+  reaches and the time in the shop's zone (and the zone of its first contacts when that
+  differs), from the runtime's :func:`engine.runtime.upcoming.next_sends` through an injected
+  :data:`NextUpProvider` (:func:`workspace_next_up` builds it); without one the page says what
+  would show them;
 * links to ``/healthz`` and ``/metrics``, and which channels send.
 
 The workspace is read from disk and kept until a campaign or schedule file changes (a scan of
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +30,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.display import local_text, zone_label
 from engine.runtime.controls import controls
+from engine.runtime.occurrences import is_active
+from engine.runtime.upcoming import NextSend, next_sends
 from engine.settings import Settings
 from engine.workspace.loader import Workspace, load_workspace
 
 NEXT_UP = 5
+KEEP_NEXT_UP = timedelta(seconds=30)
 
 
-@dataclass(frozen=True, slots=True)
-class UpcomingMoment:
-    """One moment something will be sent, as the daemon's planner sees it.
-
-    ``at`` is when it fires (aware). For a ``local_time`` occurrence, ``wall`` is the local wall
-    time each contact gets it at (naive) and ``at`` the first instant anywhere; ``wall`` None
-    with ``local_time`` means a per-contact date (each contact's own shipping cutoff). ``audience`` is
-    the number of contacts it would reach (``plan``'s count), None when not known.
-    """
-
-    campaign: str
-    at: datetime
-    audience: int | None
-    occurrence: str = ""
-    step: str | None = None
-    local_time: bool = False
-    wall: datetime | None = None
-
-
-#: ``(now, how_many) -> the next moments``, soonest first. The daemon supplies it.
-NextUpProvider = Callable[[datetime, int], list[UpcomingMoment]]
+#: ``(now, how_many) -> the next sends``, soonest first (:func:`workspace_next_up` is the daemon's).
+NextUpProvider = Callable[[datetime, int], list[NextSend]]
 WorkspaceSource = Callable[[], Workspace]
 
 
@@ -141,27 +125,52 @@ def campaign_lines(workspace: Workspace, engine: Engine) -> list[CampaignLine]:
     return lines
 
 
-def moment_view(moment: UpcomingMoment, settings: Settings, names: dict[str, str]) -> dict[str, Any]:
-    zone = settings.zone
-    if moment.local_time and moment.wall is not None:
-        when = f"{moment.wall:%a %d %b %Y %H:%M} in each contact's own time zone"
-        first = f"from {local_text(moment.at, zone)} shop time"
-    elif moment.local_time:  # a per-contact date (a shipping cutoff): each contact has their own day
-        when = "on each contact's own date, in their time zone"
-        first = f"from {local_text(moment.at, zone)} shop time"
-    else:
-        when, first = local_text(moment.at, zone), ""
+def moment_view(send: NextSend, settings: Settings, names: dict[str, str]) -> dict[str, Any]:
+    shop_zone = settings.zone
+    first = "" if send.zone.key == shop_zone.key else f"first contacts at {send.label()}"
     return {
-        "campaign": moment.campaign,
-        "name": names.get(moment.campaign, moment.campaign),
-        "step": moment.step,
-        "occurrence": moment.occurrence,
-        "at": moment.at.isoformat(),
-        "when": when,
+        "campaign": send.campaign_id,
+        "name": names.get(send.campaign_id, send.campaign_id),
+        "occurrence": send.occurrence,
+        "at": send.at.isoformat(),
+        "when": local_text(send.at, shop_zone),
         "first": first,
-        "local_time": moment.local_time,
-        "audience": moment.audience,
+        "planned": send.planned,
+        "audience": send.reach,
     }
+
+
+def workspace_next_up(
+    engine: Engine, workspace: WorkspaceSource, settings: Settings, *, keep: timedelta = KEEP_NEXT_UP
+) -> NextUpProvider:
+    """The next sends of every running campaign, from :func:`engine.runtime.upcoming.next_sends`.
+
+    Running means ``status: active`` and not paused or cancelled by an operator. The answer is
+    kept ``keep`` (it counts audiences: tens of milliseconds a campaign on 5,000 contacts), so a
+    page reloaded in a loop does not keep the database busy.
+    """
+    lock = threading.Lock()
+    kept: dict[int, tuple[datetime, list[NextSend]]] = {}
+
+    def provider(now: datetime, count: int) -> list[NextSend]:
+        with lock:
+            known = kept.get(count)
+            if known is not None and timedelta(0) <= now - known[0] < keep:
+                return known[1]
+        current = workspace()
+        sends: list[NextSend] = []
+        with engine.connect() as conn:
+            overrides = controls(conn)
+            for campaign in current.campaigns.values():
+                if not is_active(campaign) or overrides.get(campaign.key, "active") != "active":
+                    continue
+                sends.extend(next_sends(conn, current, campaign, settings=settings, now=now, limit=count))
+        found = sorted(sends, key=lambda send: (send.at, send.campaign_id))[:count]
+        with lock:
+            kept[count] = (now, found)
+        return found
+
+    return provider
 
 
 def status_view(

@@ -22,11 +22,11 @@ from starlette.testclient import TestClient
 from test_preview_pages import make_workspace
 
 from engine.clock import FakeClock
+from engine.runtime.upcoming import NextSend
 from engine.settings import load_settings
 from engine.simulation.report import CampaignSummary, SeasonReport
 from engine.store import make_engine, upgrade
 from engine.web.public import create_public_app
-from engine.web.status import UpcomingMoment
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
@@ -202,12 +202,10 @@ def test_the_status_page_reads_on_a_phone_and_a_desktop(
         workspace=root, database_url=url, secret_key="s" * 40, timezone="Europe/Bucharest"
     )
     now = datetime(2026, 12, 13, 9, 0, tzinfo=UTC)
-    wall = datetime(2026, 12, 14, 10, 0)
+    tokyo, bucharest = ZoneInfo("Asia/Tokyo"), ZoneInfo("Europe/Bucharest")
     moments = [
-        UpcomingMoment(
-            "holiday-greetings", now + timedelta(hours=11), 3412, "2026-12-14T10:00", "greeting", True, wall
-        ),
-        UpcomingMoment("shipping-countdown", now + timedelta(days=1), None, "x"),
+        NextSend("holiday-greetings", "2026-12-14T10:00", now + timedelta(hours=12), tokyo, 3412, False),
+        NextSend("shipping-countdown", "x", now + timedelta(days=1), bucharest, 1, True),
     ]
     app = create_public_app(settings, engine, FakeClock(now), next_up=lambda _now, _count: moments)
     with TestClient(app) as client:
@@ -217,8 +215,9 @@ def test_the_status_page_reads_on_a_phone_and_a_desktop(
         page = _page(browser, width)
         page.set_content(html)
         expect(page.locator("#next-up")).to_contain_text("3,412")
+        expect(page.locator("#next-up")).to_contain_text("Sun 13 Dec 2026 23:00")  # 21:00 UTC in Bucharest
         expect(page.locator("#next-up")).to_contain_text(
-            "Mon 14 Dec 2026 10:00 in each contact's own time zone"
+            "first contacts at 2026-12-14 06:00 JST (Asia/Tokyo)"
         )
         page.screenshot(path=str(artifacts / f"public-status-{width}.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= width, device

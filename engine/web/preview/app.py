@@ -101,7 +101,7 @@ class PreviewState:
     notices: Notices = field(init=False)
 
     def __post_init__(self) -> None:
-        self.catalog = WorkspaceCatalog(self.settings, self.clock)
+        self.catalog = WorkspaceCatalog(self.settings, self.clock, self.engine)
         self.previews = TemplatePreviews(self.settings, self.clock, self.engine, self.catalog)
         self.limiter = SendTestLimiter(self.clock)
         self.notices = Notices(self.clock)

@@ -14,11 +14,20 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.clock import Clock
 from engine.errors import Problem, SourceLocation
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from engine.runtime.upcoming import NextSend
+    from engine.workspace.loader import Workspace
+    from engine.workspace.models import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +149,7 @@ class WorkspaceView:
     all_problems: list[Problem]
     workspace_dir: Path
     now: datetime
+    workspace: Workspace
     horizon_days: int = HORIZON_DAYS
 
     @property
@@ -156,14 +166,19 @@ class WorkspaceView:
 class WorkspaceCatalog:
     """Loads, checks and summarises the workspace once per change; thread-safe."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, engine: Engine | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.engine = engine
         self._view: WorkspaceView | None = None
         self._checks: CheckResults | None = None
         self._generation = 0  # bumped by every invalidate: a result computed across a save is not kept
         self._lock = threading.Lock()
         self._checks_lock = threading.Lock()
+
+    def workspace(self) -> Workspace:
+        """The loaded workspace (its valid campaigns), as the index shows it."""
+        return self.current().workspace
 
     def invalidate(self) -> None:
         with self._lock:
@@ -212,7 +227,7 @@ class WorkspaceCatalog:
                     claimed.add(id(problem))
             infos.append(info)
         general = [problem_view(p, workspace_dir) for p in problems if id(p) not in claimed]
-        return WorkspaceView(infos, templates, general, problems, workspace_dir, now)
+        return WorkspaceView(infos, templates, general, problems, workspace_dir, now, workspace)
 
     def _campaign_files(self, workspace: Any) -> list[tuple[Path, Any]]:
         """Every campaign file with its campaign; one that failed the workspace's checks (an unknown
@@ -311,6 +326,24 @@ class WorkspaceCatalog:
             infos.append(info)
         return infos
 
+    def _first_sends(
+        self, campaign: Campaign, workspace: Workspace, now: datetime
+    ) -> list[tuple[str, str]] | None:
+        """The campaign's next sends from its own audience (:mod:`engine.runtime.upcoming`), as the
+        daemon's banner and ``plan`` show them; None without a database to count the audience in."""
+        if self.engine is None:
+            return None
+        from engine.runtime.upcoming import next_sends
+
+        try:
+            with self.engine.connect() as conn:
+                sends = next_sends(
+                    conn, workspace, campaign, settings=self.settings, now=now, limit=FIRES_SHOWN
+                )
+        except SQLAlchemyError:  # a database without tables yet: show the fires as triggered
+            return None
+        return [(send.occurrence, _describe_send(send)) for send in sends]
+
     def _campaign(self, campaign: Any, workspace: Any, now: datetime, *, loaded: bool) -> CampaignInfo:
         info = CampaignInfo(
             id=campaign.key,
@@ -339,7 +372,13 @@ class WorkspaceCatalog:
         except Exception as exc:  # a campaign whose dates cannot be resolved still shows its problem
             info.next_fires_note = f"cannot compute: {exc}"
             return info
-        info.fires = [(o.key, describe_occurrence(o, campaign.zone)) for o in found[:FIRES_SHOWN]]
+        sends = self._first_sends(campaign, workspace, now) if loaded else None
+        if sends:
+            info.fires = sends
+        else:  # no database, nobody in the audience yet, or a campaign that does not load
+            info.fires = [(o.key, describe_occurrence(o, campaign.zone)) for o in found[:FIRES_SHOWN]]
+            if sends == [] and found:
+                info.next_fires_note = "nobody in its audience yet: fires as listed"
         if not info.fires:
             info.next_fires_note = f"none in the next {HORIZON_DAYS} days"
         elif not loaded:
@@ -358,6 +397,11 @@ def dated_span(campaign: Any) -> tuple[date, date] | None:
         day = campaign.trigger.spec.time.date()
         return (day, day)
     return None
+
+
+def _describe_send(send: NextSend) -> str:
+    state = "planned, waiting" if send.planned else "first send"
+    return f"{state} {send.label()} · {send.reach:,} {'contacts' if send.reach != 1 else 'contact'}"
 
 
 def describe_trigger(campaign: Any) -> str:
