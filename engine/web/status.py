@@ -33,6 +33,7 @@ from engine.runtime.controls import controls
 from engine.runtime.occurrences import is_active
 from engine.runtime.upcoming import NextSend, next_sends
 from engine.settings import Settings
+from engine.web.preview.catalog import describe_trigger
 from engine.workspace.loader import Workspace, load_workspace
 
 NEXT_UP = 5
@@ -93,20 +94,6 @@ class CachedWorkspace:
             return self._workspace
 
 
-def _trigger(campaign: Any) -> str:
-    trigger = campaign.trigger
-    spec = trigger.spec
-    local = " (each contact's local time)" if trigger.local_time else ""
-    if trigger.kind == "schedule":
-        return f"cron {spec.cron}{local}"
-    if trigger.kind == "at":
-        return f"at {spec.time:%Y-%m-%d %H:%M}{local or ' ' + str(campaign.zone)}"
-    if trigger.kind == "calendar":
-        offsets = ", ".join(str(o) for o in spec.offsets)
-        return f"{spec.date} {offsets} at {spec.at:%H:%M}{local}"
-    return f"on each {spec.type} event"
-
-
 def campaign_lines(workspace: Workspace, engine: Engine) -> list[CampaignLine]:
     """Every campaign with its real state: the operator's pause or cancel wins over the YAML status."""
     try:
@@ -121,7 +108,7 @@ def campaign_lines(workspace: Workspace, engine: Engine) -> list[CampaignLine]:
         state, note = status, ""
         if status == "active" and control != "active":
             state, note = control, f"{control} by an operator (tidings resume {key})"
-        lines.append(CampaignLine(key, campaign.name, state, _trigger(campaign), note))
+        lines.append(CampaignLine(key, campaign.name, state, describe_trigger(campaign), note))
     return lines
 
 
