@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from engine.message import EmailMessage
 from engine.render.audit.accessibility import accessibility_findings
-from engine.render.audit.document import Document
+from engine.render.audit.document import Document, describe
 from engine.render.audit.findings import Check, Finding
 from engine.render.audit.links import link_findings
 from engine.render.audit.spam import spam_findings
@@ -22,6 +22,8 @@ from engine.render.audit.spam import spam_findings
 class Audit:
     findings: list[Finding]
     checked: dict[Check, int] = field(default_factory=dict)  # what each check looked at, for its summary
+    #: Every ``<img>``: its ``src`` and the element as a finding names it (for the image-loading check).
+    images: list[tuple[str, str]] = field(default_factory=list)
 
 
 def audit_message(message: EmailMessage, *, locale: str | None) -> Audit:
@@ -33,7 +35,8 @@ def audit_message(message: EmailMessage, *, locale: str | None) -> Audit:
         Check.spam: 1,
         Check.accessibility: len(document.runs()),
     }
-    return Audit(findings, checked)
+    images = [(img.get("src") or "", describe(img)) for img in document.elements("img")]
+    return Audit(findings, checked, images)
 
 
 __all__ = ["Audit", "Check", "Document", "Finding", "audit_message"]

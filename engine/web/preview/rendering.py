@@ -26,7 +26,6 @@ from engine.errors import Problem
 from engine.message import EmailMessage
 from engine.render import Record, Renderer, RenderError, load_sample, sample_context
 from engine.render.audit import Check, Finding, audit_message
-from engine.render.audit.document import Document, describe
 from engine.render.checks import check_template
 from engine.settings import Settings
 from engine.store.models import Contact
@@ -338,10 +337,9 @@ class TemplatePreviews:
     def _audit(self, result: PreviewResult, message: EmailMessage) -> None:
         """The links, spam and accessibility checks, and whether each image loads."""
         audit = audit_message(message, locale=result.locale)
-        images = [(img.get("src") or "", describe(img)) for img in Document(message.html).elements("img")]
-        result.findings = [*audit.findings, *self.images.findings(images)]
+        result.findings = [*audit.findings, *self.images.findings(audit.images)]
         result.checked = {check.value: count for check, count in audit.checked.items()}
-        result.checked[Check.images.value] = len({src for src, _ in images})
+        result.checked[Check.images.value] = len({src for src, _ in audit.images})
 
     def _show(self, path: Path) -> str:
         try:
