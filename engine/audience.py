@@ -35,13 +35,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement, Select
 
-from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.models import Consent, Contact, DeliveryEvent, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
 from engine.workspace.durations import Duration
 from engine.workspace.filters import (
     AnyFilter,
     AnyFilterNode,
+    ClickedFilter,
     ConsentFilter,
+    EngagedFilter,
     EventCriteria,
     EventFilter,
     FieldCondition,
@@ -49,6 +51,7 @@ from engine.workspace.filters import (
     GiftCardCriteria,
     GiftCardFilter,
     NotFilter,
+    OpenedFilter,
     OrderCriteria,
     OrderFilter,
     TagFilter,
@@ -61,6 +64,10 @@ ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 GIFT_CARD = GiftCard.__table__  # type: ignore[attr-defined]
 EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
 SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+FEEDBACK = DeliveryEvent.__table__  # type: ignore[attr-defined]
+#: Feedback that shows a person engaged. ``machine_open`` (Apple's prefetch) is never among them.
+CLICKS = ("click",)
+HUMAN_OPENS = ("open",)
 
 _TIME_COLUMNS = frozenset({"first_seen_at", "last_order_at", "created_at", "updated_at"})
 
@@ -370,9 +377,24 @@ def consent_granted(channel: str) -> ColumnElement[bool]:
     )
 
 
-def consent_clause(channel: str) -> ColumnElement[bool]:
-    """An open consent row for ``channel`` and the address not suppressed for marketing there."""
-    return and_(consent_granted(channel), not_(suppressed(channel, "marketing")))
+def permission(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """The contact may be sent marketing on ``channel`` on this legal basis (suppressions aside):
+    an open consent row; for ``existing_customer`` also a purchase and no consent ever withdrawn."""
+    granted = consent_granted(channel)
+    if basis != "existing_customer":
+        return granted
+    bought = exists().where(ORDER.c.contact_id == CONTACT.c.id)
+    opted_out = exists().where(
+        CONSENT.c.contact_id == CONTACT.c.id,
+        CONSENT.c.channel == channel,
+        CONSENT.c.withdrawn_at.is_not(None),
+    )
+    return or_(granted, and_(bought, not_(opted_out)))
+
+
+def consent_clause(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """Marketing permission on ``channel`` (:func:`permission`) and the address not suppressed for it."""
+    return and_(permission(channel, basis), not_(suppressed(channel, "marketing")))
 
 
 def _order(spec: OrderCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
@@ -412,13 +434,26 @@ def _event(spec: EventCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
     return exists().where(*conditions)
 
 
+def _feedback(kinds: tuple[str, ...], window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    return exists().where(
+        FEEDBACK.c.contact_id == CONTACT.c.id,
+        FEEDBACK.c.type.in_(kinds),
+        _in_span(FEEDBACK.c.occurred_at, window, ctx),
+    )
+
+
+def _engaged(window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    ordered = exists().where(ORDER.c.contact_id == CONTACT.c.id, _in_span(ORDER.c.placed_at, window, ctx))
+    return or_(_feedback(CLICKS, window, ctx), ordered)
+
+
 # --- the compiler ------------------------------------------------------------------------------------------
 
 
 def compile_filter(node: AnyFilterNode, ctx: AudienceContext) -> ColumnElement[bool]:
     """One filter node as a condition on ``contact``."""
     if isinstance(node, ConsentFilter):
-        return consent_clause(node.consent)
+        return consent_clause(node.channel, node.basis)
     if isinstance(node, TagFilter):
         return json_list_contains(CONTACT.c.tags, node.tag)
     if isinstance(node, OrderFilter):
@@ -427,6 +462,12 @@ def compile_filter(node: AnyFilterNode, ctx: AudienceContext) -> ColumnElement[b
         return _gift_card(node.gift_card, ctx)
     if isinstance(node, EventFilter):
         return _event(node.event, ctx)
+    if isinstance(node, ClickedFilter):
+        return _feedback(CLICKS, node.clicked.within, ctx)
+    if isinstance(node, OpenedFilter):
+        return _feedback(HUMAN_OPENS, node.opened.within, ctx)
+    if isinstance(node, EngagedFilter):
+        return _engaged(node.engaged.within, ctx)
     if isinstance(node, AnyFilter):
         return or_(false(), *(compile_filter(sub, ctx) for sub in node.any))
     if isinstance(node, NotFilter):
@@ -446,7 +487,14 @@ def strip_consent(filters: Sequence[AnyFilterNode]) -> list[AnyFilterNode]:
 
 def consent_channels(filters: Sequence[AnyFilterNode]) -> list[str]:
     """The channels the top-level nodes require consent on."""
-    return [node.consent for node in filters if isinstance(node, ConsentFilter)]
+    return [node.channel for node in filters if isinstance(node, ConsentFilter)]
+
+
+def legal_basis(filters: Sequence[AnyFilterNode], channel: str) -> str:
+    """The basis the top-level nodes rely on for ``channel``: ``existing_customer`` when a soft
+    opt-in is declared, else express ``consent``."""
+    bases = {node.basis for node in filters if isinstance(node, ConsentFilter) and node.channel == channel}
+    return "existing_customer" if "existing_customer" in bases else "consent"
 
 
 def audience_filters(

@@ -356,13 +356,16 @@ class Daemon:
                     rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
                     continue
                 first = upcoming[0]
-                who = "a post" if campaign.is_broadcast else f"{first.reach:,} contacts"
                 calendar = campaign.trigger.calendar
                 per_contact = campaign.trigger.local_time or (
                     calendar is not None and Schedules.is_per_contact(calendar.date)
                 )
-                when = f"from {first.label()}" if per_contact else first.label()
-                rows.append((campaign.key, f"{when} · {who}"))
+                line = first.describe()
+                if campaign.is_broadcast and first.state == "upcoming":
+                    line = f"{first.label()} · a post"
+                elif per_contact and first.state == "upcoming":
+                    line = f"from {line}"
+                rows.append((campaign.key, line))
         return rows
 
     # --- lifecycle -----------------------------------------------------------------------------

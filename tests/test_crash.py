@@ -85,6 +85,7 @@ def test_killed_dispatcher_restarts_without_losing_messages_and_duplicates_at_mo
             "TIDINGS_WORKSPACE": str(tmp_path),
             "TIDINGS_DATABASE_URL": f"sqlite:///{db}",
             "TIDINGS_EMAIL_CHANNEL": "sendgrid",
+            "TIDINGS_PUBLIC_URL": "https://shop.example.com",
             "TIDINGS_SENDGRID_API_KEY": server.api_key,
             "TIDINGS_SENDGRID_HOST": server.host,
             "TIDINGS_SECRET_KEY": "c" * 40,

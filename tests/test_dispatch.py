@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path, sendgrid: SendGridServer, **extra: Any) -> Set
     values: dict[str, Any] = {
         "workspace": tmp_path,
         "email_channel": "sendgrid",
+        "public_url": "https://shop.example.com",
         "sendgrid_api_key": sendgrid.api_key,
         "sendgrid_host": sendgrid.host,
         "sendgrid_timeout_seconds": 2,

@@ -163,6 +163,7 @@ def test_shipping_deadlines_reach_sendgrid_once_per_contact_at_their_local_nine(
             email_channel="sendgrid",
             sendgrid_api_key=server.api_key,
             sendgrid_host=server.host,
+            public_url="https://shop.example.com",
         )
         engine = make_engine(settings.database_url_resolved)
         run = live_through(engine, settings, clock, "shipping-deadlines")
@@ -182,7 +183,13 @@ def test_shipping_deadlines_reach_sendgrid_once_per_contact_at_their_local_nine(
 def test_shipping_deadlines_through_smtp(workspace_dir: Path) -> None:
     clock = FakeClock(SEASON_START)
     with SmtpServer() as server:
-        settings = settings_for(workspace_dir, email_channel="smtp", smtp_url=server.url())
+        settings = settings_for(
+            workspace_dir,
+            email_channel="smtp",
+            smtp_url=server.url(),
+            smtp_require_tls=False,  # a local relay without credentials
+            public_url="https://shop.example.com",
+        )
         engine = make_engine(settings.database_url_resolved)
         run = live_through(engine, settings, clock, "shipping-deadlines")
         received = server.received

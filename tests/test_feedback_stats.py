@@ -190,6 +190,7 @@ def test_machine_opens_are_not_counted_as_opens(store_engine: Engine) -> None:
 
     assert rows[("offer", "a")].opened == 1  # two human opens of one message, one machine open
     assert rows[("offer", "b")].opened == 0  # only a machine open
+    assert (rows[("offer", "a")].machine_opened, rows[("holiday",)].machine_opened) == (1, 2)
     assert rows[("holiday",)].opened == 1
 
 

@@ -116,3 +116,14 @@ def test_workspace_option_decides_where_the_database_is_created(
 def test_postgres_url_is_mapped_to_psycopg_3() -> None:
     settings = Settings(database_url="postgres://postgres@127.0.0.1:5432/shop")
     assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_an_unsubscribe_mailbox_that_is_not_an_address_is_refused() -> None:
+    with pytest.raises(SettingsError, match="TIDINGS_UNSUBSCRIBE_MAILTO"):
+        load_settings(unsubscribe_mailto="unsubscribe at shop")
+
+
+def test_an_unsubscribe_mailbox_given_as_a_mailto_link_is_kept_as_its_address() -> None:
+    assert load_settings(unsubscribe_mailto="mailto:optout@shop.example.com").unsubscribe_mailto == (
+        "optout@shop.example.com"
+    )

@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "engine.cli.runtime",
     "engine.cli.daemon",
     "engine.cli.worker",
+    "engine.cli.doctor",
 ]
 
 

@@ -90,7 +90,7 @@ def run_cmd(
     """Run the daemon: fire campaigns on schedule and on events, send the outbox, serve the public app."""
     from engine.daemon import Daemon
 
-    settings = STATE.settings
+    settings = STATE.sending_settings()
     engine = STATE.engine(migrate=True)
     if demo_if_empty:
         _load_demo_if_empty(demo_contacts)

@@ -113,6 +113,9 @@ def _print(result: DryRun, renders: list[Rendered]) -> None:
         out.print(f"  first message due {shown:%Y-%m-%d %H:%M} {shown.tzname()}", highlight=False)
     if result.event_type:
         out.print(f"  enrols on each {result.event_type} event; counted here: who the audience holds today")
+    if result.already:
+        done = ", ".join(f"{count:,} {state}" for state, count in sorted(result.already.items()))
+        out.print(f"  already fired: {done} (planning it again adds nothing for them)", highlight=False)
     if result.skipped:
         out.print(f"  nothing would be planned: {result.skipped}")
         return

@@ -62,9 +62,13 @@ def _sending(report: StatsReport, title: str) -> Table:
 
 def _results(report: StatsReport, title: str) -> Table:
     """What recipients did, with rates of the messages that reached an inbox."""
-    table = Table(title=title, caption="rates: of messages that reached an inbox (sent - bounced)")
+    caption = (
+        "rates: of messages that reached an inbox (sent - bounced); "
+        "machine: opens by a mail client's prefetch, not a person"
+    )
+    table = Table(title=title, caption=caption)
     table.add_column("campaign · step · variant · language", no_wrap=True)
-    for name in ("delivered", "bounced", "opens", "clicks", "unsubs", "spam", "conv", "revenue"):
+    for name in ("delivered", "bounced", "opens", "machine", "clicks", "unsubs", "spam", "conv", "revenue"):
         table.add_column(name, justify="right", no_wrap=True)
     verdicts = any(row.verdict for row in report.rows)
     lifts = any(row.lift for row in report.rows)
@@ -79,6 +83,7 @@ def _results(report: StatsReport, title: str) -> Table:
             _with_rate(row.delivered, rates.delivery),
             _with_rate(row.bounced, rates.bounce),
             _with_rate(row.opened, rates.open),
+            f"{row.machine_opened:,}",
             _with_rate(row.clicked, rates.click),
             _with_rate(row.unsubscribed, rates.unsubscribe),
             _with_rate(row.complained, rates.complaint),

@@ -11,7 +11,7 @@ recipient language of a step or variant — :class:`Level`):
   ``unsubscribed`` — *distinct messages* with at least one such ``delivery_event`` (a message
   opened five times counts once). ``opened`` counts human opens only: SendGrid's machine
   opens (Apple Mail Privacy Protection prefetching, recorded as ``machine_open``) are not
-  opens, so they are never counted here.
+  opens, so they are never counted here; they are counted apart, as ``machine_opened``.
 * ``conversions`` and ``revenue`` — distinct orders of the recipient placed within
   ``window_days`` after the send or after a click on it. An order counts for every message
   that touched it in its window (multi-touch), so the conversions of two campaigns can
@@ -48,10 +48,11 @@ from sqlalchemy.sql.functions import FunctionElement
 from engine.store.models import Delivery, DeliveryEvent, DeliveryState, ShopOrder
 from engine.store.types import UTCDateTime
 
-#: Figure name → ``delivery_event.type`` values that count for it. ``machine_open`` is absent on purpose.
+#: Figure name → ``delivery_event.type`` values that count for it (``machine_open`` never as an open).
 EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "delivered": ("delivered",),
-    "opened": ("open",),
+    "opened": ("open",),  # never "machine_open": a prefetch by Apple Mail Privacy Protection
+    "machine_opened": ("machine_open",),
     "clicked": ("click",),
     "bounced": ("bounce",),
     "complained": ("spamreport",),
@@ -193,6 +194,7 @@ class StatsRow:
     delivered: int = 0
     bounced: int = 0
     opened: int = 0
+    machine_opened: int = 0
     clicked: int = 0
     complained: int = 0
     unsubscribed: int = 0
@@ -242,6 +244,7 @@ class StatsRow:
             "delivered": self.delivered,
             "bounced": self.bounced,
             "opened": self.opened,
+            "machine_opened": self.machine_opened,
             "clicked": self.clicked,
             "complained": self.complained,
             "unsubscribed": self.unsubscribed,

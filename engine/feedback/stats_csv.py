@@ -23,6 +23,7 @@ COUNTS = (
     "delivered",
     "bounced",
     "opened",
+    "machine_opened",
     "clicked",
     "complained",
     "unsubscribed",

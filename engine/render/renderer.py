@@ -383,11 +383,7 @@ class Renderer:
             headers["X-Tidings-Delivery"] = str(delivery_id)
             custom_args["delivery_id"] = str(delivery_id)
         if marketing:
-            token = str(unsubscribe).rsplit("/", 1)[-1]
-            domain = sender_email.rsplit("@", 1)[-1]
-            headers["List-Unsubscribe"] = (
-                f"<{unsubscribe}>, <mailto:unsubscribe@{domain}?subject=unsubscribe-{token}>"
-            )
+            headers["List-Unsubscribe"] = list_unsubscribe(str(unsubscribe), self.settings.unsubscribe_mailto)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return EmailMessage(
             to_email=recipient,
@@ -528,6 +524,20 @@ class Renderer:
             for post_key, post in list(self._posts.items()):
                 if any(f.resolve() == target for f in post.files):
                     del self._posts[post_key]
+
+
+def list_unsubscribe(url: str, mailto: str | None) -> str:
+    """The ``List-Unsubscribe`` value: the one-click URL, then a mailto only when the shop reads one.
+
+    RFC 8058 one-click needs the https URL; a ``mailto:`` is optional and worth adding only
+    when ``TIDINGS_UNSUBSCRIBE_MAILTO`` names a mailbox the shop processes: an address nobody
+    reads turns every opt-out sent there into a lost one (and, later, a spam report). The
+    subject carries the signed token, so whoever processes that mailbox can apply it.
+    """
+    if not mailto:
+        return f"<{url}>"
+    token = url.rsplit("/", 1)[-1]
+    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe-{token}>"
 
 
 def _render(template: Template, ctx: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ a send follows a coupon step and no code was issued yet, :func:`placeholder_coup
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ class Renderer(Protocol):
     def render_email(
         self,
         template: str,
-        context: Any,
+        context: Mapping[str, Any],
         *,
         locale: str | None = ...,
         campaign_id: str | None = ...,
@@ -44,7 +45,12 @@ class Renderer(Protocol):
     ) -> EmailMessage: ...
 
     def render_post(
-        self, template: str, context: Any, *, locale: str | None = None, campaign_id: str | None = None
+        self,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        locale: str | None = None,
+        campaign_id: str | None = None,
     ) -> SocialPost: ...
 
 
@@ -100,18 +106,20 @@ def compose_post(
 
 def stamped(message: EmailMessage, campaign_id: str, delivery_id: int, token: str | None) -> EmailMessage:
     """Every sent message carries its campaign and delivery, as headers and custom args, and a
-    Message-ID built from its row's random token (stable across retries of the row, never reused by
-    another database)."""
+    Message-ID built from its row's random token (stable across retries of the row, so a resend is
+    recognisable; never reused by another database). A row planned before tokens existed gets a
+    fresh random one from the channel (:func:`engine.message.new_message_id`)."""
     headers = dict(message.headers)
     headers.setdefault(CAMPAIGN_HEADER, campaign_id)
     headers.setdefault(DELIVERY_HEADER, str(delivery_id))
-    if token and not any(name.lower() == "message-id" for name in headers):
-        domain = message.from_email.rsplit("@", 1)[-1]
-        headers["Message-ID"] = f"<{token}.{delivery_id}@{domain}>"
     custom_args = dict(message.custom_args)
     custom_args.setdefault("delivery_id", str(delivery_id))
     custom_args.setdefault("campaign_id", campaign_id)
-    return replace(message, headers=headers, custom_args=custom_args)
+    message_id = message.message_id
+    if token and message_id is None:
+        domain = message.from_email.rpartition("@")[2].strip() or "localhost"
+        message_id = f"<tidings.{token}.{delivery_id}@{domain}>"
+    return replace(message, headers=headers, custom_args=custom_args, message_id=message_id)
 
 
 def placeholder_coupon(campaign: Campaign, step: SendStep, now: datetime) -> CouponFact | None:

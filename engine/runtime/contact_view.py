@@ -113,7 +113,9 @@ def _occurrence_at(
             .limit(1)
         ).first()
         if event is None:
-            return manual_occurrence(campaign, moment, default_zone=settings.zone), None
+            return manual_occurrence(
+                campaign, moment, default_zone=settings.zone, schedules=workspace.schedules
+            ), None
         return event_occurrence(event.id, event.occurred_at, once=trigger.once_per_contact), int(event.id)
     current = current_occurrence(campaign, moment, workspace.schedules, default_zone=settings.zone)
     if current.kind != "manual":

@@ -43,17 +43,19 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine, Row
 
 from engine import metrics
+from engine.audience import legal_basis
 from engine.channels.base import EmailChannel, SocialChannel
 from engine.clock import Clock, SystemClock
 from engine.message import EmailMessage, SocialPost
 from engine.runtime import claims
+from engine.runtime.channel_state import suspensions
 from engine.runtime.compose import Renderer, compose_email, compose_post
 from engine.runtime.controls import controls
 from engine.runtime.facts import MessageFacts
 from engine.runtime.message_context import StoredData
 from engine.runtime.occurrences import OccurrenceError, legacy_occurrence
 from engine.runtime.outcomes import DispatchStats, InFlight, Outcome, Recorder, render_error_text, timed
-from engine.runtime.planner import plan_contact
+from engine.runtime.planner import campaign_filters, first_channel, plan_contact
 from engine.runtime.policy import (
     TRANSACTIONAL,
     CampaignRules,
@@ -202,7 +204,12 @@ class Dispatcher:
         with self.engine.connect() as conn:
             control = controls(conn)
         return {
-            cid: campaign_rules(campaign, self.settings, control.get(cid, "active"))
+            cid: campaign_rules(
+                campaign,
+                self.settings,
+                control.get(cid, "active"),
+                legal_basis(campaign_filters(self.workspace, campaign), first_channel(campaign)),
+            )
             for cid, campaign in self.workspace.campaigns.items()
         }
 
@@ -222,6 +229,13 @@ class Dispatcher:
         if channel is None:
             return stats
         now = self.clock.now()
+        with self.engine.connect() as conn:
+            suspension = suspensions(conn, now).get("x" if posts else "email")
+        if suspension is not None:
+            # The whole channel waits (a revoked key, no credits, a daily cap): nothing is claimed, and
+            # the drain does not wait for it either (a daily cap lifts in hours: its rows are due then).
+            stats.suspended[suspension.channel] = suspension.reason
+            return stats
         tokens = bucket.take_up_to(limit)
         if tokens == 0:
             stats.wait_seconds = bucket.seconds_until(1)

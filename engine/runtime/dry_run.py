@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, false, func, literal, not_, or_, select
+from sqlalchemy import String, Table, and_, false, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -20,7 +20,8 @@ from engine.audience import (
     CONTACT,
     AudienceContext,
     compile_filters,
-    consent_granted,
+    legal_basis,
+    permission,
     strip_consent,
     suppressed,
 )
@@ -38,6 +39,7 @@ from engine.runtime.planner import (
 )
 from engine.runtime.policy import FrequencyCap, capped_sql
 from engine.settings import Settings
+from engine.store.models import Delivery, Post
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign, SendStep
 
@@ -76,6 +78,9 @@ class DryRun:
         None  # event-triggered campaigns enrol per event; the counts are today's audience
     )
     first_send: datetime | None = None  # the earliest instant a reached contact is due
+    #: Rows this occurrence has already (by state): it fired — on schedule or ahead of it with
+    #: ``trigger --now`` — and planning it again adds nothing for those contacts.
+    already: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +96,12 @@ class DryRun:
             "breakdown": list(self.breakdown),
             "skipped": self.skipped,
             "event_type": self.event_type,
+            "already": dict(self.already),
         }
+
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+POST: Table = Post.__table__  # type: ignore[attr-defined]
 
 
 def _count(conn: Connection, *conditions: ColumnElement[bool]) -> int:
@@ -117,6 +127,12 @@ def dry_run(
     """Count who the occurrence would reach and why others are left out, and list the first rows."""
     draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now)
     result = DryRun(campaign.key, occurrence, draft.mode, skipped=draft.skipped)
+    for table in (DELIVERY, POST):
+        states = select(table.c.state, func.count()).where(
+            table.c.campaign_id == campaign.key, table.c.occurrence == occurrence.key
+        )
+        for state, count in conn.execute(states.group_by(table.c.state)):
+            result.already[state] = result.already.get(state, 0) + int(count)
     if campaign.trigger.event is not None:
         result.event_type = str(campaign.trigger.event.type)
     if draft.mode == "posts":
@@ -127,7 +143,7 @@ def dry_run(
     base = compile_filters(strip_consent(campaign_filters(workspace, campaign)), ctx)
     result.matched = _count(conn, base)
     if category(campaign) == "marketing":
-        granted = consent_granted(channel)
+        granted = permission(channel, legal_basis(campaign_filters(workspace, campaign), channel))
         result.excluded["no_consent"] = _count(conn, base, not_(granted))
         result.excluded["suppressed"] = _count(conn, base, granted, suppressed(channel, "marketing"))
     else:

@@ -141,12 +141,3 @@ def pump_due_events(
         total.expression_errors.update(stats.expression_errors)
         if len(fresh) < BATCH:
             return total
-
-
-def next_event_time(engine: Engine, after_or_at: object | None = None) -> object | None:
-    """When the next unprocessed event happens (the simulator jumps its clock there)."""
-    with engine.connect() as conn:
-        query = select(EVENT.c.occurred_at).where(EVENT.c.processed_at.is_(None))
-        if after_or_at is not None:
-            query = query.where(EVENT.c.occurred_at >= after_or_at)
-        return conn.execute(query.order_by(EVENT.c.occurred_at).limit(1)).scalar()

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -349,7 +349,7 @@ def _wait(
     values["wake_at"] = wake
 
 
-def next_local_time(after: datetime, at: Any, zone: ZoneInfo) -> datetime:
+def next_local_time(after: datetime, at: time, zone: ZoneInfo) -> datetime:
     """The first instant at or after ``after`` whose wall-clock time in ``zone`` is ``at``."""
     local_day = after.astimezone(zone).date()
     for offset in range(3):

@@ -266,10 +266,33 @@ def due_occurrences(
     return sorted(found.values(), key=lambda o: (o.fire_at, o.key))
 
 
-def manual_occurrence(campaign: Campaign, now: datetime, *, default_zone: ZoneInfo) -> Occurrence:
-    """``manual-DATE``: today in the campaign zone, so triggering twice a day is idempotent."""
+def manual_occurrence(
+    campaign: Campaign, now: datetime, *, default_zone: ZoneInfo, schedules: Schedules | None = None
+) -> Occurrence:
+    """``manual-DATE``: today in the campaign zone, so triggering twice a day is idempotent.
+
+    A calendar campaign's manual send still counts from its date: a per-contact date (each
+    contact's own cutoff), or the global date's next day from today (``trigger_date``), so its
+    messages read as they would on schedule.
+    """
     today = now.astimezone(campaign_zone(campaign, default_zone)).date()
-    return Occurrence(f"manual-{today.isoformat()}", "manual", now.astimezone(UTC))
+    key = f"manual-{today.isoformat()}"
+    calendar = campaign.trigger.calendar
+    if calendar is None:
+        return Occurrence(key, "manual", now.astimezone(UTC))
+    name = str(calendar.date)
+    if name in PER_CONTACT_DATES:
+        season = schedules.shipping.deliver_before if schedules is not None and schedules.shipping else None
+        return Occurrence(key, "manual", now.astimezone(UTC), date_name=name, offset_days=0, season=season)
+    upcoming = [
+        d
+        for year in (today.year, today.year + 1)
+        if schedules is not None
+        for d in [schedules.named_date(name, year)]
+        if d is not None and d >= today
+    ]
+    day = upcoming[0] if upcoming else None
+    return Occurrence(key, "manual", now.astimezone(UTC), date_name=name, offset_days=0, day=day)
 
 
 def current_occurrence(
@@ -290,7 +313,7 @@ def current_occurrence(
             )
             if found:
                 return found[-1]
-    return manual_occurrence(campaign, now, default_zone=default_zone)
+    return manual_occurrence(campaign, now, default_zone=default_zone, schedules=schedules)
 
 
 def event_occurrence(event_id: int, occurred_at: datetime, *, once: bool = False) -> Occurrence:

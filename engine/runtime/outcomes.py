@@ -34,16 +34,29 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Engine, Row
 
 from engine import metrics
-from engine.channels.base import PermanentFailure, RateLimited, TransientFailure
+from engine.channels.base import (
+    ChannelSuspended,
+    DuplicatePost,
+    OutcomeUnknown,
+    PermanentFailure,
+    RateLimited,
+    TransientFailure,
+)
 from engine.clock import Clock
 from engine.message import SendResult
 from engine.render.errors import RenderError
+from engine.runtime.channel_state import suspend
 from engine.runtime.retry import RetryPolicy, decide_retry
 from engine.store.models import DeliveryState, Post
 
 log = logging.getLogger(__name__)
 
 POST: Table = Post.__table__  # type: ignore[attr-defined]
+#: ``last_error`` of an attempt whose request went out but whose answer never came: if the next
+#: attempt is refused as a duplicate (X), the first one was published.
+OUTCOME_UNKNOWN = "outcome unknown: "
+#: A rate limit whose reset is further away than this is an account's daily cap, not a window's.
+DAILY_CAP_AFTER = 900.0
 #: Outcomes are written at least this often (and at least every ``concurrency`` sends): what a
 #: crash can send twice is what was in flight plus what completed since the last write.
 FLUSH_SECONDS = 0.25
@@ -66,12 +79,15 @@ class DispatchStats:
     posts_sent: int = 0
     wait_seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    suspended: dict[str, str] = field(default_factory=dict)  # channel → why it sends nothing now
 
     def add(self, other: DispatchStats) -> None:
         for item in fields(self):
             if item.name == "reasons":
                 for reason, count in other.reasons.items():
                     self.reasons[reason] = self.reasons.get(reason, 0) + count
+            elif item.name == "suspended":
+                self.suspended.update(other.suspended)
             elif item.name == "wait_seconds":
                 self.wait_seconds = other.wait_seconds
             else:
@@ -98,6 +114,8 @@ class Outcome:
     provider_id: str | None = None
     sent_at: datetime | None = None
     text: str | None = None  # what a post said
+    #: The channel as a whole cannot send (channel, reason, until): recorded with the outcome.
+    suspension: tuple[str, str, datetime | None] | None = None
 
 
 @dataclass(slots=True)
@@ -149,20 +167,57 @@ def classify(
     """What one attempt means for its row: sent, retry at a time, or failed for good."""
     row = flight.row
     attempts = (row.attempts or 0) + 1
-    if isinstance(attempt.error, PermanentFailure):
+    error = attempt.error
+    if isinstance(error, ChannelSuspended):
+        # Not this message's fault: it waits, unattempted, while the channel is suspended.
+        stats.count_reason("channel_suspended")
+        stats.suspended[row.channel] = error.reason
+        return Outcome(
+            row.id,
+            DeliveryState.pending.value,
+            row.scheduled_for,
+            f"channel_suspended: {error.reason}"[:250],
+            error.reason,
+            suspension=(row.channel, error.reason, error.until),
+        )
+    if isinstance(error, DuplicatePost) and str(row.last_error or "").startswith(OUTCOME_UNKNOWN):
+        # The previous attempt timed out after the post went out: X now says it exists. Sent.
+        stats.posts_sent += 1
+        return Outcome(
+            row.id, DeliveryState.sent.value, row.scheduled_for, attempted=True, sent_at=now, text=flight.text
+        )
+    if isinstance(error, PermanentFailure):
         stats.failed += 1
         stats.count_reason("permanent")
+        return Outcome(row.id, DeliveryState.failed.value, row.scheduled_for, "permanent", error.reason, True)
+    if (
+        isinstance(error, RateLimited)
+        and flight.text is not None
+        and error.reset_at is not None
+        and (error.reset_at - now).total_seconds() > DAILY_CAP_AFTER
+    ):
+        # X's daily cap is the account's: every post waits for its reset, this one unattempted.
+        stats.count_reason("channel_suspended")
+        reason = f"daily post cap reached ({error.reason})"
+        stats.suspended[row.channel] = reason
         return Outcome(
-            row.id, DeliveryState.failed.value, row.scheduled_for, "permanent", attempt.error.reason, True
+            row.id,
+            DeliveryState.pending.value,
+            error.reset_at,
+            "channel_suspended: daily cap",
+            error.reason,
+            suspension=(row.channel, reason, error.reset_at),
         )
-    if attempt.error is not None:
-        exc = attempt.error
+    if error is not None:
+        exc = error
         retry_after: float | datetime | None = None
         if isinstance(exc, TransientFailure):
             reason_text = exc.reason
             retry_after = exc.retry_after
             if isinstance(exc, RateLimited) and exc.reset_at is not None:
                 retry_after = exc.reset_at
+            if isinstance(exc, OutcomeUnknown):
+                reason_text = OUTCOME_UNKNOWN + reason_text
         else:
             log.warning("unexpected error sending %s %s: %r", row.campaign_id, row.id, exc)
             reason_text = f"{type(exc).__name__}: {exc}"
@@ -205,6 +260,10 @@ def write_outcomes(
     sent = [o for o in outcomes if o.state == DeliveryState.sent.value]
     other = [o for o in outcomes if o.state != DeliveryState.sent.value]
     with engine.begin() as conn:
+        for outcome in outcomes:
+            if outcome.suspension is not None:
+                channel, reason, until = outcome.suspension
+                suspend(conn, channel, reason, now=now, until=until)
         if sent:
             values: dict[str, Any] = {
                 "state": DeliveryState.sent.value,

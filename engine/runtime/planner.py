@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, String, Table, and_, func, literal, not_, select, true, tuple_, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.audience import (
@@ -361,7 +362,7 @@ def _json(value: dict[str, Any]) -> ColumnElement[Any]:
     return literal(value, JSONType)
 
 
-def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Any:
+def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Select[Any]:
     campaign_id = draft.campaign.key
     choices = send_variants(step)
     template = ab.choose_sql(CONTACT.c.id, campaign_id, choices, "template")
@@ -425,7 +426,7 @@ ENROLMENT_COLUMNS = (
 )
 
 
-def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Any:
+def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Select[Any]:
     assert cell.instant is not None
     return select(
         literal(draft.campaign.key, String()),
@@ -449,7 +450,7 @@ def count_cell(conn: Connection, draft: Draft, cell: Cell) -> int:
     )
 
 
-def _rowcount(conn: Connection, statement: Any) -> int:
+def _rowcount(conn: Connection, statement: Executable) -> int:
     return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
 
 
@@ -494,7 +495,7 @@ def _adopt_legacy_keys(conn: Connection, draft: Draft) -> None:
     table, a no-op once nothing legacy is left.
     """
     occurrence = draft.occurrence
-    if not occurrence.per_contact_date or occurrence.season is None:
+    if occurrence.kind != "calendar" or not occurrence.per_contact_date or occurrence.season is None:
         return
     legacy = occurrence.key.split("@", 1)[0]
     end = datetime.combine(occurrence.season + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo("UTC"))
@@ -601,7 +602,9 @@ def plan_contact(
     """The planner's decision for one contact, from the same cells it writes for the whole audience.
 
     ``excluded`` names why the contact would get nothing: ``not_in_audience``, ``not_eligible``
-    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``).
+    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``). A contact
+    outside the audience still gets the facts their message would have (their own cutoff and zone),
+    so a preview shows what they would read.
     """
     only = CONTACT.c.id == contact_id
     draft = draft_plan(
@@ -615,6 +618,14 @@ def plan_contact(
             return ContactPlan(contact_id, occurrence, cell.instant, cell.facts, cell.excluded)
     in_audience = conn.execute(select(func.count()).select_from(CONTACT).where(draft.audience)).scalar_one()
     reason = "not_eligible" if in_audience else "not_in_audience"
+    # What the message would say were they reached: the same cells, over this contact alone.
+    draft.audience, draft.eligible = only, true()
+    draft.cells = _cells(
+        conn, draft, workspace, settings, campaign_zone(campaign, settings.zone), now if due_now else None
+    )
+    for cell in draft.cells:
+        if cell.excluded is None and count_cell(conn, draft, cell):
+            return ContactPlan(contact_id, occurrence, None, cell.facts, reason)
     return ContactPlan(contact_id, occurrence, None, base, reason)
 
 

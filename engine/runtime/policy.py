@@ -23,8 +23,10 @@ Checks, in order (the first that refuses wins):
     ``forgotten`` (and any reason this code does not know) block transactional mail
     too, because mailing a dead or complaining address hurts every later send.
 ``no_consent``
-    Marketing needs an open consent row (``withdrawn_at`` empty) for the channel.
-    Transactional messages do not.
+    Marketing needs an open consent row (``withdrawn_at`` empty) for the channel — or, for a
+    campaign relying on the EU soft opt-in (``consent: {email: existing_customer}``), a
+    customer with a previous purchase who never withdrew consent on the channel.
+    Transactional messages need neither.
 ``frequency_cap``
     The contact already received ``max`` marketing messages (from any campaign) in
     the last ``per``. Counts sends approved earlier in the same batch as well. The rule is
@@ -48,10 +50,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -122,7 +124,7 @@ class FrequencyCap:
         return sum(1 for sent in sends if sent > since) >= self.max
 
 
-def _marketing_sent(delivery: Any, since: datetime) -> ColumnElement[bool]:
+def _marketing_sent(delivery: Table, since: datetime) -> ColumnElement[bool]:
     """Delivery rows that count towards a frequency cap: marketing, sent after ``since``."""
     return and_(
         delivery.c.state == DeliveryState.sent.value,
@@ -160,6 +162,7 @@ class CampaignRules:
     window: tuple[date, date] | None = None
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
+    basis: str = "consent"  # the legal basis for marketing: consent | existing_customer
 
     @property
     def marketing(self) -> bool:
@@ -178,6 +181,8 @@ class RecipientFacts:
     email: str
     zone: ZoneInfo | None = None
     consented_channels: frozenset[str] = frozenset()
+    withdrawn_channels: frozenset[str] = frozenset()  # opted out once (a withdrawn consent row)
+    customer: bool = False  # bought from the shop before (the soft opt-in's condition)
     suppressions: tuple[tuple[str, str], ...] = ()  # (channel, reason)
     marketing_sends: list[datetime] = field(default_factory=list)
 
@@ -236,7 +241,7 @@ def decide(
     suppressed = blocking_suppression(facts, channel, rules.marketing)
     if suppressed is not None:
         return skip(f"suppressed:{suppressed}")
-    if rules.marketing and channel not in facts.consented_channels:
+    if rules.marketing and not _permitted(rules, facts, channel):
         return skip("no_consent")
     cap = rules.frequency_cap
     if rules.marketing and cap is not None and cap.reached(facts.marketing_sends, now):
@@ -249,6 +254,13 @@ def decide(
                 return skip("quiet_hours")
             return Decision("defer", "quiet_hours", quiet.ends_after(local))
     return SEND
+
+
+def _permitted(rules: CampaignRules, facts: RecipientFacts, channel: str) -> bool:
+    if channel in facts.consented_channels:
+        return True
+    soft = rules.basis == "existing_customer"
+    return soft and facts.customer and channel not in facts.withdrawn_channels
 
 
 def decide_post(rules: CampaignRules, now: datetime) -> Decision:
@@ -296,25 +308,30 @@ def load_recipient_facts(
     contact = Contact.__table__  # type: ignore[attr-defined]
     for chunk in _chunks(ids):
         rows = conn.execute(
-            select(contact.c.id, contact.c.email, contact.c.timezone).where(contact.c.id.in_(chunk))
+            select(contact.c.id, contact.c.email, contact.c.timezone, contact.c.orders_count).where(
+                contact.c.id.in_(chunk)
+            )
         ).all()
-        for cid, email, zone in rows:
-            facts[cid] = RecipientFacts(contact_id=cid, email=email, zone=_zone(zone))
+        for cid, email, zone, orders in rows:
+            facts[cid] = RecipientFacts(contact_id=cid, email=email, zone=_zone(zone), customer=bool(orders))
     if not facts:
         return facts
     known = sorted(facts)
 
     consent = Consent.__table__  # type: ignore[attr-defined]
     channels: dict[int, set[str]] = {}
+    withdrawn: dict[int, set[str]] = {}
     for chunk in _chunks(known):
-        for cid, channel in conn.execute(
-            select(consent.c.contact_id, consent.c.channel)
-            .where(consent.c.contact_id.in_(chunk), consent.c.withdrawn_at.is_(None))
+        for cid, channel, is_open in conn.execute(
+            select(consent.c.contact_id, consent.c.channel, consent.c.withdrawn_at.is_(None))
+            .where(consent.c.contact_id.in_(chunk))
             .distinct()
         ):
-            channels.setdefault(cid, set()).add(channel)
+            (channels if is_open else withdrawn).setdefault(cid, set()).add(channel)
     for cid, found in channels.items():
         facts[cid].consented_channels = frozenset(found)
+    for cid, found in withdrawn.items():
+        facts[cid].withdrawn_channels = frozenset(found)
 
     suppression = Suppression.__table__  # type: ignore[attr-defined]
     by_key: dict[str, list[int]] = {}
@@ -355,8 +372,10 @@ def _chunks(values: Sequence[object], size: int = 900) -> Iterable[list[object]]
 # --- from the workspace ----------------------------------------------------------------------
 
 
-def campaign_rules(campaign: Campaign, settings: Settings, control: str = "active") -> CampaignRules:
-    """The gate's view of a workspace campaign plus its operator control."""
+def campaign_rules(
+    campaign: Campaign, settings: Settings, control: str = "active", basis: str = "consent"
+) -> CampaignRules:
+    """The gate's view of a workspace campaign plus its operator control and legal basis."""
     zone = campaign.zone if campaign.timezone else settings.zone
     limits = campaign.limits
     cap = None
@@ -376,4 +395,5 @@ def campaign_rules(campaign: Campaign, settings: Settings, control: str = "activ
         window=window,
         frequency_cap=cap,
         quiet_hours=quiet,
+        basis=basis,
     )

@@ -7,7 +7,9 @@ through the planner's cells (:func:`engine.runtime.planner.draft_plan`): the fir
 that holds contacts, in that cell's zone, and how many contacts the occurrence reaches.
 
 An occurrence that has fired already (its rows wait in the outbox, or its enrolments in a flow)
-is read from the store instead: the earliest pending row, in the zone its facts name.
+is read from the store instead: the earliest pending row, in the zone its facts name. One that was
+fired ahead of its time (``tidings trigger --now``) and is done shows as ``sent``, never again as
+upcoming.
 
 The daemon's banner, the preview's index, ``plan`` and the season report all show these figures.
 """
@@ -46,6 +48,7 @@ class NextSend:
     zone: ZoneInfo
     reach: int
     planned: bool  # True: its rows are in the outbox already (the occurrence has fired)
+    state: str = "upcoming"  # upcoming | in progress (fired, messages waiting) | sent (fired and done)
 
     @property
     def local(self) -> datetime:
@@ -56,6 +59,15 @@ class NextSend:
         local = self.local
         return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({self.zone.key})"
 
+    def describe(self) -> str:
+        """One line for the banner and the preview: when, to how many, and whether it already went."""
+        if self.state == "sent":
+            return f"{self.occurrence} sent ahead of time ({self.reach:,} sent)"
+        who = f"{self.reach:,} {'contact' if self.reach == 1 else 'contacts'}"
+        if self.state == "in progress":
+            return f"{self.occurrence} in progress: {who} waiting, next {self.label()}"
+        return f"{self.label()} · {who}"
+
     def as_dict(self) -> dict[str, object]:
         return {
             "campaign": self.campaign_id,
@@ -65,6 +77,7 @@ class NextSend:
             "zone": self.zone.key,
             "reach": self.reach,
             "planned": self.planned,
+            "state": self.state,
         }
 
 
@@ -89,7 +102,9 @@ def _planned(conn: Connection, campaign: Campaign, settings: Settings, now: date
                 .limit(1)
             ).scalar()
             zone = MessageFacts.from_json(context).zone_info or campaign_zone(campaign, settings.zone)
-            found.append(NextSend(campaign.key, occurrence, max(first, now), zone, int(count), True))
+            found.append(
+                NextSend(campaign.key, occurrence, max(first, now), zone, int(count), True, "in progress")
+            )
     live = (EnrolmentState.active.value, EnrolmentState.waiting.value)
     flows = (
         select(ENROLMENT.c.occurrence, func.min(ENROLMENT.c.wake_at), func.count())
@@ -111,8 +126,26 @@ def _planned(conn: Connection, campaign: Campaign, settings: Settings, now: date
             .limit(1)
         ).scalar()
         zone = MessageFacts.from_json(context).zone_info or campaign_zone(campaign, settings.zone)
-        found.append(NextSend(campaign.key, occurrence, max(first, now), zone, int(count), True))
+        found.append(
+            NextSend(campaign.key, occurrence, max(first, now), zone, int(count), True, "in progress")
+        )
     return found
+
+
+def _done(conn: Connection, campaign: Campaign, occurrence: str) -> int:
+    """How many messages of an occurrence went out already (it was fired ahead of its time)."""
+    return sum(
+        int(
+            conn.execute(
+                select(func.count()).where(
+                    table.c.campaign_id == campaign.key,
+                    table.c.occurrence == occurrence,
+                    table.c.state == DeliveryState.sent.value,
+                )
+            ).scalar_one()
+        )
+        for table in (DELIVERY, POST)
+    )
 
 
 def next_sends(
@@ -139,6 +172,11 @@ def next_sends(
         if len(found) >= limit + len(fired):
             break
         if occurrence.key in fired:
+            continue
+        done = _done(conn, campaign, occurrence.key)
+        if done:
+            zone = campaign_zone(campaign, settings.zone)
+            found.append(NextSend(campaign.key, occurrence.key, occurrence.fire_at, zone, done, True, "sent"))
             continue
         draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now)
         if draft.skipped:

@@ -245,6 +245,20 @@ class CampaignState(SQLModel, table=True):
     note: str | None = None
 
 
+class ChannelState(SQLModel, table=True):
+    """A channel that cannot send, whatever the message (a revoked key, no credits, a daily cap).
+
+    ``suspended_until`` empty: until an operator resumes it (``tidings resume --channel``).
+    """
+
+    __tablename__ = "channel_state"
+
+    channel: str = Field(primary_key=True)
+    reason: str
+    suspended_at: datetime = _dt(nullable=False)
+    suspended_until: datetime | None = _dt()
+
+
 class Enrolment(SQLModel, table=True):
     """A contact's walk through a campaign's steps for one occurrence."""
 
@@ -369,6 +383,7 @@ ALL_TABLES = [
     Suppression,
     Coupon,
     CampaignState,
+    ChannelState,
     Enrolment,
     Delivery,
     Post,

@@ -54,6 +54,8 @@ from engine.feedback.sendgrid_events import (
 )
 from engine.feedback.shop_events import MAX_BATCH, InvalidEvents, ingest_events, validate_events
 from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, preferences
+from engine.runtime.attention import attention
+from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
@@ -238,9 +240,16 @@ def create_public_app(
             events = parse_events(body)
         except InvalidPayload as exc:
             return _error(400, str(exc))
-        result = await run_in_threadpool(store_events, engine, events, now=clock.now())
+        result = await run_in_threadpool(
+            store_events, engine, events, clock=clock, breaker=BreakerLimits.from_settings(settings)
+        )
         return JSONResponse(
-            {"received": result.received, "stored": result.stored, "duplicate": result.duplicates}
+            {
+                "received": result.received,
+                "stored": result.stored,
+                "duplicate": result.duplicates,
+                "paused": result.paused,
+            }
         )
 
     # --- shop events ---------------------------------------------------------------------
@@ -298,6 +307,7 @@ def create_public_app(
     def health() -> tuple[int, dict[str, Any]]:
         report: dict[str, Any] = {"status": "ok", "database": "ok"}
         healthy = True
+        needs = None
         table = Delivery.__table__  # type: ignore[attr-defined]
         try:
             with engine.connect() as conn:
@@ -310,6 +320,7 @@ def create_public_app(
                         )
                     ).scalar_one()
                 )
+                needs = attention(conn, clock.now())
         except SQLAlchemyError as exc:
             healthy = False
             report["database"] = "unreachable"
@@ -324,6 +335,10 @@ def create_public_app(
                 healthy = False
         if not healthy:
             report["status"] = "unavailable"
+        elif report["database"] == "ok" and needs:
+            # Alive, but not sending everything it should: say which and why (200: not a restart case).
+            report["status"] = "degraded"
+            report["problems"] = needs.problems
         return (200 if healthy else 503), report
 
     @app.get("/healthz", summary="Liveness and readiness")
@@ -337,7 +352,7 @@ def create_public_app(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        body = await run_in_threadpool(metrics.scrape, engine)
+        body = await run_in_threadpool(metrics.scrape, engine, clock.now)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -36,6 +36,8 @@ def preview(workspace: Path, smtp: SmtpServer) -> Iterator[RunningPreview]:
         secret_key="b" * 40,
         email_channel="smtp",
         smtp_url=smtp.url(),
+        smtp_require_tls=False,  # a local relay without credentials
+        public_url="https://shop.example.com",
     )
     with RunningPreview(settings) as running:
         yield running

@@ -400,8 +400,7 @@ def dated_span(campaign: Any) -> tuple[date, date] | None:
 
 
 def _describe_send(send: NextSend) -> str:
-    state = "planned, waiting" if send.planned else "first send"
-    return f"{state} {send.label()} · {send.reach:,} {'contacts' if send.reach != 1 else 'contact'}"
+    return send.describe() if send.state != "upcoming" else f"first send {send.describe()}"
 
 
 def describe_trigger(campaign: Any) -> str:
