@@ -101,6 +101,7 @@ def test_send_test_sends_one_test_message_through_the_configured_channel(
     write_starter(env)
     monkeypatch.setenv("TIDINGS_EMAIL_CHANNEL", "smtp")
     monkeypatch.setenv("TIDINGS_SMTP_URL", smtp.url())
+    monkeypatch.setenv("TIDINGS_SMTP_REQUIRE_TLS", "false")  # a local relay without credentials
 
     assert main(["send-test", "holiday-hello", "--to", "me@example.org", "--locale", "en"]) == 0
 
@@ -117,6 +118,7 @@ def test_send_test_renders_for_a_real_contact(
     write_starter(env)
     monkeypatch.setenv("TIDINGS_EMAIL_CHANNEL", "smtp")
     monkeypatch.setenv("TIDINGS_SMTP_URL", smtp.url())
+    monkeypatch.setenv("TIDINGS_SMTP_REQUIRE_TLS", "false")  # a local relay without credentials
     engine: Engine = make_engine(f"sqlite:///{env / 'var' / 'tidings.db'}")
     upgrade(engine)
     with engine.begin() as conn:
@@ -167,6 +169,7 @@ def test_send_test_of_a_template_that_does_not_render_exits_1(
     write_starter(env)
     monkeypatch.setenv("TIDINGS_EMAIL_CHANNEL", "smtp")
     monkeypatch.setenv("TIDINGS_SMTP_URL", smtp.url())
+    monkeypatch.setenv("TIDINGS_SMTP_REQUIRE_TLS", "false")  # a local relay without credentials
     template = env / "templates" / "holiday-hello" / "email.mjml"
     template.write_text(template.read_text().replace("{{ shop.name }} ·", "{{ shop.nope.deeper }} ·"))
 

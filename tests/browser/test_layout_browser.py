@@ -90,6 +90,7 @@ def preview(workspace: Path, smtp: SmtpServer) -> Iterator[RunningPreview]:
         secret_key="b" * 40,
         email_channel="smtp",
         smtp_url=smtp.url(),
+        smtp_require_tls=False,  # a local relay without credentials
         timezone="Europe/Tallinn",
     )
     with RunningPreview(settings) as running:
