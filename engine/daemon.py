@@ -417,6 +417,7 @@ class Daemon:
         import uvicorn
 
         from engine.web.public import create_public_app
+        from engine.web.status import workspace_next_up
 
         app = create_public_app(
             self.settings,
@@ -425,6 +426,8 @@ class Daemon:
             health_probe=self.health,
             on_events_stored=self.on_events_stored,
             schedules=lambda: self.workspace.schedules,
+            next_up=workspace_next_up(self.engine, lambda: self.workspace, self.settings),
+            workspace=lambda: self.workspace,
         )
         host, _, port = self.settings.public_bind.rpartition(":")
         config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")

@@ -37,6 +37,7 @@ from engine.opening_hours import InvalidHours, parse_hours
 
 ENV_PREFIX = "TIDINGS_"
 PHONE = re.compile(r"^\+[0-9][0-9 ()-]{5,22}[0-9]$")
+IMAGES_FOLDER = "images"
 
 
 class EmailChannelKind(StrEnum):
@@ -66,6 +67,12 @@ class ShopSettings(BaseModel):
     The support fields are how a customer reaches a person (every shipped email shows them):
     an address is required, phone, chat and hours may be switched off with an empty value.
     ``support_hours`` follows :mod:`engine.opening_hours` so that every locale can show it.
+
+    ``images_url`` is where the email images are (``{{ shop.images_url }}/logo.png``): a shop's
+    CDN or store, or, when not set, the public app itself, which serves the workspace's
+    ``images/`` folder at ``TIDINGS_PUBLIC_URL/images`` — public wherever real mail goes out (its
+    unsubscribe links need that already), local in development, so the demo's images load with no
+    shop behind them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,6 +85,7 @@ class ShopSettings(BaseModel):
     support_phone: str | None = "+372 600 1234"
     support_chat_url: AnyHttpUrl | None = AnyHttpUrl("https://shop.example.com/help/chat")
     support_hours: str | None = "Mon-Fri 09:00-17:00, Sat 10:00-14:00 Europe/Tallinn"
+    images_url: AnyHttpUrl | None = None
 
     @field_validator("support_email")
     @classmethod
@@ -128,6 +136,7 @@ class ShopSettings(BaseModel):
                 "chat_url": str(self.support_chat_url) if self.support_chat_url else None,
                 "hours": self.support_hours,
             },
+            "images_url": str(self.images_url).rstrip("/") if self.images_url else "",
         }
 
 
@@ -344,6 +353,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"TIDINGS_SOCIAL_CHANNEL=x needs {', '.join(missing)}")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("TIDINGS_RETRY_MAX_SECONDS must not be below TIDINGS_RETRY_BASE_SECONDS")
+        if self.shop.images_url is None:
+            self.shop = self.shop.model_copy(update={"images_url": AnyHttpUrl(self.public_images_url)})
         return self
 
     # --- derived values -------------------------------------------------------------
@@ -364,6 +375,21 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.resolve(self.outbox_dir)
+
+    @property
+    def images_dir(self) -> Path:
+        """The workspace's ``images/`` folder, which the public app and the preview serve at ``/images``."""
+        return self.workspace_dir / IMAGES_FOLDER
+
+    @property
+    def public_images_url(self) -> str:
+        """Where the public app serves ``images/``: ``TIDINGS_PUBLIC_URL/images``."""
+        return f"{str(self.public_url).rstrip('/')}/{IMAGES_FOLDER}"
+
+    @property
+    def images_served_by_public_app(self) -> bool:
+        """True when the shop's image base is the public app's own (``TIDINGS_SHOP__IMAGES_URL`` unset)."""
+        return str(self.shop.images_url).rstrip("/") == self.public_images_url
 
     @property
     def is_sqlite(self) -> bool:

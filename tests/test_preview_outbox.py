@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from engine.channels.outbox import OutboxEmailChannel, OutboxSocialChannel
 from engine.message import EmailMessage, SocialPost
 from engine.web.preview.names import is_plain_name, outbox_file
-from engine.web.preview.outbox import list_outbox, read_email, read_post
+from engine.web.preview.outbox import InvalidQuery, OutboxQuery, list_outbox, read_email, read_post
 
 
 def _email(subject: str, delivery: str) -> EmailMessage:
@@ -110,3 +113,70 @@ def test_outbox_file_names_cannot_leave_the_outbox(tmp_path: Path) -> None:
         assert outbox_file(tmp_path, "email", name) is None, name
     assert outbox_file(tmp_path, "../email", "ok.eml") is None
     assert not is_plain_name("a/b") and not is_plain_name("..eml") and is_plain_name("20261214T0900-ab.eml")
+
+
+def _season_outbox(folder: Path) -> None:
+    """Three emails on two days and one post, written by the real file channels."""
+    moments = iter(
+        [
+            datetime(2026, 12, 13, 22, 30, tzinfo=UTC),  # 14 Dec in Tallinn (UTC+2)
+            datetime(2026, 12, 14, 9, 0, tzinfo=UTC),
+            datetime(2026, 12, 18, 9, 0, tzinfo=UTC),
+            datetime(2026, 12, 14, 10, 0, tzinfo=UTC),
+        ]
+    )
+    current = [datetime(2026, 12, 1, tzinfo=UTC)]
+    emails = OutboxEmailChannel(folder / "email", now=lambda: current[0])
+    for to, subject, campaign in (
+        ("ana@example.ro", "Order by Dec 19", "shipping-deadlines"),
+        ("bob@example.com", "Happy holidays, Bob", "holiday-greetings"),
+        ("ana@example.ro", "Your gift card", "gift-card-welcome"),
+    ):
+        current[0] = next(moments)
+        emails.send(
+            EmailMessage(
+                to_email=to,
+                subject=subject,
+                html="<p>x</p>",
+                text="x",
+                from_email="hello@shop.example.com",
+                headers={"X-Tidings-Delivery": subject[:5], "X-Tidings-Campaign": campaign},
+            )
+        )
+    current[0] = next(moments)
+    OutboxSocialChannel(folder / "social", now=lambda: current[0]).post(
+        SocialPost(text="5 days left to order", campaign="shipping-countdown")
+    )
+
+
+def _titles(folder: Path, **fields: str) -> list[str]:
+    listing = list_outbox(folder, query=OutboxQuery.from_query(fields), zone=ZoneInfo("Europe/Tallinn"))
+    return sorted(entry.title for entry in listing.entries)
+
+
+def test_outbox_search_by_address_campaign_subject_and_day(tmp_path: Path) -> None:
+    _season_outbox(tmp_path)
+
+    assert _titles(tmp_path, address="ANA@") == ["Order by Dec 19", "Your gift card"]
+    assert _titles(tmp_path, campaign="shipping") == ["5 days left to order", "Order by Dec 19"]
+    assert _titles(tmp_path, subject="holidays") == ["Happy holidays, Bob"]
+    assert _titles(tmp_path, **{"from": "2026-12-14", "to": "2026-12-14"}) == [
+        "5 days left to order",
+        "Happy holidays, Bob",
+        "Order by Dec 19",  # sent 22:30 UTC on the 13th: the 14th in the shop's zone
+    ]
+    assert _titles(tmp_path, address="ana@", **{"from": "2026-12-15"}) == ["Your gift card"]
+    assert _titles(tmp_path, subject="nothing like this") == []
+
+
+def test_outbox_search_stops_at_the_limit_and_says_so(tmp_path: Path) -> None:
+    _season_outbox(tmp_path)
+
+    listing = list_outbox(tmp_path, limit=1, query=OutboxQuery(address="ana"), zone=ZoneInfo("UTC"))
+
+    assert len(listing.entries) == 1 and listing.limited
+
+
+def test_a_search_date_that_is_not_a_date_is_refused_with_the_field_named() -> None:
+    with pytest.raises(InvalidQuery, match="from: expected a date like 2026-12-14"):
+        OutboxQuery.from_query({"from": "14/12/2026"})

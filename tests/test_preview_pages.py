@@ -138,7 +138,7 @@ def test_template_page_shows_subject_preheader_and_a_sandboxed_frame_of_the_html
     page = client.get("/templates/preview-card", params={"width": "mobile", "theme": "dark"})
 
     assert page.status_code == 200
-    assert '<span class="subject" id="subject">Hello Ana, your card</span>' in page.text
+    assert '<div class="subject" id="subject">Hello Ana, your card</div>' in page.text
     assert "A gift from Nordlys &amp; Brad" in page.text
     assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in page.text
     assert 'class="email w-mobile dark"' in page.text
@@ -289,6 +289,23 @@ def test_outbox_page_lists_messages_and_opens_one_like_a_mail_client(
     assert post.status_code == 200 and "5 days left" in post.text and "11 / 280" in post.text
 
 
+def test_outbox_page_searches_and_shows_times_in_the_shop_zone(client: TestClient, workspace: Path) -> None:
+    _fill_outbox(workspace / "var" / "outbox")
+
+    found = client.get("/outbox", params={"address": "ana@", "from": "2026-12-14"})
+    none = client.get("/outbox", params={"campaign": "holiday"})
+    api = client.get("/api/outbox", params={"subject": "order by"}).json()
+    bad = client.get("/outbox", params={"to": "yesterday"})
+
+    assert "Order by &lt;Dec 19&gt;" in found.text and "5 days left" not in found.text
+    assert "1 match" in found.text and 'value="ana@"' in found.text
+    assert "Mon 14 Dec 2026 09:00" in found.text and "UTC, the shop&#39;s time zone" in found.text
+    assert "No message matches this search." in none.text
+    assert api["matched"] == 1 and api["query"]["subject"] == "order by"
+    assert bad.status_code == 400 and "to: expected a date like 2026-12-14" in bad.text
+    assert client.get("/api/outbox", params={"from": "x"}).status_code == 400
+
+
 # -- timeline -----------------------------------------------------------------------------------
 
 
@@ -301,9 +318,37 @@ def test_timeline_asks_for_a_simulation_until_there_is_a_report(client: TestClie
     api = client.get("/api/timeline").json()
 
     assert "run <code>tidings simulate" in before.text and "<svg" not in before.text
-    assert "<svg" in after.text and "2026-12-14 · holiday-greetings: 1,200" in after.text
+    assert "<svg" in after.text and "Mon 14 Dec 2026 · holiday-greetings: 1,200" in after.text
+    assert "made by an older version" in after.text
     assert api["season"]["peak"] == 1200
     assert any(c["id"] == "holiday-greetings" and c["next_fires"] for c in api["campaigns"])
+
+
+def test_timeline_says_which_simulation_it_shows_and_that_it_is_partial(
+    workspace: Path, sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    (workspace / "var").mkdir(exist_ok=True)
+    report = {
+        "from": "2026-12-10",
+        "to": "2026-12-16",
+        "generated_at": "2026-11-20T08:00:00+00:00",
+        "timezone": "Europe/Tallinn",
+        "days": [{"date": "2026-12-14", "counts": {"holiday-greetings": 1200}}],
+    }
+    (workspace / "var" / "simulation.json").write_text(json.dumps(report))
+    settings = settings_for(workspace, timezone="Europe/Tallinn")
+    app = create_preview_app(settings, engine=sqlite_engine, clock=clock, watch=False)
+    with TestClient(app, base_url="http://127.0.0.1:8025") as tallinn:
+        page = tallinn.get("/timeline").text
+        api = tallinn.get("/api/timeline").json()
+
+    assert "Thu 10 Dec 2026 – Wed 16 Dec 2026</strong> (7 days)" in page
+    assert "run Fri 20 Nov 2026 10:00" in page  # 08:00 UTC in Tallinn
+    assert "Europe/Tallinn, the shop&#39;s time zone" in page
+    assert "Part of the season only." in page and "january-win-back (Wed 20 Jan 2027)" in page
+    assert "tidings simulate --from 2026-12-01 --to 2027-01-20" in page
+    assert api["simulation"]["from"] == "2026-12-10" and api["coverage"]["whole"] is False
+    assert "holiday-greetings" not in api["coverage"]["outside"]
 
 
 # -- security -----------------------------------------------------------------------------------

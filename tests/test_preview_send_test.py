@@ -68,16 +68,61 @@ def test_send_test_delivers_the_rendered_message_marked_test_to_the_given_addres
     assert "Hi Ana." in received.message.get_body(("html",)).get_content()
 
 
-def test_send_test_form_shows_the_result_on_the_template_page(client: TestClient, smtp: SmtpServer) -> None:
+def test_send_test_form_redirects_to_the_page_that_shows_the_result(
+    client: TestClient, smtp: SmtpServer
+) -> None:
     response = client.post(
         "/templates/card/send-test",
         data={"to": "me@example.org", "theme": "dark"},
         headers={"origin": "http://127.0.0.1:8025"},
+        follow_redirects=False,
     )
 
-    assert response.status_code == 200
-    assert 'id="notice"' in response.text and "Sent [TEST] Hello Ana to me@example.org" in response.text
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/templates/card?theme=dark&notice=") and location.endswith("#send-test")
+    page = client.get(location)
+    assert page.status_code == 200
+    assert 'id="notice"' in page.text and "Sent [TEST] Hello Ana to me@example.org" in page.text
+    assert 'value="me@example.org"' in page.text
     assert len(smtp.received) == 1
+
+
+def test_reloading_the_page_after_a_send_test_does_not_send_again(
+    client: TestClient, smtp: SmtpServer
+) -> None:
+    page = client.post(
+        "/templates/card/send-test",
+        data={"to": "me@example.org"},
+        headers={"origin": "http://127.0.0.1:8025"},
+    )
+    for _ in range(3):
+        again = client.get(str(page.url))
+        assert "Sent [TEST] Hello Ana to me@example.org" in again.text
+
+    assert len(smtp.received) == 1
+
+
+def test_a_refused_send_test_is_shown_after_the_redirect_too(client: TestClient, smtp: SmtpServer) -> None:
+    page = client.post(
+        "/templates/card/send-test",
+        data={"to": "not an address"},
+        headers={"origin": "http://127.0.0.1:8025"},
+    )
+
+    assert page.status_code == 200 and 'class="notice error"' in page.text
+    assert "enter one email address" in page.text and smtp.received == []
+
+
+def test_an_unknown_or_stale_notice_shows_nothing(client: TestClient, clock: FakeClock) -> None:
+    page = client.post(
+        "/templates/card/send-test",
+        data={"to": "me@example.org"},
+        headers={"origin": "http://127.0.0.1:8025"},
+    )
+    assert 'id="notice"' not in client.get("/templates/card?notice=forged").text
+    clock.advance(11 * 60)
+    assert 'id="notice"' not in client.get(str(page.url)).text
 
 
 def test_send_test_is_limited_per_minute(client: TestClient, smtp: SmtpServer, clock: FakeClock) -> None:

@@ -183,4 +183,13 @@ def test_season_report_opens_in_chromium_and_shows_the_chart(run: dict[str, Any]
     assert errors == []
     assert title == "Tidings season 2026-12-10 – 2026-12-16"
     assert all(box is not None and box["width"] > 0 and box["height"] > 0 for box in drawn)
-    assert {label.split(" · ")[0] for label in labels} == {f"2026-12-{day}" for day in range(10, 17)}
+    assert {label.split(" · ")[0] for label in labels} == {
+        f"{datetime(2026, 12, day):%a %d %b %Y}" for day in range(10, 17)
+    }
+
+
+def test_the_report_says_when_it_was_run_and_in_which_zone(run: dict[str, Any]) -> None:
+    assert datetime.fromisoformat(run["report"]["generated_at"]).tzinfo is not None
+    assert run["report"]["timezone"] == "UTC"
+    html = run["html"].read_text(encoding="utf-8")
+    assert "UTC, the shop&#39;s time zone (TIDINGS_TIMEZONE)" in html

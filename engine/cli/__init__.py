@@ -29,11 +29,13 @@ app = typer.Typer(
 
 # Each module adds its commands with register(app). Order is the order of `tidings --help`.
 COMMAND_MODULES = [
+    "engine.cli.starter",
     "engine.cli.db",
     "engine.cli.data",
     "engine.cli.render",
     "engine.cli.workspace",
     "engine.cli.public",
+    "engine.cli.stats",
     "engine.cli.preview",
     "engine.cli.plan",
     "engine.cli.runtime",

@@ -204,6 +204,7 @@ def simulate_cmd(
                 )
 
             result = simulate(settings, source, loaded.workspace, options, progress=progress)
+    result.generated_at = STATE.clock.now()
     result.write_json(settings.var_dir / "simulation.json")
     if report is not None:
         result.write_html(report)

@@ -1,4 +1,4 @@
-"""``tidings serve``, ``stats``, ``suppress …``, ``contact export|forget``: thin commands over feedback."""
+"""``tidings serve``, ``suppress …``, ``contact export|forget``: thin commands over feedback."""
 
 from __future__ import annotations
 
@@ -26,57 +26,21 @@ def serve() -> None:
     import uvicorn
 
     from engine.web.public import create_public_app
+    from engine.web.status import CachedWorkspace, workspace_next_up
 
     settings = STATE.settings
-    app = create_public_app(settings, STATE.engine(migrate=True), STATE.clock)
+    engine = STATE.engine(migrate=True)
+    workspace = CachedWorkspace(settings)
+    app = create_public_app(
+        settings,
+        engine,
+        STATE.clock,
+        workspace=workspace,
+        next_up=workspace_next_up(engine, workspace, settings),
+    )
     host, _, port = settings.public_bind.rpartition(":")
     STATE.err.print(f"Public app on http://{settings.public_bind} (links point to {settings.public_url})")
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", proxy_headers=True)
-
-
-def stats(
-    campaign: str | None = typer.Argument(None, help="One campaign id; all when omitted."),
-    as_json: bool = typer.Option(False, "--json", help="Print the same figures as JSON."),
-) -> None:
-    """Per campaign, step and A/B variant: sent, delivered, opened, clicked, bounced, conversions, revenue…"""
-    from engine.feedback.stats import campaign_stats
-
-    settings = STATE.settings
-    rows = campaign_stats(
-        STATE.engine(migrate=True), window_days=settings.conversion_window_days, campaign_id=campaign
-    )
-    if as_json:
-        _print_json(
-            {"conversion_window_days": settings.conversion_window_days, "rows": [r.as_dict() for r in rows]}
-        )
-        return
-    if not rows:
-        STATE.out.print(f"No messages planned yet{' for ' + campaign if campaign else ''}.")
-        return
-    table = Table(title=f"Campaign statistics (conversions within {settings.conversion_window_days} days)")
-    table.add_column("campaign · step · variant", no_wrap=True)
-    for name in ("planned", "sent", "deliv", "open", "click", "bounce", "spam", "unsub", "failed", "conv"):
-        table.add_column(name, justify="right")
-    table.add_column("skipped", overflow="fold")
-    table.add_column("revenue", justify="right", overflow="fold")
-    for r in rows:
-        skipped = ", ".join(f"{reason} {n}" for reason, n in sorted(r.skipped_by_reason.items())) or "0"
-        revenue = " ".join(f"{amount} {currency}" for currency, amount in sorted(r.revenue.items())) or "0"
-        figures = (
-            r.planned,
-            r.sent,
-            r.delivered,
-            r.opened,
-            r.clicked,
-            r.bounced,
-            r.complained,
-            r.unsubscribed,
-            r.failed,
-            r.conversions,
-        )
-        name = f"{r.campaign} · {r.step}" + (f" · {r.variant}" if r.variant else "")
-        table.add_row(name, *(str(n) for n in figures), skipped, revenue)
-    STATE.out.print(table)
 
 
 @suppress_app.command("add")
@@ -184,7 +148,6 @@ def contact_forget(
 
 def register(root: typer.Typer) -> None:
     root.command("serve")(serve)
-    root.command("stats")(stats)
     root.add_typer(suppress_app, name="suppress")
     root.add_typer(contact_app, name="contact")
 

@@ -139,8 +139,13 @@ def check_template(
     marketing: bool = True,
     campaign_id: str | None = None,
     step_id: str | None = None,
+    message_checks: bool = True,
 ) -> list[Problem]:
-    """Render one template in one locale with ``context`` and report every finding."""
+    """Render one template in one locale with ``context`` and report every finding.
+
+    ``message_checks=False`` leaves out the checks of the rendered HTML (alt text, links, size),
+    for a caller that runs the fuller :mod:`engine.render.audit` on it instead (the preview).
+    """
     problems: list[Problem] = []
     try:
         kind = renderer.kind(template)
@@ -175,7 +180,8 @@ def check_template(
             step_id=step_id,
             marketing=marketing,
         )
-        problems.extend(message_problems(compiled, message))
+        if message_checks:
+            problems.extend(message_problems(compiled, message))
     except RenderError as exc:
         problems.append(exc.as_problem())
     return problems

@@ -20,26 +20,12 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from engine.display import campaign_colours, local_text, zone_label
 from engine.simulation.copy import Baseline
 from engine.store.models import Delivery, Post
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 POST = Post.__table__  # type: ignore[attr-defined]
-
-PALETTE = [
-    "#2563eb",
-    "#dc2626",
-    "#16a34a",
-    "#d97706",
-    "#7c3aed",
-    "#0891b2",
-    "#db2777",
-    "#65a30d",
-    "#9333ea",
-    "#ea580c",
-    "#0d9488",
-    "#4f46e5",
-]
 
 
 @dataclass
@@ -92,6 +78,8 @@ class SeasonReport:
     #: How many times the simulated clock stopped, and the wall time of each phase of the walk.
     stops: int = 0
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    #: When the simulation was run (the command's clock), so a page showing it can say so.
+    generated_at: datetime | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -112,6 +100,7 @@ class SeasonReport:
         return {
             "from": self.start.isoformat(),
             "to": self.end.isoformat(),
+            "generated_at": self.generated_at.isoformat() if self.generated_at else None,
             "timezone": self.zone.key,
             "elapsed_seconds": round(self.elapsed_seconds, 2),
             "stops": self.stops,
@@ -258,7 +247,7 @@ def _chart(report: SeasonReport, series: list[dict[str, str]]) -> dict[str, Any]
                     "w": round(max(step - 2, 1), 1),
                     "h": round(h, 1),
                     "color": s["color"],
-                    "day": day.isoformat(),
+                    "day": day.strftime("%a %d %b %Y"),
                     "campaign": s["id"],
                     "count": n,
                 }
@@ -270,14 +259,32 @@ def _chart(report: SeasonReport, series: list[dict[str, str]]) -> dict[str, Any]
 
 
 def render_html(report: SeasonReport) -> str:
-    ids = sorted({cid for counts in report.per_day.values() for cid in counts})
-    series = [{"id": cid, "color": PALETTE[i % len(PALETTE)]} for i, cid in enumerate(ids)]
-    campaigns = [c.as_dict(report.zone) for _, c in sorted(report.campaigns.items())]
+    ids = sorted(report.campaigns)
+    colours = campaign_colours(ids)
+    sent = sorted({cid for counts in report.per_day.values() for cid in counts})
+    series = [{"id": cid, "color": colours[cid]} for cid in sent]
+    campaigns = []
+    for _, summary in sorted(report.campaigns.items()):
+        shown = summary.as_dict(report.zone)
+        for name in ("first_send", "last_send"):
+            moment = getattr(summary, name)
+            shown[name] = local_text(moment, report.zone) if moment else None
+        shown["color"] = colours[summary.campaign]
+        campaigns.append(shown)
     days = []
     for day in report.days():
         counts = report.per_day.get(day, Counter())
-        days.append({"date": day.isoformat(), "counts": dict(counts), "total": sum(counts.values())})
+        days.append(
+            {"date": day.strftime("%a %d %b %Y"), "counts": dict(counts), "total": sum(counts.values())}
+        )
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     return env.from_string(_HTML).render(
-        r=report, t=report.totals, series=series, chart=_chart(report, series), campaigns=campaigns, days=days
+        r=report,
+        t=report.totals,
+        series=series,
+        chart=_chart(report, series),
+        campaigns=campaigns,
+        days=days,
+        zone=zone_label(report.zone),
+        generated=local_text(report.generated_at, report.zone) if report.generated_at else None,
     )

@@ -16,8 +16,11 @@ Paths and answers (DESIGN.md "Interfaces"):
   included: they are counted as ``duplicate``).
 * ``GET /cutoffs`` and ``GET /cutoffs/banner?country=EE&locale=et`` — order-by dates from the
   workspace's schedules, as JSON and as an embeddable HTML fragment (:mod:`engine.web.cutoffs`).
+* ``GET /`` — the status page (what runs, what is next, links); ``GET /api/status`` its JSON
+  (see :mod:`engine.web.status`).
 * ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
 * ``GET /metrics`` — Prometheus text.
+* ``GET /images/{name}`` — the workspace's ``images/`` folder (see :mod:`engine.web.images`).
 
 Every database call runs in Starlette's thread pool: the store is synchronous SQLAlchemy.
 """
@@ -67,6 +70,8 @@ from engine.web.cutoffs import (
     banner_html,
     cutoffs_json,
 )
+from engine.web.images import image_response
+from engine.web.status import CachedWorkspace, NextUpProvider, WorkspaceSource, status_view
 from engine.web.unsubscribe_text import pick_language, strings
 
 log = logging.getLogger(__name__)
@@ -137,11 +142,16 @@ def create_public_app(
     health_probe: HealthProbe | None = None,
     on_events_stored: EventsHook | None = None,
     schedules: SchedulesSource | None = None,
+    next_up: NextUpProvider | None = None,
+    workspace: WorkspaceSource | None = None,
 ) -> FastAPI:
     """The public app over ``engine``; see the module docstring for its paths and answers.
 
     ``schedules`` gives the workspace's current schedules (the daemon passes its last good
     workspace's); by default they are read from ``TIDINGS_WORKSPACE`` and re-read on change.
+    ``next_up`` and ``workspace`` feed the status page: the daemon passes its planner's next
+    moments and its live workspace; without them the page reads the workspace from disk and
+    says that "next up" comes from the daemon.
     """
     tokens = UnsubscribeTokens(settings.secret_key_value())
     verifier = WebhookVerifier(settings)
@@ -334,6 +344,23 @@ def create_public_app(
         response = HTMLResponse(answer.body)
         response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return cutoff_response(answer, response)
+    # --- status page ---------------------------------------------------------------------
+
+    workspace_source: WorkspaceSource = workspace or CachedWorkspace(settings)
+
+    def status() -> dict[str, Any]:
+        return status_view(settings, engine, clock.now(), workspace_source(), next_up)
+
+    @app.get("/", response_class=HTMLResponse, summary="Status: what runs, what is next")
+    async def status_page() -> HTMLResponse:
+        view = await run_in_threadpool(status)
+        html = pages.get_template("public/status.html").render(s=view)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/status", summary="Status as JSON")
+    async def status_json() -> JSONResponse:
+        view = await run_in_threadpool(status)
+        return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     # --- operations ----------------------------------------------------------------------
 
@@ -378,6 +405,10 @@ def create_public_app(
     async def healthz() -> JSONResponse:
         status, report = await run_in_threadpool(health)
         return JSONResponse(report, status_code=status, headers={"Cache-Control": "no-store"})
+
+    @app.get("/images/{name:path}", summary="Email images: the workspace's images/ folder")
+    def email_image(name: str) -> Response:
+        return image_response(settings.images_dir, name)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:

@@ -14,6 +14,7 @@ Routes::
     GET  /outbox, /outbox/{kind}/{file}  what the file outbox holds
     GET  /outbox/email/{file}/html       one outbox message's HTML part
     GET  /timeline                       upcoming fires and the simulated season
+    GET  /images/{name}                  the workspace's images/ (as the public app serves them)
     GET  /events                         server-sent events: one per batch of saved files
     GET  /api/campaigns, /api/templates, /api/templates/{name}, /api/outbox,
         /api/outbox/{kind}/{file}, /api/timeline;  POST /api/templates/{name}/send-test
@@ -28,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy.engine import Engine
@@ -35,19 +37,38 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.clock import Clock
+from engine.display import local_text, zone_label
 from engine.settings import Settings
+from engine.web.images import image_response, local_images
 from engine.web.preview.catalog import WorkspaceCatalog, WorkspaceView
 from engine.web.preview.livereload import ChangeHub, event_stream, watch_workspace
 from engine.web.preview.names import outbox_file
-from engine.web.preview.outbox import list_outbox, read_email, read_post
+from engine.web.preview.outbox import (
+    InvalidQuery,
+    OutboxListing,
+    OutboxQuery,
+    list_outbox,
+    read_email,
+    read_post,
+)
 from engine.web.preview.rendering import TemplatePreviews, ViewOptions, dark_mode, weighted_length
-from engine.web.preview.season import ReportError, build_chart, read_report, report_path
+from engine.web.preview.season import (
+    DAY_FORMAT,
+    Coverage,
+    ReportError,
+    SeasonChart,
+    SimulationRun,
+    build_chart,
+    coverage,
+    read_report,
+    report_path,
+)
 from engine.web.preview.security import (
     COMMON_HEADERS,
     EMAIL_CSP,
@@ -56,14 +77,7 @@ from engine.web.preview.security import (
     allowed_hosts,
     same_origin,
 )
-from engine.web.preview.sendtest import (
-    PER_MINUTE,
-    SendTestLimiter,
-    SendTestRefused,
-    as_test,
-    checked_address,
-    send_through_channel,
-)
+from engine.web.preview.sendtest import PER_MINUTE, Notices, SendTestLimiter, SendTestOutcome, send_test
 from engine.web.preview.serve import split_bind
 
 log = logging.getLogger(__name__)
@@ -84,16 +98,28 @@ class PreviewState:
     catalog: WorkspaceCatalog = field(init=False)
     previews: TemplatePreviews = field(init=False)
     limiter: SendTestLimiter = field(init=False)
+    notices: Notices = field(init=False)
 
     def __post_init__(self) -> None:
         self.catalog = WorkspaceCatalog(self.settings, self.clock, self.engine)
         self.previews = TemplatePreviews(self.settings, self.clock, self.engine, self.catalog)
         self.limiter = SendTestLimiter(self.clock)
+        self.notices = Notices(self.clock)
 
     def files_changed(self, paths: list[Path]) -> None:
         """Drop every cache a saved file may have made stale (called by the watcher)."""
         self.catalog.invalidate()
         self.previews.invalidate(paths)
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonView:
+    """The last simulation as the timeline shows it: the run, its chart and its coverage, or an error."""
+
+    run: SimulationRun | None = None
+    chart: SeasonChart | None = None
+    coverage: Coverage | None = None
+    error: str | None = None
 
 
 class _SecurityHeaders:
@@ -170,6 +196,7 @@ def create_preview_app(
         Route("/outbox/email/{file}/html", pages.outbox_html),
         Route("/outbox/{kind}/{file}", pages.outbox_item),
         Route("/timeline", pages.timeline),
+        Route("/images/{name:path}", pages.image),
         Route("/events", pages.events),
         Route("/api/campaigns", pages.api_campaigns),
         Route("/api/templates", pages.api_templates),
@@ -262,8 +289,13 @@ class _Pages:
     # -- one template -----------------------------------------------------------------------------
 
     def template(self, request: Request) -> Response:
+        notice = self.state.notices.get(request.query_params.get("notice", ""))
         return self._template_page(
-            request, request.path_params["name"], ViewOptions.from_query(request.query_params)
+            request,
+            request.path_params["name"],
+            ViewOptions.from_query(request.query_params),
+            notice={"kind": notice.kind, "text": notice.text} if notice else None,
+            send_to=notice.send_to if notice else "",
         )
 
     def _template_page(
@@ -295,6 +327,16 @@ class _Pages:
             channel=self.state.settings.email_channel.value,
             per_minute=PER_MINUTE,
             recent_contacts=self.state.previews.recent_contacts(),
+            images_note=self._images_note(),
+        )
+
+    def _images_note(self) -> str | None:
+        settings = self.state.settings
+        if not settings.images_served_by_public_app:
+            return None
+        return (
+            f"Images from images/, shown here by the preview; in the message they load from "
+            f"{settings.public_images_url}/ (the public app), or set TIDINGS_SHOP__IMAGES_URL."
         )
 
     def api_template(self, request: Request) -> Response:
@@ -319,30 +361,28 @@ class _Pages:
         if result.kind != "email" or result.html is None:
             return _not_found(f"HTML for {name!r}")
         html = dark_mode(result.html) if options.theme == "dark" else result.html
+        if self.state.settings.images_served_by_public_app:
+            html = local_images(html, self.state.settings.public_images_url)
         return HTMLResponse(html, headers=headers)
 
     # -- send test ----------------------------------------------------------------------------
 
     async def send_test_form(self, request: Request) -> Response:
+        """POST-redirect-GET: send, remember the outcome, and redirect to the page that shows it."""
         name = request.path_params["name"]
         form = await request.form()
         fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
         options = ViewOptions.from_query(fields)
         if not same_origin(request):
             return Response("cross-site request refused", status_code=403)
-        outcome, status = await asyncio.to_thread(self._send_test, name, fields.get("to", ""), options)
-        if status == 404:
+        to = fields.get("to", "")
+        outcome = await asyncio.to_thread(self._send_test, name, to, options)
+        if outcome.status == 404:
             return _not_found(f"Template {name!r}")
-        kind = "ok" if status == 200 else "error"
-        return await asyncio.to_thread(
-            self._template_page,
-            request,
-            name,
-            options,
-            notice={"kind": kind, "text": str(outcome["message"])},
-            send_to=fields.get("to", ""),
-            status=status,
-        )
+        notice = self.state.notices.add(outcome, to)
+        query = options.query()
+        target = f"/templates/{quote(name, safe='')}?{query + '&' if query else ''}notice={notice}#send-test"
+        return RedirectResponse(target, status_code=303)
 
     async def send_test_api(self, request: Request) -> Response:
         if not same_origin(request):
@@ -354,60 +394,57 @@ class _Pages:
         if not isinstance(body, dict):
             return JSONResponse({"error": "expected a JSON object"}, status_code=400)
         fields = {key: str(value) for key, value in body.items() if value is not None}
-        outcome, status = await asyncio.to_thread(
+        outcome = await asyncio.to_thread(
             self._send_test, request.path_params["name"], fields.get("to", ""), ViewOptions.from_query(fields)
         )
-        return JSONResponse(outcome, status_code=status)
+        return JSONResponse(outcome.as_dict(), status_code=outcome.status)
 
-    def _send_test(self, name: str, to: str, options: ViewOptions) -> tuple[dict[str, Any], int]:
-        from engine.channels import ChannelError
-
-        info = self.state.catalog.current().template(name)
-        if info is None:
-            return {"ok": False, "message": f"no template {name!r}"}, 404
-        if info.kind != "email":
-            return {"ok": False, "message": "only email templates can be sent as a test"}, 400
-        try:
-            address = checked_address(to)
-            result = self.state.previews.render(info, options)
-            if result.error is not None or result.message is None:
-                raise SendTestRefused(f"not sent: the template does not render: {result.error}", 422)
-            self.state.limiter.acquire()
-            channel, sent = send_through_channel(
-                self.state.settings, self.state.clock, as_test(result.message, address)
-            )
-        except SendTestRefused as exc:
-            return {"ok": False, "message": str(exc)}, exc.status
-        except ChannelError as exc:
-            return {
-                "ok": False,
-                "message": f"the {self.state.settings.email_channel.value} channel refused: {exc.reason}",
-            }, 502
-        log.info("preview: test of %s sent to %s through %s", name, address, channel)
-        detail = f" (id {sent.provider_message_id})" if sent.provider_message_id else ""
-        return {
-            "ok": True,
-            "message": f"Sent [TEST] {result.subject} to {address} through the {channel} channel{detail}.",
-            "channel": channel,
-            "provider_message_id": sent.provider_message_id,
-        }, 200
+    def _send_test(self, name: str, to: str, options: ViewOptions) -> SendTestOutcome:
+        state = self.state
+        info = state.catalog.current().template(name)
+        return send_test(
+            state.settings, state.clock, state.previews, info, name, to, options, limiter=state.limiter
+        )
 
     # -- outbox -----------------------------------------------------------------------------------
 
+    def _outbox_listing(self, request: Request) -> tuple[OutboxListing | None, str | None]:
+        try:
+            query = OutboxQuery.from_query(request.query_params)
+        except InvalidQuery as exc:
+            return None, str(exc)
+        settings = self.state.settings
+        return list_outbox(settings.outbox_path, query=query, zone=settings.zone), None
+
     def outbox(self, request: Request) -> Response:
-        listing = list_outbox(self.state.settings.outbox_path)
-        total = sum(listing.total.values())
+        listing, error = self._outbox_listing(request)
+        if listing is None:
+            listing = list_outbox(self.state.settings.outbox_path)
+            listing = OutboxListing([], listing.total)
+        zone = self.state.settings.zone
+        view = self.state.catalog.current()
         return self._page(
             "outbox.html",
             "outbox",
+            status=400 if error else 200,
             listing=listing,
+            query={
+                key: request.query_params.get(key, "")
+                for key in ("address", "campaign", "subject", "from", "to")
+            },
+            query_error=error,
+            campaign_ids=[c.id for c in view.campaigns],
             outbox_dir=str(self.state.settings.outbox_path),
-            shown=len(listing.entries),
-            total=total,
+            total=sum(listing.total.values()),
+            when=lambda entry: local_text(entry.when, zone),
+            zone_label=zone_label(zone),
         )
 
     def api_outbox(self, request: Request) -> Response:
-        return JSONResponse(list_outbox(self.state.settings.outbox_path).as_dict())
+        listing, error = self._outbox_listing(request)
+        if listing is None:
+            return JSONResponse({"error": error}, status_code=400)
+        return JSONResponse(listing.as_dict())
 
     def _outbox_path(self, request: Request) -> tuple[str, Path] | None:
         kind = str(request.path_params.get("kind", "email"))
@@ -457,39 +494,54 @@ class _Pages:
 
     # -- timeline ---------------------------------------------------------------------------------
 
-    def _season(self) -> tuple[Any, str | None]:
+    def _season(self, view: WorkspaceView) -> SeasonView:
         try:
-            days = read_report(report_path(self.state.settings.var_dir))
+            run = read_report(report_path(self.state.settings.var_dir))
         except ReportError as exc:
-            return None, str(exc)
-        return (build_chart(days) if days is not None else None), None
+            return SeasonView(error=str(exc))
+        if run is None:
+            return SeasonView()
+        dated = {c.id: c.dates for c in view.campaigns if c.dates is not None and c.status == "active"}
+        return SeasonView(run=run, chart=build_chart(run), coverage=coverage(run, dated))
 
     def timeline(self, request: Request) -> Response:
         view = self.state.catalog.current()
-        chart, error = self._season()
+        season = self._season(view)
+        zone = self.state.settings.zone
         return self._page(
             "timeline.html",
             "timeline",
             campaigns=[c.as_dict() for c in view.campaigns],
             horizon_days=view.horizon_days,
             now_text=view.now_text,
-            chart=chart,
-            report_error=error,
+            season=season,
+            zone_label=zone_label(zone),
+            generated=local_text(season.run.generated_at, zone)
+            if season.run and season.run.generated_at
+            else None,
+            day=lambda d: d.strftime(DAY_FORMAT),
             report_file=str(report_path(self.state.settings.var_dir)),
         )
 
     def api_timeline(self, request: Request) -> Response:
         view = self.state.catalog.current()
-        chart, error = self._season()
+        season = self._season(view)
         return JSONResponse(
             {
                 "campaigns": [
                     {"id": c.id, "status": c.status, "next_fires": c.fire_dicts()} for c in view.campaigns
                 ],
-                "season": chart.as_dict() if chart is not None else None,
-                "season_error": error,
+                "simulation": season.run.as_dict() if season.run is not None else None,
+                "coverage": season.coverage.as_dict() if season.coverage is not None else None,
+                "season": season.chart.as_dict() if season.chart is not None else None,
+                "season_error": season.error,
             }
         )
+
+    # -- images -----------------------------------------------------------------------------------
+
+    def image(self, request: Request) -> Response:
+        return image_response(self.state.settings.images_dir, request.path_params["name"])
 
     # -- live reload ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,7 @@ class CampaignInfo:
     file: str
     templates: list[str]
     fires: list[tuple[str, str]] = field(default_factory=list)  # (key, shown)
+    dates: tuple[date, date] | None = None  # first and last day it names (window, or ``at`` day)
     next_fires_note: str = ""
     problems: list[dict[str, Any]] = field(default_factory=list)
 
@@ -362,6 +363,7 @@ class WorkspaceCatalog:
             trigger=describe_trigger(campaign),
             file=_relative(Path(campaign.source.path), self.settings.workspace_dir),
             templates=campaign.templates_used(),
+            dates=dated_span(campaign),
         )
         if campaign.trigger.kind == "event":
             info.next_fires_note = f"on each {campaign.trigger.spec.type} event"
@@ -394,6 +396,17 @@ class WorkspaceCatalog:
         elif info.status != "active":
             info.next_fires_note = f"{info.status}: would fire as listed once active"
         return info
+
+
+def dated_span(campaign: Any) -> tuple[date, date] | None:
+    """The first and last day a campaign names: its window, else the day of its ``at`` trigger."""
+    window = getattr(campaign, "window", None)
+    if window is not None:
+        return (window.start, window.end)
+    if campaign.trigger.kind == "at":
+        day = campaign.trigger.spec.time.date()
+        return (day, day)
+    return None
 
 
 def _describe_send(send: NextSend) -> str:

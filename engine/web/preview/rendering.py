@@ -25,11 +25,19 @@ from engine.clock import Clock
 from engine.errors import Problem
 from engine.message import EmailMessage
 from engine.render import Record, Renderer, RenderError, load_sample, sample_context
+from engine.render.audit import Check, Finding, audit_message
 from engine.render.checks import check_template
 from engine.settings import Settings
 from engine.store.models import Contact
 from engine.web.preview.catalog import TemplateInfo, WorkspaceCatalog, problem_view
+from engine.web.preview.image_probe import ImageProbe
 
+SECTIONS = (
+    (Check.links, "Links"),
+    (Check.images, "Images"),
+    (Check.spam, "Spam"),
+    (Check.accessibility, "Accessibility"),
+)
 X_MAX_LENGTH = 280
 GMAIL_CLIP_BYTES = 102 * 1024
 WIDTHS = ("desktop", "mobile")
@@ -82,6 +90,8 @@ class PreviewResult:
     files: list[str] = field(default_factory=list)
     sample_note: str | None = None
     campaign: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
 
     @property
     def subject(self) -> str | None:
@@ -115,7 +125,32 @@ class PreviewResult:
             "files": self.files,
             "sample_note": self.sample_note,
             "campaign": self.campaign,
+            "message_checks": self.sections() if self.kind == "email" and message is not None else [],
         }
+
+    def sections(self) -> list[dict[str, Any]]:
+        """The message checks, one section each, with a line saying what was looked at."""
+        sections = []
+        for check, title in SECTIONS:
+            found = [f.as_dict() for f in self.findings if f.check is check]
+            counted = self.checked.get(check.value, 0)
+            problems = sum(1 for f in found if f["severity"] != "info")
+            summary = {
+                Check.links: f"{counted} link(s) and image source(s): well-formed, of an allowed scheme",
+                Check.images: f"{counted} image(s) fetched or found in images/",
+                Check.spam: "SpamAssassin-style body and subject rules",
+                Check.accessibility: "WCAG 2.1 AA, as the European Accessibility Act applies it",
+            }[check]
+            sections.append(
+                {
+                    "check": check.value,
+                    "title": title,
+                    "summary": summary,
+                    "problems": problems,
+                    "findings": found,
+                }
+            )
+        return sections
 
 
 def _size_text(size: int | None) -> str:
@@ -163,6 +198,7 @@ class TemplatePreviews:
         self.engine = engine
         self.catalog = catalog
         self.renderer = Renderer(settings, settings.workspace_dir / "templates")
+        self.images = ImageProbe(settings, clock)
 
     def invalidate(self, paths: list[Path]) -> None:
         """Forget compiled templates after a save.
@@ -291,9 +327,19 @@ class TemplatePreviews:
             marketing=info.marketing,
             campaign_id=campaign_id,
             step_id=step_id,
+            message_checks=result.message is None,
         )
         result.checks = [problem_view(p, self.settings.workspace_dir) for p in _unique(problems)]
+        if result.message is not None:
+            self._audit(result, result.message)
         return result
+
+    def _audit(self, result: PreviewResult, message: EmailMessage) -> None:
+        """The links, spam and accessibility checks, and whether each image loads."""
+        audit = audit_message(message, locale=result.locale)
+        result.findings = [*audit.findings, *self.images.findings(audit.images)]
+        result.checked = {check.value: count for check, count in audit.checked.items()}
+        result.checked[Check.images.value] = len({src for src, _ in audit.images})
 
     def _show(self, path: Path) -> str:
         try:
