@@ -44,7 +44,7 @@ from engine.runtime import flows
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
 from engine.runtime.fire import fire
-from engine.runtime.upcoming import next_sends
+from engine.runtime.upcoming import NextSend, next_sends
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.workspace.loader import Workspace, load_workspace
@@ -337,36 +337,53 @@ class Daemon:
             "last_tick_error": self.status.last_tick_error,
         }
 
-    def schedule_table(self) -> list[tuple[str, str]]:
-        """What each campaign does next, from its own audience (:mod:`engine.runtime.upcoming`): the
-        first moment a contact it reaches is due, in that contact's zone, and how many it reaches."""
-        rows = []
+    def upcoming(self) -> dict[str, list[NextSend]]:
+        """Each active scheduled campaign's next sends, from its own audience (engine.runtime.upcoming)."""
         now = self.clock.now()
+        found: dict[str, list[NextSend]] = {}
         with self.engine.connect() as conn:
             for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
-                status = campaign.status.value
-                if status != "active":
-                    rows.append((campaign.key, status))
-                    continue
-                if campaign.trigger.event is not None:
-                    rows.append((campaign.key, f"on {campaign.trigger.event.type}"))
-                    continue
-                upcoming = next_sends(conn, self.workspace, campaign, settings=self.settings, now=now)
-                if not upcoming:
-                    rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
-                    continue
-                first = upcoming[0]
-                calendar = campaign.trigger.calendar
-                per_contact = campaign.trigger.local_time or (
-                    calendar is not None and Schedules.is_per_contact(calendar.date)
-                )
-                line = first.describe()
-                if campaign.is_broadcast and first.state == "upcoming":
-                    line = f"{first.label()} · a post"
-                elif per_contact and first.state == "upcoming":
-                    line = f"from {line}"
-                rows.append((campaign.key, line))
+                if campaign.status.value == "active" and campaign.trigger.event is None:
+                    found[campaign.key] = next_sends(
+                        conn, self.workspace, campaign, settings=self.settings, now=now
+                    )
+        return found
+
+    def schedule_table(self, upcoming: dict[str, list[NextSend]] | None = None) -> list[tuple[str, str]]:
+        """What each campaign does next: the first moment a contact it reaches is due, in that
+        contact's zone, and how many it reaches."""
+        upcoming = self.upcoming() if upcoming is None else upcoming
+        rows = []
+        for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
+            status = campaign.status.value
+            if status != "active":
+                rows.append((campaign.key, status))
+                continue
+            if campaign.trigger.event is not None:
+                rows.append((campaign.key, f"on {campaign.trigger.event.type}"))
+                continue
+            sends = upcoming.get(campaign.key) or []
+            if not sends:
+                rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
+                continue
+            first = sends[0]
+            calendar = campaign.trigger.calendar
+            per_contact = campaign.trigger.local_time or (
+                calendar is not None and Schedules.is_per_contact(calendar.date)
+            )
+            line = first.describe()
+            if campaign.is_broadcast and first.state == "upcoming":
+                line = f"{first.label()} · a post"
+            elif per_contact and first.state == "upcoming":
+                line = f"from {line}"
+            rows.append((campaign.key, line))
         return rows
+
+    @staticmethod
+    def next_up(upcoming: dict[str, list[NextSend]], count: int = 3) -> list[NextSend]:
+        """The next few moments anything goes out, across campaigns (not those already sent)."""
+        pending = [send for sends in upcoming.values() for send in sends if send.state != "sent"]
+        return sorted(pending, key=lambda send: send.at)[:count]
 
     # --- lifecycle -----------------------------------------------------------------------------
 
