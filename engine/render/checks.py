@@ -277,13 +277,31 @@ def check_campaigns(workspace: Any, renderer: Renderer) -> list[Problem]:
         for step in campaign.iter_steps():
             if step.kind == "coupon":
                 coupon_seen = True
+                if category == "transactional":
+                    problems.append(
+                        Problem(
+                            campaign.source.step(step.path),
+                            f"campaign {campaign.key!r} is transactional but hands out a coupon: "
+                            "a discount on "
+                            "future purchases is promotional (it needs consent or, for customers, "
+                            "consent: {email: existing_customer}); make the campaign marketing",
+                        )
+                    )
                 continue
             for template in step.templates():
                 if template not in renderer.templates():
                     continue  # an unknown template is the loader's error
                 used = names(template)
                 where = campaign.source.step(step.path)
-                if "coupon" in used and not coupon_seen:
+                if "coupon" in used and category == "transactional" and not coupon_seen:
+                    problems.append(
+                        Problem(
+                            where,
+                            f"template {template!r} shows a coupon, but campaign {campaign.key!r} is "
+                            "transactional: a discount is promotional; make the campaign marketing",
+                        )
+                    )
+                elif "coupon" in used and not coupon_seen:
                     problems.append(
                         Problem(
                             where,
