@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     x_posts_per_15min: float = Field(default=50, gt=0)
     misfire_grace_seconds: float = Field(default=3600, ge=0)
     conversion_window_days: int = Field(default=7, ge=1)
+    render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
 
     @field_validator("database_url")
     @classmethod

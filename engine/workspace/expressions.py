@@ -16,7 +16,8 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+
+from engine.workspace.sandbox import BoundedSandbox
 
 # DESIGN.md "Template context": always present, then present-or-none.
 CONTEXT_NAMES: tuple[str, ...] = (
@@ -48,10 +49,12 @@ def days_until(value: date | datetime, now: datetime) -> int:
     return (value - now.date()).days
 
 
-def _environment() -> SandboxedEnvironment:
+def _environment() -> BoundedSandbox:
     # Undefined attributes evaluate to false-y Undefined (``gift_card.balance > 0`` on a contact without a
     # card is then an error, not a silent match: comparisons with Undefined raise in the default Undefined).
-    return SandboxedEnvironment(autoescape=False)
+    # The size budgets hold here too: ``9**9**9 > 0`` is refused, not computed (at load, Jinja folds
+    # constants, so it would otherwise hang ``validate``).
+    return BoundedSandbox(autoescape=False)
 
 
 _ENV = _environment()

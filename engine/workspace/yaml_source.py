@@ -269,7 +269,7 @@ class _Expansion:
         """Start copying ``container``; True when this copy comes through an alias."""
         key = id(container)
         if key in self.open:
-            raise _Refused("this alias refers to the anchor it is inside of; YAML data cannot contain itself", at)
+            raise _Refused("this alias refers to the anchor it is inside of; data cannot contain itself", at)
         self.open.add(key)
         again = key in self.copied
         self.copied.add(key)
