@@ -21,10 +21,7 @@ from engine.workspace.yaml_source import MAX_ALIAS_NODES, MAX_FILE_BYTES, parse_
 
 BOMB_LINES = [
     'l1: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
-    *(
-        f"l{level + 2}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]"
-        for level in range(8)
-    ),
+    *(f"l{level + 2}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]" for level in range(8)),
 ]
 
 
@@ -49,7 +46,9 @@ def test_an_alias_bomb_in_a_campaign_is_one_problem_at_the_alias_that_crosses_th
 
 
 def test_anchors_reused_within_the_budget_load_as_written() -> None:
-    shared = "limits: &limits {frequency_cap: {max: 3, per: 7d}, quiet_hours: {start: '21:00', end: '08:00'}}\n"
+    shared = (
+        "limits: &limits {frequency_cap: {max: 3, per: 7d}, quiet_hours: {start: '21:00', end: '08:00'}}\n"
+    )
     uses = "".join(f"use{n}: *limits\n" for n in range(200))
     document, problems = parse_yaml(shared + uses, Path("reuse.yaml"))
 
