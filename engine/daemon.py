@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine, make_url
 from engine import scheduler as jobs
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
+from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
@@ -221,7 +222,14 @@ class Daemon:
         return result.workspace
 
     def reload(self, reason: str = "files changed") -> bool:
-        """Re-read the workspace; apply it only when it validates."""
+        """Re-read the workspace; apply it only when it validates, and send from templates that render.
+
+        Every template that changed is rendered against its samples under the send budget
+        (``AcceptedTemplates.review``) before the dispatcher's renderer reads the new copy; one
+        that fails keeps its last good version, and the console and log say why in one line.
+        ``self.accepted_templates`` is made at start (or at the first reload, which then checks
+        every template).
+        """
         with self._reload_lock:
             result = load_workspace(self.settings.workspace_dir, default_timezone=self.settings.timezone)
             if not result.ok:
@@ -234,14 +242,23 @@ class Daemon:
                     f"— first: {result.errors[0]}"
                 )
                 return False
+            accepted: AcceptedTemplates | None = getattr(self, "accepted_templates", None)
+            if accepted is None:
+                accepted = self.accepted_templates = AcceptedTemplates(self.settings)
+            review = accepted.review(result.workspace)
+            held_back = review.lines()
+            for line in held_back:
+                log.warning("reload (%s): %s", reason, line)
+                self.say(f"Reload: {line}")
             self.workspace = result.workspace
             self.dispatcher.workspace = result.workspace
             renderer = getattr(self.dispatcher, "renderer", None)
             if renderer is not None and hasattr(renderer, "invalidate"):
+                renderer.templates_dir = review.directory
                 renderer.invalidate()
             report = self._sync()
             self.status.reloads += 1
-            self.status.last_problems = []
+            self.status.last_problems = held_back
             self.say(f"Reloaded the workspace ({reason}): jobs {report.summary()}")
             return True
 

@@ -175,7 +175,8 @@ def check_template(
     return problems
 
 
-def _is_marketing(workspace: Any, template: str) -> bool:
+def is_marketing(workspace: Any, template: str) -> bool:
+    """Marketing when a marketing campaign sends it, or when no campaign does (DESIGN.md)."""
     senders = workspace.campaigns_using(template)
     return not senders or any(str(getattr(c.category, "value", c.category)) == "marketing" for c in senders)
 
@@ -196,7 +197,7 @@ def check_workspace(workspace: Any, settings: Settings) -> list[Problem]:
             problems.append(
                 Problem(_at(sample_path), "no sample.yaml: preview and validate need one", severity="warning")
             )
-        marketing = _is_marketing(workspace, template)
+        marketing = is_marketing(workspace, template)
         for _path, locale in files:
             context = sample_context(sample, settings)
             problems.extend(check_template(renderer, template, context, locale=locale, marketing=marketing))
