@@ -24,6 +24,7 @@ and where, so pydantic reports it on the field and the importer prints ``FILE:LI
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -76,29 +77,37 @@ def storable(value: str, field: str = "the value") -> str:
     return value
 
 
-def unstorable_json(value: Any, where: str = "") -> str | None:
-    """Why ``value`` (parsed JSON, or model input) cannot be stored, naming the path; None when it can.
+@dataclass(frozen=True, slots=True)
+class JsonProblem:
+    """Where in a JSON value (``payload.items[1]``; empty for the value itself) and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def unstorable_json(value: Any) -> JsonProblem | None:
+    """Why ``value`` (parsed JSON, or model input) cannot be stored, and where; None when it can.
 
     Walks iteratively (so its own depth is no limit): NUL characters and lone surrogates in
     strings and keys, and nesting deeper than :data:`MAX_JSON_DEPTH`.
     """
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, path, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            return f"{path or 'the value'}: nested deeper than {MAX_JSON_DEPTH} levels"
+            return JsonProblem(path, f"nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, str):
-            problem = _text_problem(item, path)
+            problem = _text_problem(item)
             if problem:
-                return problem
+                return JsonProblem(path, problem)
         elif isinstance(item, dict):
             for key, inner in item.items():
-                inner_path = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str):
-                    problem = _text_problem(key, f"a key in {path or 'the value'}")
-                    if problem:
-                        return problem
-                stack.append((inner, inner_path, depth + 1))
+                if isinstance(key, str) and (problem := _text_problem(key)):
+                    return JsonProblem(path, f"a key {problem}")
+                stack.append((inner, f"{path}.{key}" if path else str(key), depth + 1))
         elif isinstance(item, list | tuple):
             stack.extend((inner, f"{path}[{index}]", depth + 1) for index, inner in enumerate(item))
     return None
@@ -119,11 +128,12 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def _text_problem(text: str, path: str) -> str | None:
+def _text_problem(text: str) -> str | None:
+    """``contains a NUL character`` / ``contains an unpaired surrogate …``, or None."""
     try:
-        storable(text, path or "the value")
+        storable(text, "")
     except InvalidValue as exc:
-        return str(exc)
+        return str(exc).strip()
     return None
 
 

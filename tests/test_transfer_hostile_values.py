@@ -62,7 +62,7 @@ def test_a_nul_byte_in_row_1501_rejects_that_row_and_imports_the_other_1999(
     report = import_file(store_engine, "contacts", path, clock=CLOCK)
 
     assert (report.imported, report.rejected) == (1999, 1)
-    assert [str(p) for p in report.problems] == [f"{path}:1501: first_name contains a NUL character"]
+    assert [str(p) for p in report.problems] == [f"{path}:1501: first_name: contains a NUL character"]
     assert len(emails(store_engine)) == 1999 and "c1500@ex.com" not in emails(store_engine)
 
 
@@ -89,7 +89,7 @@ def test_nul_anywhere_in_nested_json_is_named_by_its_path(tmp_path: Path, store_
 
     assert report.imported == 1
     assert [str(p) for p in report.problems] == [
-        f"{path}:2: a key in payload.items[1] contains a NUL character"
+        f"{path}:2: payload.items[1]: a key contains a NUL character"
     ]
 
 

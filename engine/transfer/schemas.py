@@ -121,7 +121,7 @@ class _Row(BaseModel):
         """No NUL character, lone surrogate or over-deep nesting anywhere in the row, named by its path."""
         problem = unstorable_json(values)
         if problem:
-            raise InvalidValue(problem)
+            raise InvalidValue(str(problem))
         return values
 
 
