@@ -31,7 +31,7 @@ import re
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -636,17 +636,18 @@ def _failing_tag(files: tuple[Path, ...], exc: BaseException) -> tuple[Path, int
         elif len(tags) > 1:
             tags = []  # a compiled line with many tags and nothing to tell them apart: no guess
         for tag in tags:
-            found = _find_text(files, tag)
+            found = find_text(files, tag)
             if found is not None:
                 return found
     if pattern is not None:
-        for path, number, text in _file_lines(files):
+        for path, number, text in source_lines(files):
             if any(pattern.search(tag[2:-2]) for tag in JINJA_TAG.findall(text)):
                 return path, number
     return None
 
 
-def _file_lines(files: tuple[Path, ...]) -> Iterator[tuple[Path, int, str]]:
+def source_lines(files: Iterable[Path]) -> Iterator[tuple[Path, int, str]]:
+    """Each line of ``files`` with its path and 1-based number (unreadable files skipped)."""
     for path in files:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -656,8 +657,11 @@ def _file_lines(files: tuple[Path, ...]) -> Iterator[tuple[Path, int, str]]:
             yield path, number, text
 
 
-def _find_text(files: tuple[Path, ...], needle: str) -> tuple[Path, int] | None:
-    return next(((path, number) for path, number, text in _file_lines(files) if needle in text), None)
+def find_text(files: Iterable[Path], needle: str) -> tuple[Path, int] | None:
+    """The first line of ``files`` containing ``needle`` (to point a finding at the author's source)."""
+    if not needle:
+        return None
+    return next(((path, number) for path, number, text in source_lines(files) if needle in text), None)
 
 
 def _variables(env: ImmutableSandboxedEnvironment, sources: list[str]) -> frozenset[str]:
@@ -713,4 +717,4 @@ def _prepare_document(document: str, locale: str, *, has_preheader: bool) -> str
 def _find_line(files: tuple[Path, ...], needle: str) -> tuple[Path, int] | None:
     """The first line mentioning ``needle`` inside a Jinja tag, in the main file first."""
     pattern = re.compile(r"(\{\{|\{%)[^}]*\b" + re.escape(needle) + r"\b")
-    return next(((path, number) for path, number, text in _file_lines(files) if pattern.search(text)), None)
+    return next(((path, number) for path, number, text in source_lines(files) if pattern.search(text)), None)
