@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Any
 
 from jinja2 import filters as jinja_filters
+from jinja2.filters import make_attrgetter
 from jinja2.sandbox import SandboxedEscapeFormatter, SandboxedFormatter
 
 from engine.workspace.render_budget import (
@@ -231,7 +232,14 @@ def _width(value: Any, name: str) -> int:
 
 
 def _check_join(args: list[Any], kwargs: dict[str, Any]) -> None:
-    items = args[1] = take(args[1], "join", r"\bjoin\b")
+    items = take(args[1], "join", r"\bjoin\b")
+    attribute = _at(args, kwargs, 3, "attribute", None)
+    if attribute is not None:  # measure what is joined: the attribute of each item, taken here once
+        getter = make_attrgetter(args[0].environment, attribute)
+        items = [getter(item) for item in items]
+        kwargs.pop("attribute", None)
+        del args[3:]
+    args[1] = items
     separator = _at(args, kwargs, 2, "d", "")
     size = sum(text_size(item) for item in items) + text_size(separator) * max(len(items) - 1, 0)
     check_text(size, "a joined string", r"\bjoin\b")
