@@ -2,6 +2,9 @@
 
 Why these choices:
 
+* Budgets (:mod:`engine.workspace.sandbox`): a template cannot loop, recurse or allocate without
+  bound; every loop's iterable is counted (``_count_loops``), ``~`` is measured, and buffers
+  are joined by the budget's ``concat`` when the template has loops or macros.
 * ``ImmutableSandboxedEnvironment``: templates are user content and the context holds
   shared objects (the same contact record renders several messages). The sandbox refuses
   ``_``-prefixed attributes (``''.__class__``, ``lipsum.__globals__``,

@@ -31,12 +31,14 @@ What is bounded, and how:
   method or to a width-taking filter (``'x'.center(10**9)``, ``(1).to_bytes(10**9)``,
   ``indent(10**9)``) is refused before the call.
 
-Steps and time need a render to count against: the renderer opens one with
-:func:`render_budget` around each render (one context-variable set and reset, ~0.2 µs).
-Outside one (a campaign EXPR, Jinja folding constants at compile time), only the size budgets
-apply, and they apply everywhere. The cost on a normal send is the loop and call counting
-(none in a template without loops or macros) and one size check of the output; see
-``bench/render.py`` for the figures.
+Steps and time need a render to count against: the renderer opens one per message (see
+:mod:`engine.workspace.render_budget`). Outside one (a campaign EXPR, Jinja folding constants
+at compile time), only the size budgets apply, and they apply everywhere.
+
+Measured cost (``bench/render.py``, shipped templates, alternating runs on one machine): the
+compile-once render went from 1.36× to 1.41× the plain-Jinja floor, about 3 % per message —
+the budget's context variable per message and the output check; a template without loops,
+macros or arithmetic pays nothing else, and one with loops about 0.1 µs per iteration.
 """
 
 from __future__ import annotations
