@@ -13,7 +13,7 @@ import pytest
 from render_support import context, email_file, section, settings_for, templates_dir, write
 
 from engine.render import Renderer, RenderError
-from engine.workspace.expressions import check_expression, evaluate
+from engine.workspace.expressions import ExpressionError, check_expression, evaluate
 from engine.workspace.render_budget import MAX_STEPS, MAX_STRING, BudgetExceeded
 
 BODY_LINE = 6  # email_file: three lines of front matter, extends, block, then the body
@@ -148,6 +148,19 @@ def test_a_post_template_is_bounded_the_same_way(folder: Path) -> None:
         renderer.render_post("countdown", context(renderer.settings))
 
     assert (Path(caught.value.path or "").name, caught.value.line) == ("post.txt", 2)
+
+
+def test_brackets_nested_past_the_parser_are_a_syntax_error_at_their_line(folder: Path) -> None:
+    deep = "(" * 3000 + "1" + ")" * 3000
+    email_file(folder, "deep", section("fine") + section("{{ " + deep + " }}"))
+    renderer = Renderer(settings_for(folder.parent), folder)
+
+    with pytest.raises(RenderError) as caught:
+        renderer.compile_email("deep")
+
+    assert caught.value.line == BODY_LINE + 1 and "nested too deeply" in caught.value.reason
+    with pytest.raises(ExpressionError, match="too deeply"):
+        check_expression(deep + " > 0")
 
 
 def test_campaign_expressions_refuse_huge_numbers_at_load_and_at_evaluation() -> None:

@@ -333,6 +333,11 @@ class Renderer:
         except TemplateSyntaxError as exc:
             line = offset if fixed_line else (exc.lineno or 1) + offset
             raise RenderError(f"Jinja syntax error: {exc.message}", path=path, line=line) from None
+        except RecursionError:
+            line = offset if fixed_line else _deepest_line(source) + offset
+            raise RenderError(
+                "Jinja syntax error: brackets nested too deeply to read", path=path, line=line
+            ) from None
 
     # --- rendering ---------------------------------------------------------------------
 
@@ -596,6 +601,22 @@ def _render_chunks(template: Template, ctx: dict[str, Any]) -> list[str]:
         _remember_failing_line(exc)
         template.environment.handle_exception()
         raise
+
+
+def _deepest_line(source: str) -> int:
+    """The line where brackets nest deepest (where a too-deeply-nested expression is)."""
+    depth = deepest = 0
+    line = found = 1
+    for character in source:
+        if character in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest, found = depth, line
+        elif character in ")]}":
+            depth = max(depth - 1, 0)
+        elif character == "\n":
+            line += 1
+    return found
 
 
 def _remember_failing_line(exc: BaseException) -> None:

@@ -72,6 +72,8 @@ def check_expression(source: str) -> None:
         names = meta.find_undeclared_variables(_parse(source))
     except TemplateSyntaxError as exc:  # includes TemplateAssertionError (an unknown filter or test)
         raise ExpressionError(f"expression {source!r} is not valid: {exc.message}") from None
+    except RecursionError:
+        raise ExpressionError(_too_deep(source)) from None
     unknown = sorted(names - set(CONTEXT_NAMES) - set(FUNCTIONS))
     if unknown:
         name = unknown[0]
@@ -81,7 +83,14 @@ def check_expression(source: str) -> None:
             f"expression {source!r} uses unknown name '{name}'{suggestion} "
             f"(expressions see: {', '.join(CONTEXT_NAMES + FUNCTIONS)})"
         )
-    _compiled(source)
+    try:
+        _compiled(source)
+    except RecursionError:
+        raise ExpressionError(_too_deep(source)) from None
+
+
+def _too_deep(source: str) -> str:
+    return f"expression {source[:60]!r}… nests brackets too deeply to read"
 
 
 def _parse(source: str) -> nodes.Template:

@@ -179,6 +179,8 @@ def text_size(value: Any, depth: int = 0) -> int:
         return len(value) + sum(text_size(item, depth + 1) for item in value)
     if depth < 2 and isinstance(value, dict):
         return len(value) + sum(text_size(k, depth + 1) + text_size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, int):  # bool included: its digits, as str() would write them
+        return int(abs(value).bit_length() * 0.302) + 2
     return _SMALL
 
 
