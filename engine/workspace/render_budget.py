@@ -1,10 +1,11 @@
 """One render's budget: steps (loop iterations and calls), wall time, and the sizes of what it makes.
 
-The renderer opens a :class:`Budget` around each message with :func:`render_budget` (a context
-variable set and reset, ~0.2 µs); the counters (:class:`_Use`) are made only when the render
-first needs them — its first loop iteration or call, or the first large string it makes — so a
-template without loops, calls or large values costs nothing more. Outside a render (a campaign
-EXPR, Jinja folding constants at compile time) only the size limits hold.
+The renderer opens a :class:`Budget` around each message (``ACTIVE.set(budget)`` …
+``ACTIVE.reset(token)``, a context variable set and reset, ~0.2 µs); the counters
+(:class:`_Use`) are made only when the render first needs them — its first loop iteration or
+call, or the first large string it makes — so a template without loops, calls or large values
+costs nothing more. Outside a render (a campaign EXPR, Jinja folding constants at compile time)
+only the size limits hold.
 
 Sizes: no string may pass :data:`MAX_STRING` characters and no list :data:`MAX_ITEMS` items
 (holding at most :data:`MAX_STRING` characters of text in all). Memory is bounded further by
@@ -21,7 +22,6 @@ import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -93,34 +93,22 @@ class _Use:
 
 
 # The current render's budget (before its first step) or counters (after); None outside a render.
-# ``ACTIVE.set(budget)`` … ``ACTIVE.reset(token)`` is what :func:`render_budget` does, without a
-# context manager's cost for the renderer's per-message path.
+# A context variable, so concurrent renders on threads or tasks never share counters.
 ACTIVE: ContextVar[Budget | _Use | None] = ContextVar("tidings_render_budget", default=None)
-_active = ACTIVE
-
-
-@contextmanager
-def render_budget(budget: Budget) -> Iterator[None]:
-    """Count the steps and time of the render inside the block against ``budget``."""
-    token = _active.set(budget)
-    try:
-        yield
-    finally:
-        _active.reset(token)
 
 
 def use() -> _Use | None:
     """The current render's counters (made now if it has none yet), or None outside a render."""
-    current = _active.get()
+    current = ACTIVE.get()
     if type(current) is Budget:
         current = _Use(current)
-        _active.set(current)  # reset by render_budget's token at the end of the render
+        ACTIVE.set(current)  # undone by the renderer's ACTIVE.reset(token) at the end of the render
     return current  # type: ignore[return-value]
 
 
 def counted(iterable: Iterable[Any], construct: str | None) -> Iterable[Any]:
     """``iterable`` with each item counted as a step of the current render (as is, outside one)."""
-    if _active.get() is None:
+    if ACTIVE.get() is None:
         return iterable
     return _counting(iterable, construct)
 
@@ -207,7 +195,7 @@ def checked_output(chunks: list[str]) -> list[str]:
     Otherwise every chunk is the template's own text or a value written once, so the
     output is bounded by the template; skipping the sum keeps a plain email at its cost.
     """
-    if type(_active.get()) is _Use:
+    if type(ACTIVE.get()) is _Use:
         check_text(sum(map(len, chunks)), "the message")
     return chunks
 
