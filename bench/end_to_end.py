@@ -98,6 +98,7 @@ def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, A
         workspace=folder,
         database_url=f"sqlite:///{database}",
         email_channel="sendgrid",
+        public_url="https://shop.example.com",
         sendgrid_api_key=API_KEY,
         sendgrid_host=url,
         sendgrid_timeout_seconds=30,

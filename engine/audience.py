@@ -6,6 +6,10 @@ item is ANDed; ``any: [...]`` is an OR, ``not: [...]`` is NOT (a OR b …). Rela
 on ``contact.id``, so the database plans one query whatever the audience size, and
 ``INSERT … SELECT`` can write the outbox straight from it.
 
+The input is the workspace's typed filter tree (:mod:`engine.workspace.filters`): the loader has
+already parsed every value (durations, date windows, dates, country codes), so this compiler
+only translates, one function per node class, and cannot meet a shape it does not know.
+
 Custom fields (``attributes.KEY``) are read from the JSON column with type-correct
 comparisons on both dialects: a number is compared only with JSON numbers, a string only
 with JSON strings, a boolean only with JSON booleans; a value of another JSON type simply
@@ -14,30 +18,45 @@ does not match (it never raises a cast error on PostgreSQL, and ``"10"`` is not 
 Time filters take a duration counted back from the occurrence (``within: 365d``) or a
 ``[from, to]`` pair of dates, both days included, whose day boundaries are midnight in the
 campaign's zone.
-
-Input is the YAML shape (a list of one-key mappings); the workspace's pydantic filter
-models are accepted too and read back to that shape with ``model_dump``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
 from sqlalchemy import Boolean, Float, String, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause, FunctionElement, Select
 
-from engine.errors import TidingsError
-from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.store.models import Consent, Contact, DeliveryEvent, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.store.suppressions import ALL_CHANNELS, Reason, reasons_blocking, sql_email_digest
+from engine.workspace.durations import Duration
+from engine.workspace.filters import (
+    AnyFilter,
+    AnyFilterNode,
+    ClickedFilter,
+    ConsentFilter,
+    EngagedFilter,
+    EventCriteria,
+    EventFilter,
+    FieldCondition,
+    FieldFilter,
+    GiftCardCriteria,
+    GiftCardFilter,
+    NotFilter,
+    OpenedFilter,
+    OrderCriteria,
+    OrderFilter,
+    TagFilter,
+    TimeWindow,
+)
 
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
 CONSENT = Consent.__table__  # type: ignore[attr-defined]
@@ -45,35 +64,12 @@ ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 GIFT_CARD = GiftCard.__table__  # type: ignore[attr-defined]
 EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
 SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+FEEDBACK = DeliveryEvent.__table__  # type: ignore[attr-defined]
+#: Feedback that shows a person engaged. ``machine_open`` (Apple's prefetch) is never among them.
+CLICKS = ("click",)
+HUMAN_OPENS = ("open",)
 
-#: Contact columns a filter may name (tags and attributes have their own syntax).
-CONTACT_FIELDS = frozenset(
-    {
-        "id",
-        "external_id",
-        "email",
-        "first_name",
-        "last_name",
-        "locale",
-        "country",
-        "timezone",
-        "x_handle",
-        "first_seen_at",
-        "last_order_at",
-        "orders_count",
-        "total_spent",
-        "created_at",
-        "updated_at",
-    }
-)
 _TIME_COLUMNS = frozenset({"first_seen_at", "last_order_at", "created_at", "updated_at"})
-_DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_OPERATORS = frozenset({"in", "gt", "gte", "lt", "lte", "within", "before", "after", "exists", "eq", "ne"})
-
-
-class AudienceError(TidingsError):
-    """A filter the compiler cannot turn into SQL (the workspace validator should have caught it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,78 +201,38 @@ def _json_list_contains_pg(element: json_list_contains, compiler: Any, **kw: Any
 
 # --- values -----------------------------------------------------------------------------------------
 
-
-def parse_duration(value: Any) -> timedelta:
-    """``365d`` / ``12h`` / ``2w`` / ``30m`` (DESIGN.md's grammar) or a ``timedelta``."""
-    if isinstance(value, timedelta):
-        return value
-    delta = getattr(value, "delta", None)  # the workspace's Duration
-    if isinstance(delta, timedelta):
-        return delta
-    if isinstance(value, Mapping) and {"amount", "unit"} <= set(value):
-        value = f"{value['amount']}{value['unit']}"
-    match = _DURATION.match(str(value))
-    if not match:
-        raise AudienceError(f"expected a duration like 30d, 12h, 2w or 45m, got {value!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+Moment = date | datetime | Duration
 
 
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise AudienceError(f"expected a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _is_duration(value: Any) -> bool:
-    return (
-        isinstance(value, timedelta)
-        or isinstance(getattr(value, "delta", None), timedelta)
-        or (isinstance(value, str) and _DURATION.match(value) is not None)
-    )
-
-
-def _as_instant(value: Any, ctx: AudienceContext, *, end_of_day: bool = False) -> datetime:
+def _as_instant(value: Moment, ctx: AudienceContext, *, end_of_day: bool = False) -> datetime:
     """A date means its midnight in the campaign zone (the next midnight for ``end_of_day``);
-    a duration means that long before the reference time."""
-    if _is_duration(value):
-        return ctx.reference - parse_duration(value)
-    if isinstance(value, str) and "T" in value or isinstance(value, datetime):
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=ctx.zone)).astimezone(UTC)
-    day = _as_date(value)
-    return ctx.day_start(day + timedelta(days=1) if end_of_day else day)
+    a duration means that long before the reference time; a date-time is itself (campaign zone
+    when written without an offset)."""
+    if isinstance(value, Duration):
+        return ctx.reference - value.delta
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=ctx.zone)).astimezone(UTC)
+    return ctx.day_start(value + timedelta(days=1) if end_of_day else value)
 
 
-def time_span(value: Any, ctx: AudienceContext) -> tuple[datetime, datetime | None]:
+def time_span(window: TimeWindow, ctx: AudienceContext) -> tuple[datetime, datetime | None]:
     """``[start, end)`` of a time filter: ``365d`` back from the reference, or ``[from, to]`` inclusive."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise AudienceError(f"a date range is [from, to], got {value!r}")
-        return _as_instant(value[0], ctx), _as_instant(value[1], ctx, end_of_day=True)
-    if isinstance(value, Mapping) and {"from", "to"} <= set(value):
-        return time_span([value["from"], value["to"]], ctx)
-    if hasattr(value, "last") and hasattr(value, "start"):  # the workspace's TimeWindow
-        if value.last is None:
-            return time_span([value.start, value.end], ctx)
-        value = value.last
-    return ctx.reference - parse_duration(value), None
+    if window.last is not None:
+        return ctx.reference - window.last.delta, None
+    assert window.start is not None and window.end is not None
+    return _as_instant(window.start, ctx), _as_instant(window.end, ctx, end_of_day=True)
 
 
-def _in_span(column: Any, value: Any, ctx: AudienceContext) -> ColumnElement[bool]:
-    start, end = time_span(value, ctx)
+def _in_span(column: Any, window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    start, end = time_span(window, ctx)
     if end is None:
         return and_(column >= start, column <= ctx.reference)
     return and_(column >= start, column < end)
 
 
 def _one_or_many(column: Any, value: Any) -> ColumnElement[bool]:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return column.in_(list(value))
+    if isinstance(value, list | tuple | set | frozenset):
+        return column.in_(list(value))  # type: ignore[no-any-return]
     return column == value  # type: ignore[no-any-return]
 
 
@@ -286,7 +242,7 @@ def _one_or_many(column: Any, value: Any) -> ColumnElement[bool]:
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, int | float | Decimal):
         return "number"
     return "string"
 
@@ -301,8 +257,18 @@ def _json_scalar(value: Any) -> Any:
     return value
 
 
-def _attribute_compare(key: str, op: str, value: Any, ctx: AudienceContext) -> ColumnElement[bool]:
+def _day(value: Moment, ctx: AudienceContext) -> date:
+    """The calendar day a filter value stands for, in the campaign zone."""
+    if isinstance(value, Duration):
+        return (ctx.reference - value.delta).astimezone(ctx.zone).date()
+    if isinstance(value, datetime):
+        return value.astimezone(ctx.zone).date() if value.tzinfo else value.date()
+    return value
+
+
+def _attribute_compare(key: str, condition: FieldCondition, ctx: AudienceContext) -> ColumnElement[bool]:
     column = CONTACT.c.attributes
+    op, value = condition.op, condition.value
     if op == "exists":
         present = json_present(column, key)
         return present if value else not_(present)
@@ -313,103 +279,66 @@ def _attribute_compare(key: str, op: str, value: Any, ctx: AudienceContext) -> C
             false(),
             *(
                 json_typed(column, key, kind).in_([_json_scalar(v) for v in values if _json_kind(v) == kind])
-                for kind in kinds
+                for kind in sorted(kinds)
             ),
         )
     if op in {"within", "before", "after"}:
         # Dates in custom fields are ISO-8601 text: compared as text at day granularity,
         # which orders correctly for "2026-12-24" and "2026-12-24T10:00:00+02:00" alike.
         target = json_typed(column, key, "string")
-        if op in {"before", "after"} and _is_duration(value):
-            day = (ctx.reference - parse_duration(value)).astimezone(ctx.zone).date()
-            return target < day.isoformat() if op == "before" else target >= day.isoformat()
         if op == "before":
-            return target < _as_date(value).isoformat()
+            return target < _day(value, ctx).isoformat()  # type: ignore[no-any-return]
         if op == "after":
-            return target >= (_as_date(value) + timedelta(days=1)).isoformat()
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            first, last = _as_date(value[0]), _as_date(value[1])
-        else:
-            first = (ctx.reference - parse_duration(value)).astimezone(ctx.zone).date()
+            shift = timedelta(days=0 if isinstance(value, Duration) else 1)
+            return target >= (_day(value, ctx) + shift).isoformat()  # type: ignore[no-any-return]
+        window: TimeWindow = value
+        if window.last is not None:
+            first = _day(window.last, ctx)
             last = ctx.reference.astimezone(ctx.zone).date()
+        else:
+            assert window.start is not None and window.end is not None
+            first, last = window.start, window.end
         return and_(target >= first.isoformat(), target < (last + timedelta(days=1)).isoformat())
-    scalar = _json_scalar(value)
-    target = json_typed(column, key, _json_kind(value))
-    return _compare(target, op, scalar)
+    return _compare(json_typed(column, key, _json_kind(value)), op, _json_scalar(value))
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "eq":
         return column.is_(None) if value is None else column == value  # type: ignore[no-any-return]
-    if op == "ne":
-        return column.is_not(None) if value is None else or_(column.is_(None), column != value)
     if op == "gt":
         return column > value  # type: ignore[no-any-return]
     if op == "gte":
         return column >= value  # type: ignore[no-any-return]
     if op == "lt":
         return column < value  # type: ignore[no-any-return]
-    if op == "lte":
-        return column <= value  # type: ignore[no-any-return]
-    raise AudienceError(f"unknown comparison {op!r}")
+    assert op == "lte", op
+    return column <= value  # type: ignore[no-any-return]
 
 
-def _column_compare(name: str, op: str, value: Any, ctx: AudienceContext) -> ColumnElement[bool]:
+def _column_compare(name: str, condition: FieldCondition, ctx: AudienceContext) -> ColumnElement[bool]:
     column = CONTACT.c[name]
-    is_time = name in _TIME_COLUMNS
+    op, value = condition.op, condition.value
     if op == "exists":
         return column.is_not(None) if value else column.is_(None)  # type: ignore[no-any-return]
     if op == "in":
-        values = [_normalise_field(name, v) for v in value]
-        return column.in_(values)  # type: ignore[no-any-return]
+        return column.in_(list(value))  # type: ignore[no-any-return]
     if op == "within":
-        if not is_time:
-            raise AudienceError(f"'within' needs a date-time field, and {name} is not one")
         return _in_span(column, value, ctx)
-    if op in {"before", "after"}:
-        if not is_time:
-            raise AudienceError(f"'{op}' needs a date-time field, and {name} is not one")
-        if op == "before":
-            return column < _as_instant(value, ctx)  # type: ignore[no-any-return]
-        whole_day = not isinstance(value, datetime) and not _is_duration(value)
+    if op == "before":
+        return column < _as_instant(value, ctx)  # type: ignore[no-any-return]
+    if op == "after":
+        whole_day = not isinstance(value, datetime | Duration)
         return column >= _as_instant(value, ctx, end_of_day=whole_day)  # type: ignore[no-any-return]
-    if is_time and value is not None:
+    if name in _TIME_COLUMNS and isinstance(value, date):
         value = _as_instant(value, ctx)
-    return _compare(column, op, _normalise_field(name, value))
+    return _compare(column, op, value)
 
 
-def _normalise_field(name: str, value: Any) -> Any:
-    if isinstance(value, str) and name == "country":
-        return value.upper()
-    if isinstance(value, str) and name == "email":
-        return value.strip().lower()
-    return value
-
-
-def _field(name: str, spec: Any, ctx: AudienceContext) -> ColumnElement[bool]:
-    if name.startswith("attributes."):
-        key = name.removeprefix("attributes.")
-        if not key:
-            raise AudienceError("attributes.KEY needs a key")
-
-        def compare(op: str, value: Any) -> ColumnElement[bool]:
-            return _attribute_compare(key, op, value, ctx)
-
-    elif name in CONTACT_FIELDS:
-
-        def compare(op: str, value: Any) -> ColumnElement[bool]:
-            return _column_compare(name, op, value, ctx)
-
-    else:
-        raise AudienceError(f"unknown contact field {name!r} (a contact column or attributes.KEY)")
-    if isinstance(spec, Mapping):
-        unknown = set(spec) - _OPERATORS
-        if unknown:
-            raise AudienceError(f"unknown comparison {sorted(unknown)[0]!r} for {name}")
-        return and_(true(), *(compare(op, value) for op, value in spec.items()))
-    if isinstance(spec, (list, tuple)):
-        return compare("in", spec)
-    return compare("eq", spec)
+def _field(node: FieldFilter, ctx: AudienceContext) -> ColumnElement[bool]:
+    key = node.attribute
+    if key is not None:
+        return and_(true(), *(_attribute_compare(key, c, ctx) for c in node.conditions))
+    return and_(true(), *(_column_compare(node.field, c, ctx) for c in node.conditions))
 
 
 # --- related rows ---------------------------------------------------------------------------------------
@@ -448,167 +377,141 @@ def consent_granted(channel: str) -> ColumnElement[bool]:
     )
 
 
-def consent_clause(channel: str) -> ColumnElement[bool]:
-    """An open consent row for ``channel`` and the address not suppressed for marketing there."""
-    return and_(consent_granted(channel), not_(suppressed(channel, "marketing")))
+def permission(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """The contact may be sent marketing on ``channel`` on this legal basis (suppressions aside):
+    an open consent row; for ``existing_customer`` also a purchase and no consent ever withdrawn."""
+    granted = consent_granted(channel)
+    if basis != "existing_customer":
+        return granted
+    bought = exists().where(ORDER.c.contact_id == CONTACT.c.id)
+    opted_out = exists().where(
+        CONSENT.c.contact_id == CONTACT.c.id,
+        CONSENT.c.channel == channel,
+        CONSENT.c.withdrawn_at.is_not(None),
+    )
+    return or_(granted, and_(bought, not_(opted_out)))
 
 
-def _order(spec: Mapping[str, Any], ctx: AudienceContext) -> ColumnElement[bool]:
+def consent_clause(channel: str, basis: str = "consent") -> ColumnElement[bool]:
+    """Marketing permission on ``channel`` (:func:`permission`) and the address not suppressed for it."""
+    return and_(permission(channel, basis), not_(suppressed(channel, "marketing")))
+
+
+def _order(spec: OrderCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [ORDER.c.contact_id == CONTACT.c.id]
-    count_gte: int | None = None
-    for key, value in spec.items():
-        if key == "placed_within":
-            conditions.append(_in_span(ORDER.c.placed_at, value, ctx))
-        elif key == "status":
-            conditions.append(_one_or_many(ORDER.c.status, value))
-        elif key == "method":
-            conditions.append(_one_or_many(ORDER.c.shipping_method, value))
-        elif key == "is_gift":
-            conditions.append(ORDER.c.is_gift.is_(true()) if value else ORDER.c.is_gift.is_(false()))
-        elif key == "count_gte":
-            count_gte = int(value)
-        elif key == "country":
-            conditions.append(_one_or_many(ORDER.c.shipping_country, value))
-        else:
-            raise AudienceError(f"unknown order filter {key!r}")
-    if count_gte is not None and count_gte > 1:
+    if spec.placed_within is not None:
+        conditions.append(_in_span(ORDER.c.placed_at, spec.placed_within, ctx))
+    if spec.statuses:
+        conditions.append(_one_or_many(ORDER.c.status, spec.statuses))
+    if spec.method is not None:
+        conditions.append(ORDER.c.shipping_method == spec.method)
+    if spec.is_gift is not None:
+        conditions.append(ORDER.c.is_gift.is_(true()) if spec.is_gift else ORDER.c.is_gift.is_(false()))
+    if spec.count_gte is not None and spec.count_gte > 1:
         counted = select(func.count()).select_from(ORDER).where(*conditions).scalar_subquery()
-        return counted >= count_gte
-    if count_gte is not None and count_gte <= 0:
-        return true()
+        return counted >= spec.count_gte
     return exists().where(*conditions)
 
 
-def _gift_card(spec: Mapping[str, Any], ctx: AudienceContext) -> ColumnElement[bool]:
+def _gift_card(spec: GiftCardCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = [GIFT_CARD.c.recipient_contact_id == CONTACT.c.id]
-    negate = False
-    for key, value in spec.items():
-        if key == "received":
-            if isinstance(value, bool):
-                negate = not value
-            else:
-                conditions.append(_in_span(GIFT_CARD.c.issued_at, value, ctx))
-        elif key == "balance_gt":
-            conditions.append(GIFT_CARD.c.balance > value)
-        elif key == "redeemed":
-            redeemed = GIFT_CARD.c.redeemed_at
-            conditions.append(redeemed.is_not(None) if value else redeemed.is_(None))
-        else:
-            raise AudienceError(f"unknown gift_card filter {key!r}")
+    negate = spec.received is False
+    if isinstance(spec.received, TimeWindow):
+        conditions.append(_in_span(GIFT_CARD.c.issued_at, spec.received, ctx))
+    if spec.balance_gt is not None:
+        conditions.append(GIFT_CARD.c.balance > spec.balance_gt)
     clause = exists().where(*conditions)
     return not_(clause) if negate else clause
 
 
-def _event(spec: Any, ctx: AudienceContext) -> ColumnElement[bool]:
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    conditions: list[ColumnElement[bool]] = [EVENT.c.contact_id == CONTACT.c.id]
-    for key, value in spec.items():
-        if key == "type":
-            conditions.append(_one_or_many(EVENT.c.type, value))
-        elif key == "within":
-            conditions.append(_in_span(EVENT.c.occurred_at, value, ctx))
-        else:
-            raise AudienceError(f"unknown event filter {key!r}")
+def _event(spec: EventCriteria, ctx: AudienceContext) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [
+        EVENT.c.contact_id == CONTACT.c.id,
+        EVENT.c.type == str(spec.type),
+    ]
+    if spec.within is not None:
+        conditions.append(_in_span(EVENT.c.occurred_at, spec.within, ctx))
     return exists().where(*conditions)
+
+
+def _feedback(kinds: tuple[str, ...], window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    return exists().where(
+        FEEDBACK.c.contact_id == CONTACT.c.id,
+        FEEDBACK.c.type.in_(kinds),
+        _in_span(FEEDBACK.c.occurred_at, window, ctx),
+    )
+
+
+def _engaged(window: TimeWindow, ctx: AudienceContext) -> ColumnElement[bool]:
+    ordered = exists().where(ORDER.c.contact_id == CONTACT.c.id, _in_span(ORDER.c.placed_at, window, ctx))
+    return or_(_feedback(CLICKS, window, ctx), ordered)
 
 
 # --- the compiler ------------------------------------------------------------------------------------------
 
 
-def _node(item: Any) -> Mapping[str, Any]:
-    """One filter item in the YAML shape, from a mapping or a workspace filter model."""
-    if isinstance(item, Mapping):
-        return item
-    field, conditions = getattr(item, "field", None), getattr(item, "conditions", None)
-    if isinstance(field, str) and conditions is not None:  # FieldFilter
-        return {field: {condition.op: condition.value for condition in conditions}}
-    if isinstance(item, BaseModel):
-        out: dict[str, Any] = {}
-        for name, info in type(item).model_fields.items():
-            value = getattr(item, name)
-            if value is None:
-                continue
-            if isinstance(value, BaseModel):  # OrderCriteria, GiftCardCriteria, EventCriteria
-                fields = type(value).model_fields
-                value = {k: getattr(value, k) for k in fields if getattr(value, k) is not None}
-            out[info.alias or name] = value
-        return out
-    raise AudienceError(f"an audience filter is a mapping like {{tag: vip}}, got {item!r}")
+def compile_filter(node: AnyFilterNode, ctx: AudienceContext) -> ColumnElement[bool]:
+    """One filter node as a condition on ``contact``."""
+    if isinstance(node, ConsentFilter):
+        return consent_clause(node.channel, node.basis)
+    if isinstance(node, TagFilter):
+        return json_list_contains(CONTACT.c.tags, node.tag)
+    if isinstance(node, OrderFilter):
+        return _order(node.order, ctx)
+    if isinstance(node, GiftCardFilter):
+        return _gift_card(node.gift_card, ctx)
+    if isinstance(node, EventFilter):
+        return _event(node.event, ctx)
+    if isinstance(node, ClickedFilter):
+        return _feedback(CLICKS, node.clicked.within, ctx)
+    if isinstance(node, OpenedFilter):
+        return _feedback(HUMAN_OPENS, node.opened.within, ctx)
+    if isinstance(node, EngagedFilter):
+        return _engaged(node.engaged.within, ctx)
+    if isinstance(node, AnyFilter):
+        return or_(false(), *(compile_filter(sub, ctx) for sub in node.any))
+    if isinstance(node, NotFilter):
+        return not_(or_(false(), *(compile_filter(sub, ctx) for sub in node.negated)))
+    return _field(node, ctx)
 
 
-def _items(filters: Any) -> list[Mapping[str, Any]]:
-    """Filter items in the YAML shape, whatever model or mapping they come in."""
-    if filters is None:
-        return []
-    if isinstance(filters, (Mapping, BaseModel)):
-        return [_node(filters)]
-    return [_node(item) for item in filters]
+def compile_filters(filters: Sequence[AnyFilterNode], ctx: AudienceContext) -> ColumnElement[bool]:
+    """A list of filter nodes, ANDed (an empty list matches every contact)."""
+    return and_(true(), *(compile_filter(node, ctx) for node in filters))
 
 
-def compile_filter(item: Mapping[str, Any], ctx: AudienceContext) -> ColumnElement[bool]:
-    """One filter item (every key in it ANDed) as a condition on ``contact``."""
-    parts: list[ColumnElement[bool]] = []
-    for key, value in item.items():
-        if key == "consent":
-            channels = value if isinstance(value, (list, tuple)) else [value]
-            parts.extend(consent_clause(str(channel)) for channel in channels)
-        elif key == "tag":
-            tags = value if isinstance(value, (list, tuple)) else [value]
-            parts.extend(json_list_contains(CONTACT.c.tags, str(tag)) for tag in tags)
-        elif key == "any":
-            parts.append(or_(false(), *(compile_filter(sub, ctx) for sub in _items(value))))
-        elif key == "not":
-            parts.append(not_(or_(false(), *(compile_filter(sub, ctx) for sub in _items(value)))))
-        elif key == "all":
-            parts.append(compile_filters(value, ctx))
-        elif key == "order":
-            parts.append(_order(value or {}, ctx))
-        elif key == "gift_card":
-            parts.append(_gift_card(value or {}, ctx))
-        elif key == "event":
-            parts.append(_event(value, ctx))
-        else:
-            parts.append(_field(key, value, ctx))
-    return and_(true(), *parts)
+def strip_consent(filters: Sequence[AnyFilterNode]) -> list[AnyFilterNode]:
+    """The top-level nodes without ``consent``: the plan counts who lacks consent."""
+    return [node for node in filters if not isinstance(node, ConsentFilter)]
 
 
-def compile_filters(filters: Any, ctx: AudienceContext) -> ColumnElement[bool]:
-    """A list of filter items, ANDed (an empty list matches every contact)."""
-    return and_(true(), *(compile_filter(item, ctx) for item in _items(filters)))
+def consent_channels(filters: Sequence[AnyFilterNode]) -> list[str]:
+    """The channels the top-level nodes require consent on."""
+    return [node.channel for node in filters if isinstance(node, ConsentFilter)]
 
 
-def strip_consent(filters: Any) -> list[Mapping[str, Any]]:
-    """The top-level items without their ``consent`` keys: the plan counts who lacks consent."""
-    stripped: list[Mapping[str, Any]] = []
-    for item in _items(filters):
-        rest = {key: value for key, value in item.items() if key != "consent"}
-        if rest:
-            stripped.append(rest)
-    return stripped
+def legal_basis(filters: Sequence[AnyFilterNode], channel: str) -> str:
+    """The basis the top-level nodes rely on for ``channel``: ``existing_customer`` when a soft
+    opt-in is declared, else express ``consent``."""
+    bases = {node.basis for node in filters if isinstance(node, ConsentFilter) and node.channel == channel}
+    return "existing_customer" if "existing_customer" in bases else "consent"
 
 
-def consent_channels(filters: Any) -> list[str]:
-    """The channels the top-level items require consent on."""
-    channels: list[str] = []
-    for item in _items(filters):
-        value = item.get("consent")
-        if value is not None:
-            channels.extend(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
-    return channels
-
-
-def audience_filters(segment_where: Any, where: Any) -> list[Mapping[str, Any]]:
+def audience_filters(
+    segment_where: Sequence[AnyFilterNode], where: Sequence[AnyFilterNode]
+) -> list[AnyFilterNode]:
     """Segment ``where`` and campaign ``where``, as one ANDed list."""
-    return _items(segment_where) + _items(where)
+    return [*segment_where, *where]
 
 
-def audience_select(filters: Any, ctx: AudienceContext, *columns: ColumnClause[Any]) -> Select[Any]:
+def audience_select(
+    filters: Sequence[AnyFilterNode], ctx: AudienceContext, *columns: ColumnClause[Any]
+) -> Select[Any]:
     """``SELECT <columns or contact.id> FROM contact WHERE <filters>``."""
     chosen: Sequence[Any] = columns or (CONTACT.c.id,)
     return select(*chosen).select_from(CONTACT).where(compile_filters(filters, ctx))
 
 
-def contact_ids(conn: Any, filters: Any, ctx: AudienceContext) -> Iterable[int]:
+def contact_ids(conn: Connection, filters: Sequence[AnyFilterNode], ctx: AudienceContext) -> Iterable[int]:
     """Stream the matching contact ids (tests and small tools; the planner never fetches ids)."""
     return conn.execute(audience_select(filters, ctx).order_by(CONTACT.c.id)).scalars()

@@ -45,10 +45,11 @@ from engine.runtime import flows
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
 from engine.runtime.fire import fire
-from engine.runtime.occurrences import EARLIEST_ZONE
+from engine.runtime.upcoming import next_sends
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.workspace.loader import Workspace, load_workspace
+from engine.workspace.schedules import Schedules
 
 if TYPE_CHECKING:
     from engine.fanout import Publisher
@@ -318,19 +319,9 @@ class Daemon:
             log.exception("runtime tick failed; retrying on the next tick")
 
     def _drain(self) -> None:
-        """Send what is due, one batch at a time, until idle or until a stop is asked for.
-
-        ``Dispatcher.drain`` keeps going (and sleeps on the rate limit) until nothing is due,
-        which on a large send is many minutes: a SIGTERM would wait for all of it. Between
-        batches this checks the stop flag instead, so shutdown waits for one batch only.
-        """
-        while not self.stop_event.is_set():
-            stats = self.dispatcher.run_once()
-            if stats.wait_seconds > 0:
-                self.stop_event.wait(min(stats.wait_seconds, 1.0))
-                continue
-            if not stats.claimed:
-                return
+        """Send what is due through the one send loop; a stop request ends it after the current batch,
+        so a SIGTERM waits for one batch, not for a whole rate-limited send."""
+        self.dispatcher.drain(stop=self.stop_event)
 
     # --- status --------------------------------------------------------------------------------
 
@@ -364,28 +355,34 @@ class Daemon:
         }
 
     def schedule_table(self) -> list[tuple[str, str]]:
-        nexts = jobs.next_fire_times(self.scheduler)
+        """What each campaign does next, from its own audience (:mod:`engine.runtime.upcoming`): the
+        first moment a contact it reaches is due, in that contact's zone, and how many it reaches."""
         rows = []
-        for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
-            kind = campaign.trigger.kind
-            status = str(getattr(campaign.status, "value", campaign.status))
-            if status != "active":
-                rows.append((campaign.key, status))
-                continue
-            if kind == "event":
-                rows.append((campaign.key, f"on {getattr(campaign.trigger.spec, 'type', 'events')}"))
-                continue
-            moment = nexts.get(campaign.key)
-            if moment is None:
-                rows.append((campaign.key, "nothing ahead (past or outside its window)"))
-                continue
-            if getattr(campaign.trigger.spec, "local_time", False):
-                # local_time jobs run on the earliest zone's clock, whose wall time is the contacts' own
-                when = moment.astimezone(EARLIEST_ZONE).strftime("%Y-%m-%d %H:%M")
-                rows.append((campaign.key, f"per contact, from {when} local"))
-                continue
-            zone = campaign.zone if getattr(campaign, "timezone", None) else self.settings.zone
-            rows.append((campaign.key, f"{moment.astimezone(zone).strftime('%Y-%m-%d %H:%M')} {zone.key}"))
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
+                status = campaign.status.value
+                if status != "active":
+                    rows.append((campaign.key, status))
+                    continue
+                if campaign.trigger.event is not None:
+                    rows.append((campaign.key, f"on {campaign.trigger.event.type}"))
+                    continue
+                upcoming = next_sends(conn, self.workspace, campaign, settings=self.settings, now=now)
+                if not upcoming:
+                    rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
+                    continue
+                first = upcoming[0]
+                calendar = campaign.trigger.calendar
+                per_contact = campaign.trigger.local_time or (
+                    calendar is not None and Schedules.is_per_contact(calendar.date)
+                )
+                line = first.describe()
+                if campaign.is_broadcast and first.state == "upcoming":
+                    line = f"{first.label()} · a post"
+                elif per_contact and first.state == "upcoming":
+                    line = f"from {line}"
+                rows.append((campaign.key, line))
         return rows
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -444,6 +441,7 @@ class Daemon:
             self.clock,
             health_probe=self.health,
             on_events_stored=self.on_events_stored,
+            schedules=lambda: self.workspace.schedules,
         )
         host, _, port = self.settings.public_bind.rpartition(":")
         config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")

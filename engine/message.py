@@ -1,10 +1,19 @@
 """What a channel sends: plain values, produced by the renderer and shown by the preview.
 
 They live below both ``render`` and ``channels`` so that neither needs the other.
+
+Message-IDs: every email channel writes :attr:`EmailMessage.message_id` when the caller set
+it, else a fresh :func:`new_message_id`. A Message-ID must be unique across every message
+ever sent from the domain (RFC 5322 3.6.4): one built from the outbox row id alone repeats
+as soon as a second database (staging, a reset, a second shop on the same domain) numbers
+its rows from 1 again, and mailbox providers then thread or drop unrelated messages. So
+the id is 128 random bits at the From domain. To make a retry recognisable, the caller
+keeps one id per outbox row and passes it on every attempt.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +36,8 @@ class EmailMessage:
     locale: str | None = None
     categories: tuple[str, ...] = ()
     custom_args: dict[str, str] = field(default_factory=dict)
+    message_id: str | None = None
+    """``<local@domain>``; None: the channel gives the message a fresh :func:`new_message_id`."""
 
     @property
     def size(self) -> int:
@@ -43,6 +54,16 @@ class EmailMessage:
             "size": self.size,
             "locale": self.locale,
         }
+
+
+def new_message_id(from_email: str) -> str:
+    """A globally unique ``Message-ID``: 128 random bits at the sender's domain.
+
+    >>> new_message_id("hello@shop.example.com")  # doctest: +SKIP
+    '<tidings.3f9c0e4b7a1d4c2e9b8f6a5d4c3b2a19@shop.example.com>'
+    """
+    domain = from_email.rpartition("@")[2].strip() or "localhost"
+    return f"<tidings.{secrets.token_hex(16)}@{domain}>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ Names:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -95,11 +96,47 @@ class OutboxDepthCollector(Collector):
         return iter(())
 
 
-def scrape(engine: Engine | None = None) -> bytes:
+class AttentionCollector(Collector):
+    """``tidings_channel_suspended{channel}`` and ``tidings_campaign_breaker_paused{campaign}`` (1 each)."""
+
+    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._now = now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from engine.runtime.attention import attention
+
+        try:
+            with self._engine.connect() as conn:
+                needs = attention(conn, self._now())
+        except SQLAlchemyError:
+            return
+        channels = GaugeMetricFamily(
+            "tidings_channel_suspended",
+            "A channel that sends nothing until resumed or its cap resets.",
+            labels=["channel"],
+        )
+        for channel in ("email", "x"):
+            channels.add_metric([channel], 1.0 if channel in needs.channels else 0.0)
+        yield channels
+        paused = GaugeMetricFamily(
+            "tidings_campaign_breaker_paused", "A campaign the circuit breaker paused.", labels=["campaign"]
+        )
+        for campaign in sorted(needs.breaker_paused):
+            paused.add_metric([campaign], 1.0)
+        yield paused
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+def scrape(engine: Engine | None = None, now: Callable[[], datetime] | None = None) -> bytes:
     """The Prometheus text exposition: the process's counters plus, with an engine, the outbox depth."""
     text = generate_latest(REGISTRY)
     if engine is not None:
         scoped = CollectorRegistry(auto_describe=False)
         scoped.register(OutboxDepthCollector(engine))
+        if now is not None:
+            scoped.register(AttentionCollector(engine, now))
         text += generate_latest(scoped)
     return text

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.job import Job
@@ -34,6 +34,8 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from engine.runtime.occurrences import FireTrigger, campaign_triggers, is_active
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +125,15 @@ def _fixed_key(fire: FireTrigger) -> str | None:
     return None
 
 
-def desired_jobs(workspace: Any, default_zone: ZoneInfo, now: datetime) -> dict[str, tuple[Any, FireTrigger]]:
+def desired_jobs(
+    workspace: Workspace, default_zone: ZoneInfo, now: datetime
+) -> dict[str, tuple[Campaign, FireTrigger]]:
     """Job id → (campaign, trigger) for every campaign that has time triggers.
 
     Paused (in the database) campaigns keep their jobs and send nothing; draft campaigns and
     campaigns whose YAML says paused get none, like event-triggered ones.
     """
-    wanted: dict[str, tuple[Any, FireTrigger]] = {}
+    wanted: dict[str, tuple[Campaign, FireTrigger]] = {}
     years = range(now.year, now.year + 2)
     for campaign in workspace.campaigns.values():
         if not is_active(campaign):
@@ -142,7 +146,7 @@ def desired_jobs(workspace: Any, default_zone: ZoneInfo, now: datetime) -> dict[
 
 def sync_jobs(
     scheduler: BaseScheduler,
-    workspace: Any,
+    workspace: Workspace,
     *,
     default_zone: ZoneInfo,
     now: datetime,
@@ -161,7 +165,9 @@ def sync_jobs(
         digest = campaign.definition_hash()
         kwargs = {"campaign_id": campaign.key, "occurrence_key": _fixed_key(fire), "definition_hash": digest}
         job = existing.get(jid)
-        if job is not None and job.kwargs.get("definition_hash") == digest:
+        # Kept only when nothing about it changed: the definition, the occurrence it names and the
+        # kind of trigger (jobs stored by an older version carry APScheduler's own CronTrigger).
+        if job is not None and job.kwargs == kwargs and type(job.trigger) is type(fire.trigger):
             report.kept.append(jid)
             continue
         if job is None and (campaign.key, kwargs["occurrence_key"], digest) in _completed:
@@ -182,19 +188,3 @@ def sync_jobs(
         )
         (report.rescheduled if job is not None else report.added).append(jid)
     return report
-
-
-def next_fire_times(scheduler: BaseScheduler, jobstore: str = "default") -> dict[str, datetime | None]:
-    """Campaign id → its earliest next fire time across its jobs (None when nothing is ahead)."""
-    found: dict[str, datetime | None] = {}
-    for job in scheduler.get_jobs(jobstore=jobstore):
-        campaign_id = _campaign_of(job)
-        if campaign_id is None:
-            continue
-        moment = getattr(job, "next_run_time", None)
-        current = found.get(campaign_id)
-        if moment is not None and (current is None or moment < current):
-            found[campaign_id] = moment
-        else:
-            found.setdefault(campaign_id, current)
-    return found

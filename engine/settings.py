@@ -8,7 +8,9 @@ are masked, so a settings object can be logged whole without leaking them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from enum import StrEnum
 from functools import cached_property
@@ -28,11 +30,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
+from engine.opening_hours import InvalidHours, parse_hours
 
 ENV_PREFIX = "TIDINGS_"
+PHONE = re.compile(r"^\+[0-9][0-9 ()-]{5,22}[0-9]$")
 
 
 class EmailChannelKind(StrEnum):
@@ -57,7 +61,12 @@ class UnsignedWebhooks(StrEnum):
 
 
 class ShopSettings(BaseModel):
-    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM)."""
+    """The ``shop`` template context. The postal address is required in marketing mail (CAN-SPAM).
+
+    The support fields are how a customer reaches a person (every shipped email shows them):
+    an address is required, phone, chat and hours may be switched off with an empty value.
+    ``support_hours`` follows :mod:`engine.opening_hours` so that every locale can show it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,14 +74,73 @@ class ShopSettings(BaseModel):
     url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com")
     postal_address: str = "Nordlys & Brad OÜ, Telliskivi 60a, 10412 Tallinn, Estonia"
     returns_policy_url: AnyHttpUrl = AnyHttpUrl("https://shop.example.com/returns")
+    support_email: str = "help@shop.example.com"
+    support_phone: str | None = "+372 600 1234"
+    support_chat_url: AnyHttpUrl | None = AnyHttpUrl("https://shop.example.com/help/chat")
+    support_hours: str | None = "Mon-Fri 09:00-17:00, Sat 10:00-14:00 Europe/Tallinn"
 
-    def as_context(self) -> dict[str, str]:
+    @field_validator("support_email")
+    @classmethod
+    def _support_address(cls, value: str) -> str:
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if not at or not local or "." not in domain or any(ch.isspace() for ch in value):
+            raise ValueError("expected the address customers write to, e.g. help@shop.example.com")
+        return value
+
+    @field_validator("support_phone")
+    @classmethod
+    def _support_phone(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = " ".join(value.split())
+        if not PHONE.match(value):
+            raise ValueError("expected an international number as customers dial it, e.g. +372 600 1234")
+        return value
+
+    @field_validator("support_chat_url", mode="before")
+    @classmethod
+    def _no_chat(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("support_hours")
+    @classmethod
+    def _support_hours(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(parse_hours(value))
+        except InvalidHours as exc:
+            raise ValueError(str(exc)) from None
+
+    def as_context(self) -> dict[str, Any]:
+        """What templates see as ``shop`` (``shop.support.email`` …); absent support fields are None."""
+        phone = self.support_phone
         return {
             "name": self.name,
             "url": str(self.url).rstrip("/"),
             "postal_address": self.postal_address,
             "returns_policy_url": str(self.returns_policy_url),
+            "support": {
+                "email": self.support_email,
+                "phone": phone,
+                "phone_dial": re.sub(r"[^+0-9]", "", phone) if phone else None,
+                "chat_url": str(self.support_chat_url) if self.support_chat_url else None,
+                "hours": self.support_hours,
+            },
         }
+
+
+def split_nameserver(value: str) -> tuple[str, int]:
+    """``(address, port)`` from ``1.2.3.4``, ``1.2.3.4:5353``, ``::1`` or ``[::1]:5353`` (port 53 default)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port.isdigit() else (53 if not port else -1)
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        return host, int(port) if port.isdigit() else -1
+    return value, 53
 
 
 def _bind(value: str) -> str:
@@ -109,6 +177,9 @@ class Settings(BaseSettings):
     sendgrid_timeout_seconds: float = Field(default=10.0, gt=0)
     smtp_url: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_require_tls: bool = True
+    """``smtp://`` must upgrade with STARTTLS or not send at all; false allows a plain connection
+    (a local relay without credentials: credentials are never sent without TLS)."""
     x_consumer_key: SecretStr | None = None
     x_consumer_secret: SecretStr | None = None
     x_access_token: SecretStr | None = None
@@ -118,13 +189,24 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("var/outbox")
 
     public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8026")
+    unsubscribe_mailto: str | None = None
+    """A mailbox the shop processes: ``List-Unsubscribe`` then offers ``mailto:`` it too."""
     public_bind: str = "127.0.0.1:8026"
     preview_bind: str = "127.0.0.1:8025"
     secret_key: SecretStr | None = None
     sendgrid_webhook_public_key: SecretStr | None = None
     sendgrid_webhook_unsigned: UnsignedWebhooks = UnsignedWebhooks.reject
-    sendgrid_webhook_max_age_seconds: float = Field(default=600, gt=0)
+    sendgrid_webhook_max_age_seconds: float = Field(default=25 * 3600, gt=0)
+    """Oldest signed timestamp the SendGrid webhook accepts. 25 h covers SendGrid's retries of a
+    failed POST (up to 24 h) after an outage of ours, re-signed or not; a replayed signed batch
+    changes nothing (events dedupe on ``sg_event_id``), so the wide window costs nothing real.
+    A few minutes would refuse every retried batch, and its bounces and spam reports would be lost."""
     events_token: SecretStr | None = None
+    dkim_selectors: Annotated[tuple[str, ...], NoDecode] = ("s1", "s2", "default")
+    """DKIM selectors ``tidings doctor`` looks up (SendGrid's automated security uses s1 and s2)."""
+    dns_nameserver: str | None = None
+    """``HOST`` or ``HOST:PORT`` of the DNS server ``tidings doctor`` asks; unset: the system resolver."""
+    doctor_timeout_seconds: float = Field(default=5.0, gt=0)
     log_format: LogFormat = LogFormat.text
     log_level: str = "INFO"
     broker_url: str | None = None
@@ -142,6 +224,15 @@ class Settings(BaseSettings):
     misfire_grace_seconds: float = Field(default=3600, ge=0)
     conversion_window_days: int = Field(default=7, ge=1)
     render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    # The circuit breaker (engine.runtime.breaker): a marketing campaign whose recent sends bounce
+    # or draw spam complaints above these rates is paused. Gmail and Yahoo require bulk senders to
+    # stay under 0.3 % spam complaints (2024 sender requirements); Amazon SES reviews accounts at a
+    # 5 % bounce rate. Rates are judged once a campaign has at least breaker_min_sends sends in the
+    # window, so three early complaints out of ten sends do not stop a season.
+    breaker_complaint_rate: float = Field(default=0.003, gt=0, le=1)
+    breaker_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    breaker_min_sends: int = Field(default=200, ge=1)
+    breaker_window_days: float = Field(default=7, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -185,6 +276,44 @@ class Settings(BaseSettings):
             if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
                 raise ValueError("expected smtp://user:pass@host:port or smtps://…")
         return value
+
+    @field_validator("dkim_selectors", mode="before")
+    @classmethod
+    def _selectors(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)):
+            names = tuple(str(part).strip() for part in value if str(part).strip())
+            for name in names:
+                if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", name):
+                    raise ValueError(f"expected comma-separated DKIM selectors, got {name!r}")
+            return names
+        return value
+
+    @field_validator("dns_nameserver")
+    @classmethod
+    def _nameserver(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, port = split_nameserver(value.strip())
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"expected an IP address with an optional :PORT, got {value!r}") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range in {value!r}")
+        return value.strip()
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        address = value.strip().removeprefix("mailto:")
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "." not in domain or any(c in address for c in ' <>?,;"\r\n'):
+            raise ValueError("expected a plain address the shop reads, e.g. unsubscribe@shop.example.com")
+        return address
 
     @field_validator("secret_key")
     @classmethod

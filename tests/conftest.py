@@ -87,3 +87,12 @@ def store_engine(request: pytest.FixtureRequest) -> Engine:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TIDINGS_* variable from the environment, and no stray ``.env`` (the working folder is tmp_path)."""
+    for name in list(os.environ):
+        if name.startswith("TIDINGS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -16,12 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from engine.audience import AudienceContext, AudienceError, audience_filters, contact_ids
-from engine.store.models import Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
+from engine.audience import AudienceContext, audience_filters, contact_ids
+from engine.store.models import Consent, Contact, DeliveryEvent, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.store.suppressions import email_digest
+from engine.workspace.filters import Filter
 
 REFERENCE = datetime(2026, 12, 28, 12, 0, tzinfo=UTC)
 CTX = AudienceContext(reference=REFERENCE, zone=ZoneInfo("Europe/Bucharest"))
@@ -194,12 +196,43 @@ def seed(store_engine: Engine) -> Engine:
                 ),
             ],
         )
+        # Feedback: 3 clicked recently, 4 was only fetched by Apple's prefetch, 2 opened a month ago.
+        conn.execute(
+            insert(DeliveryEvent.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    provider_event_id="f1",
+                    contact_id=3,
+                    type="click",
+                    occurred_at=at("2026-12-20T10:00"),
+                    payload={},
+                ),
+                dict(
+                    provider_event_id="f2",
+                    contact_id=4,
+                    type="machine_open",
+                    occurred_at=at("2026-12-20T10:00"),
+                    payload={},
+                ),
+                dict(
+                    provider_event_id="f3",
+                    contact_id=2,
+                    type="open",
+                    occurred_at=at("2026-11-25T10:00"),
+                    payload={},
+                ),
+            ],
+        )
     return store_engine
 
 
-def ids(engine: Engine, filters: Any) -> list[int]:
+FILTERS = TypeAdapter(list[Filter])
+
+
+def ids(engine: Engine, filters: list[dict[str, Any]]) -> list[int]:
+    """The contacts a ``where`` list (as a marketer writes it) selects, through the workspace's models."""
     with engine.connect() as conn:
-        return list(contact_ids(conn, filters, CTX))
+        return list(contact_ids(conn, FILTERS.validate_python(filters), CTX))
 
 
 CASES: list[tuple[str, list[dict[str, Any]], list[int]]] = [
@@ -233,6 +266,11 @@ CASES: list[tuple[str, list[dict[str, Any]], list[int]]] = [
     ("no gift card", [{"gift_card": {"received": False}}], [1, 2]),
     ("recent event", [{"event": {"type": "site.first_visit", "within": "14d"}}], [3]),
     ("old event outside the duration", [{"event": {"type": "order.placed", "within": "14d"}}], []),
+    ("clicked recently", [{"clicked": {"within": "30d"}}], [3]),
+    ("a machine open is not an open", [{"opened": {"within": "30d"}}], []),
+    ("a person's open within the window", [{"opened": {"within": "60d"}}], [2]),
+    ("engaged: clicked or ordered", [{"engaged": {"within": "60d"}}], [1, 2, 3]),
+    ("sunset: unengaged non-buyers stay out", [{"not": [{"engaged": {"within": "10d"}}]}], [1, 2, 4]),
     ("any is an OR", [{"any": [{"tag": "vip"}, {"country": "RO"}]}], [1, 2, 3]),
     ("not is NOT OR", [{"not": [{"tag": "vip"}, {"country": "RO"}]}], [4]),
     ("items are ANDed", [{"tag": "vip"}, {"country": "US"}], [3]),
@@ -248,27 +286,56 @@ def test_filter_selects_the_expected_contacts(
     assert ids(shop, filters) == expected
 
 
-@pytest.mark.parametrize(
-    ("filters", "expected"), [(f, e) for _, f, e in CASES], ids=[name for name, _, _ in CASES]
-)
-def test_workspace_filter_models_select_the_same_contacts(
-    sqlite_engine: Engine, filters: list[dict[str, Any]], expected: list[int]
-) -> None:
-    from pydantic import TypeAdapter
-
-    from engine.workspace.filters import Filter
-
-    models = TypeAdapter(list[Filter]).validate_python(filters)
-    assert ids(seed(sqlite_engine), models) == expected
-
-
 def test_segment_and_campaign_where_are_anded(shop: Engine) -> None:
-    combined = audience_filters(
-        [{"order": {"placed_within": ["2026-11-01", "2026-12-31"]}}], [{"consent": "email"}]
-    )
-    assert ids(shop, combined) == [1]
+    segment = FILTERS.validate_python([{"order": {"placed_within": ["2026-11-01", "2026-12-31"]}}])
+    combined = audience_filters(segment, FILTERS.validate_python([{"consent": "email"}]))
+    with shop.connect() as conn:
+        assert list(contact_ids(conn, combined, CTX)) == [1]
 
 
-def test_unknown_field_is_a_clear_error(shop: Engine) -> None:
-    with pytest.raises(AudienceError, match="unknown contact field 'shoe_size'"):
-        ids(shop, [{"shoe_size": 42}])
+def test_the_eu_soft_opt_in_reaches_customers_who_never_opted_out(store_engine: Engine) -> None:
+    """``consent: {email: existing_customer}``: express consent, or a previous purchase with no
+    withdrawn consent; an unsubscribed address is out either way."""
+    rows = [
+        dict(id=11, email="bought@example.ee", orders_count=1),  # a customer, never asked: in
+        dict(id=12, email="withdrew@example.ee", orders_count=2),  # a customer who opted out: out
+        dict(id=13, email="browser@example.ee", orders_count=0),  # no purchase, no consent: out
+        dict(id=14, email="asked@example.ee", orders_count=0),  # express consent: in
+        dict(id=15, email="unsubscribed@example.ee", orders_count=1),  # unsubscribed: out
+    ]
+    defaults = {"tags": [], "attributes": {}, "total_spent": Decimal("0.00")}
+    granted = at("2026-10-01T00:00")
+    with store_engine.begin() as conn:
+        conn.execute(insert(Contact.__table__), [{**defaults, **row} for row in rows])  # type: ignore[attr-defined]
+        conn.execute(
+            insert(Consent.__table__),  # type: ignore[attr-defined]
+            [
+                dict(contact_id=12, channel="email", granted_at=granted, withdrawn_at=at("2026-11-01T00:00")),
+                dict(contact_id=14, channel="email", granted_at=granted, withdrawn_at=None),
+            ],
+        )
+        conn.execute(
+            insert(ShopOrder.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    external_id=f"s{cid}",
+                    contact_id=cid,
+                    total=Decimal("10"),
+                    status="delivered",
+                    placed_at=at("2026-11-05T10:00"),
+                    is_gift=False,
+                    items=[],
+                )
+                for cid in (11, 12, 15)
+            ],
+        )
+        conn.execute(
+            insert(Suppression.__table__),  # type: ignore[attr-defined]
+            [
+                dict(
+                    email="unsubscribed@example.ee", channel="email", reason="unsubscribe", created_at=granted
+                )
+            ],
+        )
+    assert ids(store_engine, [{"consent": {"email": "existing_customer"}}]) == [11, 14]
+    assert ids(store_engine, [{"consent": "email"}]) == [14]

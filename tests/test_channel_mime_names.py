@@ -146,7 +146,11 @@ def test_an_international_domain_is_sent_in_ascii_form_in_header_and_envelope(
 def smtp() -> Iterator[tuple[SmtpServer, SmtpChannel]]:
     with SmtpServer() as server:
         settings = Settings(
-            workspace=Path("."), email_channel="smtp", smtp_url=server.url(), smtp_timeout_seconds=5
+            workspace=Path("."),
+            email_channel="smtp",
+            smtp_url=server.url(),
+            smtp_timeout_seconds=5,
+            smtp_require_tls=False,  # a plain relay on 127.0.0.1, no credentials
         )
         channel = email_channel_for(settings)
         assert isinstance(channel, SmtpChannel)

@@ -16,7 +16,9 @@ from engine.clock import FakeClock
 from engine.message import EmailMessage
 
 
-def message(delivery: str = "42", subject: str = "Sărbători fericite") -> EmailMessage:
+def message(
+    delivery: str = "42", subject: str = "Sărbători fericite", message_id: str | None = None
+) -> EmailMessage:
     return EmailMessage(
         to_email="ana.popescu@example.ro",
         to_name="Ana Popescu",
@@ -25,6 +27,7 @@ def message(delivery: str = "42", subject: str = "Sărbători fericite") -> Emai
         text="Bună!",
         from_email="hello@shop.example.com",
         headers={"X-Tidings-Campaign": "holiday-greetings", "X-Tidings-Delivery": delivery},
+        message_id=message_id,
     )
 
 
@@ -32,11 +35,11 @@ def test_resending_a_delivery_leaves_only_its_message_file(tmp_path: Path, clock
     channel = OutboxEmailChannel(tmp_path / "email", now=clock.now)
 
     for _ in range(3):
-        channel.send(message())
+        channel.send(message(message_id="<tidings.5f1e2d@shop.example.com>"))
 
     assert [p.name for p in (tmp_path / "email").iterdir()] == ["42.eml"]
     parsed = BytesParser(policy=policy.default).parsebytes((tmp_path / "email" / "42.eml").read_bytes())
-    assert parsed["Message-ID"] == "<tidings.42@shop.example.com>"
+    assert parsed["Message-ID"] == "<tidings.5f1e2d@shop.example.com>"
 
 
 def test_an_outbox_folder_removed_while_running_is_made_again(tmp_path: Path, clock: FakeClock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from email import message_from_bytes, policy
 from email.message import EmailMessage as MimeMessage
 from email.utils import parsedate_to_datetime
@@ -78,7 +79,28 @@ def test_email_is_a_parseable_eml_with_text_html_and_every_header(
     assert parsed["X-Tidings-Campaign"] == "holiday-greetings"
     assert parsed["Content-Language"] == "ro"
     assert parsedate_to_datetime(parsed["Date"]) == clock.now()
-    assert parsed["Message-ID"] == result.provider_message_id == "<tidings.501@shop.example.com>"
+    assert parsed["Message-ID"] == result.provider_message_id
+    assert re.fullmatch(r"<tidings\.[0-9a-f]{32}@shop\.example\.com>", parsed["Message-ID"])
+
+
+def test_a_message_id_set_by_the_caller_is_the_one_written(
+    emails: OutboxEmailChannel, settings: Settings
+) -> None:
+    result = emails.send(message(message_id="<row-501.a1b2@shop.example.com>"))
+
+    parsed = parse(settings.outbox_path / "email" / "501.eml")
+    assert parsed["Message-ID"] == result.provider_message_id == "<row-501.a1b2@shop.example.com>"
+
+
+def test_two_databases_numbering_deliveries_alike_never_share_a_message_id(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    staging = OutboxEmailChannel(tmp_path / "staging", now=clock.now)
+    production = OutboxEmailChannel(tmp_path / "production", now=clock.now)
+
+    ids = {staging.send(message()).provider_message_id, production.send(message()).provider_message_id}
+
+    assert len(ids) == 2
 
 
 def test_sending_the_same_delivery_twice_leaves_one_file(

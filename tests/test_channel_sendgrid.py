@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +12,22 @@ from typing import Any
 
 import httpx
 import pytest
-from servers.sendgrid_server import SendGridServer, bad_request, rate_limited, server_error, slow
+from servers.sendgrid_server import (
+    SendGridServer,
+    bad_request,
+    forbidden,
+    rate_limited,
+    server_error,
+    slow,
+)
 
-from engine.channels import PermanentFailure, RateLimited, TransientFailure, email_channel_for
+from engine.channels import (
+    ChannelSuspended,
+    PermanentFailure,
+    RateLimited,
+    TransientFailure,
+    email_channel_for,
+)
 from engine.channels.sendgrid import SendGridChannel, mail_body
 from engine.clock import FakeClock
 from engine.message import EmailMessage
@@ -76,10 +90,12 @@ def test_message_arrives_with_recipient_content_and_one_click_unsubscribe_header
     body = mail.body
     [personalization] = body["personalizations"]
     assert personalization["to"] == [{"email": "ana.popescu@example.ro", "name": "Ana Popescu"}]
+    message_id = personalization["headers"].pop("Message-ID")
     assert personalization["headers"] == {
         "List-Unsubscribe": UNSUBSCRIBE,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+    assert re.fullmatch(r"<tidings\.[0-9a-f]{32}@shop\.example\.com>", message_id)
     assert body["from"] == {"email": "hello@shop.example.com", "name": "Nordlys & Brad"}
     assert body["reply_to"] == {"email": "care@shop.example.com"}
     assert body["subject"] == "Comandați până pe 18 decembrie"
@@ -87,6 +103,16 @@ def test_message_arrives_with_recipient_content_and_one_click_unsubscribe_header
     assert body["content"][1]["value"].startswith("<p>Bună, Ana!</p>")
     assert body["headers"]["X-Tidings-Delivery"] == "1042"
     assert mail.headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_a_message_id_set_by_the_caller_reaches_sendgrid_unchanged(
+    server: SendGridServer, channel: SendGridChannel
+) -> None:
+    channel.send(message(message_id="<tidings.row-1042.9f@shop.example.com>"))
+
+    [mail] = server.accepted
+    [personalization] = mail.body["personalizations"]
+    assert personalization["headers"]["Message-ID"] == "<tidings.row-1042.9f@shop.example.com>"
 
 
 def test_delivery_and_campaign_travel_in_custom_args_for_the_webhook(
@@ -196,17 +222,24 @@ def test_a_body_the_real_api_would_refuse_is_refused_by_the_schema(
     assert server.accepted == []
 
 
-def test_a_wrong_key_is_permanent_and_the_key_never_appears_in_the_error(
+def test_a_wrong_key_suspends_the_channel_and_the_key_never_appears_in_the_error(
     server: SendGridServer, clock: FakeClock
 ) -> None:
     wrong = "SG.wrong-secret-key-9876543210"
     channel = SendGridChannel(wrong, host=server.url, timeout=0.5, now=clock.now)
 
-    with pytest.raises(PermanentFailure) as caught:
+    with pytest.raises(ChannelSuspended) as caught:
         channel.send(message())
 
-    assert "401" in caught.value.reason
+    assert "401" in caught.value.reason and caught.value.until is None
     assert wrong not in str(caught.value) and wrong not in repr(caught.value)
+
+
+def test_a_forbidden_answer_suspends_the_channel(server: SendGridServer, channel: SendGridChannel) -> None:
+    server.faults.script(forbidden())
+
+    with pytest.raises(ChannelSuspended, match="SendGrid 403: access forbidden"):
+        channel.send(message())
 
 
 def test_invalid_recipient_is_refused_before_calling_sendgrid(

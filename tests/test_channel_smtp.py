@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from servers.smtp_server import SmtpServer
+from servers.tls import localhost_certificate, server_context
 
-from engine.channels import PermanentFailure, TransientFailure, email_channel_for
+from engine.channels import ChannelSuspended, PermanentFailure, TransientFailure, email_channel_for
 from engine.channels.smtp import SmtpChannel, SmtpTarget
 from engine.clock import FakeClock
 from engine.message import EmailMessage
@@ -37,9 +39,21 @@ def message(to_email: str = "mari.tamm@example.ee", delivery: str = "77") -> Ema
     )
 
 
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return localhost_certificate(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-def server() -> Iterator[SmtpServer]:
-    with SmtpServer(username=USER, password=PASSWORD) as running:
+def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """The server's TLS context; the client trusts its certificate, and only it."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    return server_context(*certificate)
+
+
+@pytest.fixture
+def server(trusted: ssl.SSLContext) -> Iterator[SmtpServer]:
+    with SmtpServer(username=USER, password=PASSWORD, tls_context=trusted) as running:
         yield running
 
 
@@ -60,7 +74,8 @@ def test_message_arrives_authenticated_with_both_parts_and_every_header(
     result = channel.send(message())
 
     [received] = server.received
-    assert received.login == USER
+    assert received.login == USER and received.tls
+    assert [attempt.tls for attempt in server.auth_attempts] == [True]
     assert received.mail_from == "hello@shop.example.com"
     assert received.rcpt_tos == ("mari.tamm@example.ee",)
     parsed = received.message
@@ -127,16 +142,53 @@ def test_message_refused_after_data_is_classified_by_its_code(
     assert [r.message["X-Tidings-Delivery"] for r in server.received] == ["3"]
 
 
-def test_wrong_password_is_permanent_and_never_shown(server: SmtpServer, clock: FakeClock) -> None:
+def test_wrong_password_suspends_the_channel_and_is_never_shown(server: SmtpServer, clock: FakeClock) -> None:
     wrong = "not-the-password-42"
     channel = SmtpChannel(SmtpTarget.from_url(server.url(USER, wrong), timeout=2), now=clock.now)
 
-    with pytest.raises(PermanentFailure) as caught:
+    with pytest.raises(ChannelSuspended) as caught:
         channel.send(message())
 
-    assert "535" in caught.value.reason
+    assert "535" in caught.value.reason and "authentication failed" in caught.value.reason
     assert wrong not in str(caught.value)
     assert wrong not in repr(channel.target)
+
+
+def test_no_password_crosses_to_a_server_that_offers_auth_without_starttls(clock: FakeClock) -> None:
+    with SmtpServer(username=USER, password=PASSWORD) as careless:
+        for require_tls in (True, False):
+            target = SmtpTarget.from_url(careless.url(USER, PASSWORD), timeout=2, require_tls=require_tls)
+            channel = SmtpChannel(target, now=clock.now)
+
+            with pytest.raises(ChannelSuspended, match="does not offer STARTTLS") as caught:
+                channel.send(message())
+
+            assert PASSWORD not in str(caught.value)
+        assert careless.auth_attempts == []
+        assert careless.received == []
+
+
+def test_with_tls_required_nothing_is_sent_to_a_server_without_starttls(clock: FakeClock) -> None:
+    with SmtpServer() as plain:
+        channel = SmtpChannel(SmtpTarget.from_url(plain.url(), timeout=2), now=clock.now)
+
+        with pytest.raises(ChannelSuspended, match="TIDINGS_SMTP_REQUIRE_TLS is true"):
+            channel.send(message())
+
+        assert plain.received == []
+
+
+def test_a_relay_without_credentials_may_be_plain_when_tls_is_not_required(clock: FakeClock) -> None:
+    with SmtpServer() as relay:
+        settings = Settings(
+            workspace=Path("."), email_channel="smtp", smtp_url=relay.url(), smtp_require_tls=False
+        )
+        channel = email_channel_for(settings, now=clock.now)
+        channel.send(message())
+        channel.close()
+
+        [received] = relay.received
+        assert not received.tls and received.login is None
 
 
 def test_an_unreachable_server_is_transient(clock: FakeClock) -> None:
@@ -167,57 +219,11 @@ def test_header_injection_in_a_recipient_is_refused_before_connecting(
     assert server.connections == before
 
 
-def _certificate_for_localhost(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert file, key file), made with ``cryptography``."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=365 * 30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest.mark.parametrize("implicit", [False, True], ids=["smtp-starttls", "smtps"])
 def test_tls_is_used_with_starttls_when_offered_or_from_the_start_with_smtps(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, implicit: bool
+    trusted: ssl.SSLContext, clock: FakeClock, implicit: bool
 ) -> None:
-    import ssl
-
-    cert_file, key_file = _certificate_for_localhost(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert_file, key_file)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the client trusts our certificate, and only it
-
-    with SmtpServer(
-        username=USER, password=PASSWORD, tls_context=server_tls, implicit_tls=implicit
-    ) as server:
+    with SmtpServer(username=USER, password=PASSWORD, tls_context=trusted, implicit_tls=implicit) as server:
         assert server.url().startswith("smtps://" if implicit else "smtp://")
         channel = SmtpChannel(SmtpTarget.from_url(server.url(USER, PASSWORD), timeout=2), now=clock.now)
         channel.send(message())
@@ -225,3 +231,19 @@ def test_tls_is_used_with_starttls_when_offered_or_from_the_start_with_smtps(
 
     [received] = server.received
     assert received.tls and received.login == USER
+    assert [attempt.tls for attempt in server.auth_attempts] == [True]
+
+
+def test_the_message_id_set_by_the_caller_is_the_one_sent(server: SmtpServer, channel: SmtpChannel) -> None:
+    sent = message()
+    for _ in range(2):  # a retry of the same outbox row carries the same id
+        result = channel.send(
+            EmailMessage(**{**_fields(sent), "message_id": "<tidings.r77@shop.example.com>"})
+        )
+        assert result.provider_message_id == "<tidings.r77@shop.example.com>"
+
+    assert [r.message["Message-ID"] for r in server.received] == ["<tidings.r77@shop.example.com>"] * 2
+
+
+def _fields(sent: EmailMessage) -> dict[str, object]:
+    return {name: getattr(sent, name) for name in EmailMessage.__dataclass_fields__}

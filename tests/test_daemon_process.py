@@ -130,7 +130,7 @@ def test_daemon_survives_sigterm_mid_send_and_completes_the_outbox_on_restart(ti
     reloaded = re.search(r"Reloaded the workspace \(SIGHUP\): jobs (.*)", tidings.output(1))
     assert reloaded is not None and re.fullmatch(r"\d+ kept", reloaded.group(1).strip())  # nothing moved
 
-    fired = tidings.command("trigger", CAMPAIGN, "--json")
+    fired = tidings.command("trigger", CAMPAIGN, "--now", "--json")
     assert fired.returncode == 0, fired.stderr
     planned = json.loads(fired.stdout)["created"]
     assert planned > 50

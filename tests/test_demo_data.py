@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -17,6 +18,7 @@ from engine.demo import DemoDataError, ShopBuilder, default_season, generate_dem
 from engine.store import make_engine, upgrade
 from engine.store.models import ALL_TABLES, Consent, Contact, GiftCard, ShopEvent, ShopOrder, Suppression
 from engine.transfer import refresh_contact_aggregates
+from engine.transfer.event_data import DATA_SCHEMAS, MESSAGE_MAX_CHARS
 
 CONTACT, ORDER, CARD, EVENT = (m.__table__ for m in (Contact, ShopOrder, GiftCard, ShopEvent))  # type: ignore[attr-defined]
 TODAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -239,3 +241,83 @@ def test_no_table_outside_the_shop_is_touched(sqlite_engine: Engine) -> None:
             if model.__tablename__ not in shop:
                 count = conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()  # type: ignore[attr-defined]
                 assert count == 0, model.__tablename__
+
+
+def test_cards_bought_for_someone_name_their_recipient_and_arrive_on_december_days() -> None:
+    rows = ShopBuilder(contacts=2000, seed=14, season=2026).build()
+    contacts = rows.contacts
+    by_email = {contact["email"]: contact for contact in contacts}
+    purchases = [e for e in rows.events if e["type"] == "gift_card.purchased"]
+    assert purchases
+    for event in purchases:
+        data = event["payload"]
+        recipient = by_email[data["recipient_email"]]
+        assert data["recipient_name"] == f"{recipient['first_name']} {recipient['last_name']}"
+        assert data.get("recipient_locale") == recipient["locale"]
+        assert data["recipient_country"] == recipient["country"]
+        assert "gift-card-recipient" in recipient["tags"]  # new to the shop
+        assert len(data.get("message", "")) <= MESSAGE_MAX_CHARS
+    scheduled = [e for e in purchases if "send_on" in e["payload"]]
+    assert 0 < len(scheduled) < len(purchases)
+    assert {date.fromisoformat(e["payload"]["send_on"]).month for e in scheduled} == {12}
+    assert any("\n" in e["payload"].get("message", "") for e in purchases)
+    redeemed = {
+        e["payload"]["gift_card_id"]: e["occurred_at"]
+        for e in rows.events
+        if e["type"] == "gift_card.redeemed"
+    }
+    for event in scheduled:
+        card_id = event["payload"]["gift_card_id"]
+        if card_id in redeemed:
+            assert redeemed[card_id].date() >= date.fromisoformat(event["payload"]["send_on"])
+
+
+def test_returns_exchanges_and_claims_fall_from_late_december_into_january() -> None:
+    rows = ShopBuilder(contacts=3000, seed=15, season=2026).build()
+    events = rows.events
+    opened = {e["payload"]["claim_id"]: e for e in events if e["type"] == "claim.opened"}
+    resolved = [e for e in events if e["type"] == "claim.resolved"]
+    assert opened and resolved and len(resolved) < len(opened)
+    for event in resolved:
+        assert event["occurred_at"] > opened[event["payload"]["claim_id"]]["occurred_at"]
+    assert any("order_id" not in e["payload"] for e in opened.values()), "a claim about a gift card, no order"
+    requested = {
+        e["payload"]["order_id"]: e["occurred_at"] for e in events if e["type"] == "exchange.requested"
+    }
+    shipped = [e for e in events if e["type"] == "exchange.shipped"]
+    assert shipped and all(e["occurred_at"] > requested[e["payload"]["order_id"]] for e in shipped)
+    zones = {index: ZoneInfo(contact["timezone"]) for index, contact in enumerate(rows.contacts)}
+    for event in events:  # people file claims while awake; support answers and ships in office hours
+        local_hour = event["occurred_at"].astimezone(zones[event["contact_id"]]).hour
+        if event["type"] == "claim.opened":
+            assert 8 <= local_hour < 22
+        elif event["type"] in ("claim.resolved", "exchange.shipped"):
+            assert 9 <= local_hour < 17
+    season = (datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))
+    for kind in ("claim.opened", "exchange.requested", "exchange.shipped"):
+        moments = sorted(e["occurred_at"] for e in events if e["type"] == kind)
+        assert season[0] <= moments[0] and moments[-1] < season[1], kind
+        assert moments[len(moments) // 2] >= datetime(2026, 12, 24, tzinfo=UTC), kind
+
+
+def test_every_demo_event_fits_the_schema_the_events_api_checks() -> None:
+    rows = ShopBuilder(contacts=1500, seed=16, season=2026).build()
+    for event in rows.events:
+        schema = DATA_SCHEMAS.get(event["type"])
+        if schema is not None:
+            schema.model_validate(event["payload"])
+
+
+def test_the_summary_counts_the_care_side_of_the_season(sqlite_engine: Engine) -> None:
+    summary = generate_demo_shop(sqlite_engine, contacts=1200, seed=17, season=2026, clock=_clock())
+    by_type = summary.events_by_type
+    assert summary.returns == by_type["return.requested"] > 0
+    assert summary.exchanges == by_type["exchange.requested"] > 0
+    assert summary.exchanges_shipped == by_type["exchange.shipped"] > 0
+    assert summary.claims == by_type["claim.opened"] > summary.claims_open > 0
+    assert summary.claims - summary.claims_open == by_type["claim.resolved"]
+    with sqlite_engine.connect() as conn:
+        payloads = conn.execute(
+            select(EVENT.c.payload).where(EVENT.c.type == "gift_card.purchased")
+        ).scalars()
+        assert summary.gift_cards_scheduled == sum(1 for payload in payloads if "send_on" in payload) > 0

@@ -14,7 +14,7 @@ import pytest
 from servers.sendgrid_server import SendGridServer, bad_request, rate_limited, server_error, slow
 from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_contact, add_delivery, add_suppression, delivery_rows
-from test_dispatch_support import campaign, write_templates
+from test_dispatch_support import campaign, workspace, write_templates
 
 from engine.channels.factory import email_channel_for
 from engine.clock import FakeClock
@@ -22,6 +22,7 @@ from engine.render.renderer import Renderer
 from engine.runtime.controls import pause, resume
 from engine.runtime.dispatcher import Dispatcher
 from engine.settings import Settings
+from engine.workspace.models import Campaign
 
 SECRET = "k" * 40
 
@@ -36,6 +37,7 @@ def make_settings(tmp_path: Path, sendgrid: SendGridServer, **extra: Any) -> Set
     values: dict[str, Any] = {
         "workspace": tmp_path,
         "email_channel": "sendgrid",
+        "public_url": "https://shop.example.com",
         "sendgrid_api_key": sendgrid.api_key,
         "sendgrid_host": sendgrid.host,
         "sendgrid_timeout_seconds": 2,
@@ -48,12 +50,21 @@ def make_settings(tmp_path: Path, sendgrid: SendGridServer, **extra: Any) -> Set
 
 
 def make_dispatcher(
-    engine: Engine, settings: Settings, clock: FakeClock, campaigns: list[Any], tmp_path: Path
+    engine: Engine, settings: Settings, clock: FakeClock, campaigns: list[Campaign], tmp_path: Path
 ) -> Dispatcher:
-    renderer = Renderer(settings, write_templates(tmp_path))
+    write_templates(tmp_path)
+    renderer = Renderer(settings, tmp_path / "templates")
     channel = email_channel_for(settings, now=clock.now)
     return Dispatcher(
-        engine, settings, clock, renderer, channel, None, campaigns, worker_id="w1", rng=random.Random(5)
+        engine,
+        settings,
+        clock,
+        renderer,
+        channel,
+        None,
+        workspace(*campaigns, root=tmp_path),
+        worker_id="w1",
+        rng=random.Random(5),
     )
 
 
@@ -348,7 +359,7 @@ def test_two_dispatchers_on_one_postgres_outbox_never_send_a_row_twice(
             renderer,
             email_channel_for(settings, now=clock.now),
             None,
-            [campaign()],
+            workspace(campaign(), root=tmp_path),
             worker_id=f"w{i}",
         )
         for i in range(2)

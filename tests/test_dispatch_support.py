@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign
 
 GREETING = """---
@@ -87,3 +88,8 @@ def broadcast(campaign_id: str = "countdown", **overrides: Any) -> Campaign:
     }
     data.update(overrides)
     return Campaign.model_validate(data)
+
+
+def workspace(*campaigns: Campaign, root: Path = Path(".")) -> Workspace:
+    """A real workspace of these campaigns; its templates are under ``root/templates``."""
+    return Workspace(root=root, campaigns={c.key: c for c in campaigns})

@@ -17,7 +17,7 @@ from celery import Celery
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_contact, add_delivery, add_post, delivery_rows
-from test_dispatch_support import broadcast, campaign
+from test_dispatch_support import broadcast, campaign, workspace
 
 from engine.clock import FakeClock
 from engine.fanout import DISPATCH_TASK, BrokerUnavailable, Publisher, create_app
@@ -168,8 +168,8 @@ def test_with_the_workspace_only_rows_of_campaigns_that_may_send_are_published(
     active = add_delivery(store_engine, contact, now=now, campaign="holiday")
     add_delivery(store_engine, contact, now=now, campaign="drafted")
     add_delivery(store_engine, contact, now=now, campaign="removed-from-workspace")
-    workspace = [campaign("holiday"), campaign("drafted", status="draft")]
-    publisher = Publisher(settings, store_engine, clock, app=app, workspace=lambda: workspace)
+    current = workspace(campaign("holiday"), campaign("drafted", status="draft"))
+    publisher = Publisher(settings, store_engine, clock, app=app, workspace=lambda: current)
     assert publisher.publish_due() == 1
     assert published_ids(queued(app, settings.broker_queue)) == [active]
     clock.advance(GRACE + 1)
@@ -183,7 +183,7 @@ def test_due_posts_are_published_as_claim_up_to_n_batches(
     add_post(store_engine, now=clock.now(), occurrence="2026-12-01")
     add_post(store_engine, now=clock.now(), occurrence="2026-12-02")
     add_post(store_engine, now=clock.now(), occurrence="2026-12-03")
-    publisher = Publisher(settings, store_engine, clock, app=app, workspace=lambda: [broadcast()])
+    publisher = Publisher(settings, store_engine, clock, app=app, workspace=lambda: workspace(broadcast()))
     assert publisher.publish_due() == 3
     assert queued(app, settings.broker_queue) == [{"limit": 2}, {"limit": 2}]
     assert publisher.publish_due() == 0

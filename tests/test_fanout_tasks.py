@@ -34,6 +34,7 @@ def settings(tmp_path: Path, sendgrid: SendGridServer) -> Settings:
         broker_url="memory://",
         broker_queue="tasks-test",
         email_channel="sendgrid",
+        public_url="https://shop.example.com",
         sendgrid_api_key=sendgrid.api_key,
         sendgrid_host=sendgrid.host,
         sendgrid_timeout_seconds=5,

@@ -66,6 +66,7 @@ def env_for(workspace: Path, database_url: str, queue_name: str, sendgrid: SendG
         "TIDINGS_BROKER_URL": REDIS_URL,
         "TIDINGS_BROKER_QUEUE": queue_name,
         "TIDINGS_EMAIL_CHANNEL": "sendgrid",
+        "TIDINGS_PUBLIC_URL": "https://shop.example.com",
         "TIDINGS_SENDGRID_API_KEY": sendgrid.api_key,
         "TIDINGS_SENDGRID_HOST": sendgrid.host,
         "TIDINGS_SENDGRID_TIMEOUT_SECONDS": "10",

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_contact
-from test_dispatch_support import campaign
+from test_dispatch_support import campaign, workspace
 
 from engine.clock import FakeClock
 from engine.runtime import variants as ab
@@ -123,14 +123,14 @@ def deliveries(engine: Engine) -> list[Any]:
 def test_flow_sends_the_welcome_then_waits_two_days(store_engine: Engine, clock: FakeClock) -> None:
     contact = add_contact(store_engine, "a@example.com", now=clock.now())
     row = enrol(store_engine, contact, clock.now())
-    stats = advance_due(store_engine, [gift_campaign()], clock, SETTINGS)
+    stats = advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS)
     assert (stats.deliveries, stats.waiting) == (1, 1)
     (welcome,) = deliveries(store_engine)
     assert (welcome.step_id, welcome.template, welcome.enrolment_id) == ("welcome", "receipt", row)
     assert welcome.idempotency_key == f"gift-card-welcome:welcome:{contact}:once"
     state = enrolment(store_engine, row)
     assert (state.step_path, state.wake_at) == ("2", clock.now() + timedelta(days=2))
-    assert advance_due(store_engine, [gift_campaign()], clock, SETTINGS).deliveries == 0
+    assert advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS).deliveries == 0
 
 
 def test_card_with_balance_gets_a_coupon_and_a_stable_ab_variant(
@@ -139,9 +139,9 @@ def test_card_with_balance_gets_a_coupon_and_a_stable_ab_variant(
     contact = add_contact(store_engine, "a@example.com", now=clock.now())
     add_card(store_engine, contact, clock.now(), "30.00")
     row = enrol(store_engine, contact, clock.now())
-    advance_due(store_engine, [gift_campaign()], clock, SETTINGS)
+    advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS)
     clock.advance(timedelta(days=2))
-    stats = advance_due(store_engine, [gift_campaign()], clock, SETTINGS)
+    stats = advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS)
     assert (stats.coupons, stats.deliveries) == (1, 1)
     ideas = deliveries(store_engine)[-1]
     expected = ab.assign(
@@ -160,9 +160,9 @@ def test_card_without_balance_exits_the_flow(store_engine: Engine, clock: FakeCl
     contact = add_contact(store_engine, "a@example.com", now=clock.now())
     add_card(store_engine, contact, clock.now(), "0")
     row = enrol(store_engine, contact, clock.now())
-    advance_due(store_engine, [gift_campaign()], clock, SETTINGS)
+    advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS)
     clock.advance(timedelta(days=2))
-    assert advance_due(store_engine, [gift_campaign()], clock, SETTINGS).exited == 1
+    assert advance_due(store_engine, workspace(gift_campaign()), clock, SETTINGS).exited == 1
     assert (enrolment(store_engine, row).state, enrolment(store_engine, row).end_reason) == ("exited", "exit")
 
 
@@ -172,7 +172,7 @@ def test_event_wait_times_out_then_waits_until_the_contacts_next_ten_oclock(
     contact = add_contact(store_engine, "a@example.com", now=clock.now(), timezone="America/New_York")
     add_card(store_engine, contact, clock.now(), "30.00")
     row = enrol(store_engine, contact, clock.now())
-    flow = [gift_campaign()]
+    flow = workspace(gift_campaign())
     advance_due(store_engine, flow, clock, SETTINGS)
     clock.advance(timedelta(days=2))
     advance_due(store_engine, flow, clock, SETTINGS)
@@ -193,7 +193,7 @@ def test_goal_event_converts_the_enrolment_and_stops_further_sends(
     contact = add_contact(store_engine, "a@example.com", now=clock.now())
     add_card(store_engine, contact, clock.now(), "30.00")
     row = enrol(store_engine, contact, clock.now())
-    flow = [gift_campaign()]
+    flow = workspace(gift_campaign())
     advance_due(store_engine, flow, clock, SETTINGS)
     clock.advance(timedelta(hours=5))
     event = add_event(store_engine, contact, "order.placed", clock.now())
@@ -215,11 +215,11 @@ def test_awaited_event_wakes_a_waiting_enrolment_early(store_engine: Engine, clo
     )
     contact = add_contact(store_engine, "a@example.com", now=clock.now())
     row = enrol(store_engine, contact, clock.now(), campaign_id="exchange-help")
-    advance_due(store_engine, [waiting], clock, SETTINGS)
+    advance_due(store_engine, workspace(waiting), clock, SETTINGS)
     assert enrolment(store_engine, row).state == "waiting"
     clock.advance(timedelta(hours=3))
     event = add_event(store_engine, contact, "return.requested", clock.now())
-    stats = on_events(store_engine, [waiting], [event], clock, SETTINGS)
+    stats = on_events(store_engine, workspace(waiting), [event], clock, SETTINGS)
     assert (stats.woken, stats.deliveries, stats.completed) == (1, 1, 1)
 
 

@@ -19,6 +19,9 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "clock": 0,
     "settings": 0,
+    "safety": 0,  # pure checks over settings, shared by the CLI refusals and doctor
+    "doctor": 2,  # settings, DNS and HTTP checks before real mail goes out
+    "opening_hours": 0,
     "message": 0,
     "tokens": 0,
     "logs": 0,

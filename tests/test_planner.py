@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from test_planner_support import Workspace, add_contacts, add_orders, campaign, schedules, settings
+from test_planner_support import add_contacts, add_orders, campaign, schedules, settings, workspace
 
 from engine.clock import FakeClock
 from engine.runtime.occurrences import current_occurrence, due_occurrences, occurrence_from_key
 from engine.runtime.planner import plan_occurrence
 from engine.store.models import Delivery, Enrolment, Post
+from engine.workspace.loader import Workspace
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
@@ -30,6 +32,9 @@ def scheduled(engine: Engine) -> dict[int, datetime]:
         return {contact_id: when for contact_id, when in rows}
 
 
+UTC_ZONE = ZoneInfo("UTC")
+
+
 def plan(
     engine: Engine,
     tmp_path: Path,
@@ -40,9 +45,11 @@ def plan(
     due_now: bool = False,
     key: str | None = None,
 ) -> Any:
-    ws = ws or Workspace()
+    ws = ws or workspace()
     occurrence = (
-        occurrence_from_key(the_campaign, key, ws.schedules) if key else current_occurrence(the_campaign, now)
+        occurrence_from_key(the_campaign, key, ws.schedules, default_zone=UTC_ZONE)
+        if key
+        else current_occurrence(the_campaign, now, ws.schedules, default_zone=UTC_ZONE)
     )
     return plan_occurrence(
         engine,
@@ -184,14 +191,16 @@ def test_shipping_cutoff_offsets_follow_each_contacts_country_and_method(
     store_engine: Engine, tmp_path: Path
 ) -> None:
     add_shipping_contacts(store_engine)
-    ws = Workspace(schedules=schedules(CUTOFFS))
+    ws = workspace(schedules=schedules(CUTOFFS))
     reminders = campaign(
         "shipping-deadlines",
         trigger={
             "calendar": {"date": "shipping_cutoff", "offsets": ["-2d"], "at": "09:00", "local_time": True}
         },
     )
-    stats = plan(store_engine, tmp_path, reminders, utc("2026-12-01T00:00"), ws=ws, key="shipping_cutoff-2d")
+    stats = plan(
+        store_engine, tmp_path, reminders, utc("2026-12-01T00:00"), ws=ws, key="shipping_cutoff-2d@2026-12-24"
+    )
     assert stats.created == 3
     assert stats.excluded == {"no_cutoff": 1}
     assert scheduled(store_engine) == {
@@ -226,7 +235,11 @@ def test_an_occurrence_outside_the_window_sends_nothing(store_engine: Engine, tm
     stats = plan(store_engine, tmp_path, late, utc("2027-01-10T10:00"))
     assert stats.created == 0
     assert stats.excluded == {"outside_window": 4}
-    assert due_occurrences(late, None, utc("2027-01-01T00:00"), utc("2027-01-31T00:00")) == []
+    empty = workspace().schedules
+    assert (
+        due_occurrences(late, empty, utc("2027-01-01T00:00"), utc("2027-01-31T00:00"), default_zone=UTC_ZONE)
+        == []
+    )
 
 
 def test_a_draft_campaign_plans_nothing(store_engine: Engine, tmp_path: Path) -> None:
@@ -286,7 +299,7 @@ def test_triggering_a_shipping_reminder_now_still_leaves_out_contacts_without_a_
     store_engine: Engine, tmp_path: Path
 ) -> None:
     add_shipping_contacts(store_engine)
-    ws = Workspace(schedules=schedules(CUTOFFS))
+    ws = workspace(schedules=schedules(CUTOFFS))
     reminders = campaign(
         "shipping-deadlines",
         trigger={
@@ -294,6 +307,8 @@ def test_triggering_a_shipping_reminder_now_still_leaves_out_contacts_without_a_
         },
     )
     now = utc("2026-12-05T10:00")
-    stats = plan(store_engine, tmp_path, reminders, now, ws=ws, key="shipping_cutoff-2d", due_now=True)
+    stats = plan(
+        store_engine, tmp_path, reminders, now, ws=ws, key="shipping_cutoff-2d@2026-12-24", due_now=True
+    )
     assert (stats.created, stats.excluded) == (3, {"no_cutoff": 1})
     assert set(scheduled(store_engine).values()) == {now}

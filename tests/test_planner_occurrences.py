@@ -14,6 +14,9 @@ from engine.runtime.occurrences import (
     occurrence_from_key,
 )
 
+UTC_ZONE = ZoneInfo("UTC")
+NONE = schedules({})
+
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -38,14 +41,18 @@ def test_crontab_weekday_numbers_and_steps_fire_on_the_days_cron_means() -> None
 
 def test_weekly_schedule_fires_on_mondays_in_the_campaign_zone() -> None:
     weekly = campaign("weekly", timezone="Europe/Bucharest", trigger={"schedule": {"cron": "0 10 * * MON"}})
-    found = due_occurrences(weekly, None, utc("2026-12-01T00:00"), utc("2026-12-20T00:00"))
+    found = due_occurrences(
+        weekly, NONE, utc("2026-12-01T00:00"), utc("2026-12-20T00:00"), default_zone=UTC_ZONE
+    )
     assert [o.key for o in found] == ["2026-12-07T10:00", "2026-12-14T10:00"]
     assert found[0].fire_at == utc("2026-12-07T08:00")
 
 
 def test_a_local_time_schedule_has_one_key_for_every_zone_and_fires_for_the_earliest() -> None:
     daily = campaign("daily", trigger={"schedule": {"cron": "0 9 * * *", "local_time": True}})
-    found = due_occurrences(daily, None, utc("2026-12-13T12:00"), utc("2026-12-14T12:00"))
+    found = due_occurrences(
+        daily, NONE, utc("2026-12-13T12:00"), utc("2026-12-14T12:00"), default_zone=UTC_ZONE
+    )
     assert [o.key for o in found] == ["2026-12-14T09:00"]
     assert found[0].fire_at == utc("2026-12-13T19:00")  # 09:00 at UTC+14, the first zone to reach it
 
@@ -55,22 +62,40 @@ def test_calendar_occurrences_name_the_date_the_offset_and_the_day() -> None:
     countdown = campaign(
         "christmas", trigger={"calendar": {"date": "christmas", "offsets": ["-7d", "0d"], "at": "10:00"}}
     )
-    found = due_occurrences(countdown, ws, utc("2026-12-01T00:00"), utc("2026-12-31T00:00"))
+    found = due_occurrences(
+        countdown, ws, utc("2026-12-01T00:00"), utc("2026-12-31T00:00"), default_zone=UTC_ZONE
+    )
     assert [o.key for o in found] == ["christmas-7d@2026-12-18", "christmas+0d@2026-12-25"]
-    assert occurrence_from_key(countdown, "christmas-7d@2026-12-18", ws).fire_at == utc("2026-12-18T10:00")
+    assert occurrence_from_key(
+        countdown, "christmas-7d@2026-12-18", ws, default_zone=UTC_ZONE
+    ).fire_at == utc("2026-12-18T10:00")
 
 
 def test_paused_campaigns_have_no_due_occurrences() -> None:
     paused = campaign("paused", status="paused", trigger={"schedule": {"cron": "0 10 * * *"}})
-    assert due_occurrences(paused, None, utc("2026-12-01T00:00"), utc("2026-12-05T00:00")) == []
+    assert (
+        due_occurrences(paused, NONE, utc("2026-12-01T00:00"), utc("2026-12-05T00:00"), default_zone=UTC_ZONE)
+        == []
+    )
 
 
 def test_trigger_fires_the_latest_scheduled_time_or_a_manual_occurrence() -> None:
     weekly = campaign("weekly", trigger={"schedule": {"cron": "0 10 * * MON"}})
-    assert current_occurrence(weekly, utc("2026-12-16T09:00")).key == "2026-12-14T10:00"
+    assert (
+        current_occurrence(weekly, utc("2026-12-16T09:00"), NONE, default_zone=UTC_ZONE).key
+        == "2026-12-14T10:00"
+    )
     at = campaign("once", trigger={"at": "2027-01-04T10:00"})
-    assert current_occurrence(at, utc("2026-12-16T09:00")).key == "2027-01-04T10:00"
+    assert (
+        current_occurrence(at, utc("2026-12-16T09:00"), NONE, default_zone=UTC_ZONE).key == "2027-01-04T10:00"
+    )
     yearly = campaign("yearly", trigger={"schedule": {"cron": "0 10 1 1 *"}}, timezone="America/New_York")
-    assert current_occurrence(yearly, utc("2026-12-16T03:00")).key == "2026-01-01T10:00"
+    assert (
+        current_occurrence(yearly, utc("2026-12-16T03:00"), NONE, default_zone=UTC_ZONE).key
+        == "2026-01-01T10:00"
+    )
     event = campaign("welcome", trigger={"event": {"type": "site.first_visit"}}, timezone="America/New_York")
-    assert current_occurrence(event, utc("2026-12-16T03:00")).key == "manual-2026-12-15"
+    assert (
+        current_occurrence(event, utc("2026-12-16T03:00"), NONE, default_zone=UTC_ZONE).key
+        == "manual-2026-12-15"
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, ShopOrder
+from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign
 from engine.workspace.schedules import ScheduleFile, Schedules
 from engine.workspace.segments import Segment
@@ -19,13 +20,16 @@ from engine.workspace.segments import Segment
 GRANTED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@dataclass
-class Workspace:
-    """The parts of a loaded workspace the planner reads: campaigns, segments, schedules."""
-
-    campaigns: dict[str, Campaign] = field(default_factory=dict)
-    segments: dict[str, Segment] = field(default_factory=dict)
-    schedules: Schedules = field(default_factory=Schedules)
+def workspace(
+    *campaigns: Campaign, segments: dict[str, Segment] | None = None, schedules: Schedules | None = None
+) -> Workspace:
+    """A real workspace holding these campaigns (its root is never read: templates are not rendered)."""
+    return Workspace(
+        root=Path("."),
+        campaigns={c.key: c for c in campaigns},
+        segments=dict(segments or {}),
+        schedules=schedules or Schedules(),
+    )
 
 
 def campaign(campaign_id: str, **spec: Any) -> Campaign:

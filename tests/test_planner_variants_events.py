@@ -6,15 +6,17 @@ import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Engine
-from test_planner_support import Workspace, add_contacts, add_orders, campaign, settings
+from test_planner_support import add_contacts, add_orders, campaign, settings, workspace
 
 from engine.clock import FakeClock
 from engine.runtime import variants as ab
+from engine.runtime.enrolment import enrol_for_events
 from engine.runtime.occurrences import current_occurrence
-from engine.runtime.planner import enrol_for_events, plan_occurrence
+from engine.runtime.planner import plan_occurrence
 from engine.store.models import Consent, Delivery, Enrolment, ShopEvent, Suppression
 from engine.workspace.segments import Segment
 
@@ -39,9 +41,9 @@ def test_variant_in_the_outbox_is_the_one_the_flow_stepper_computes(
     ideas = ab_campaign()
     plan_occurrence(
         store_engine,
-        Workspace(),
+        workspace(),
         ideas,
-        current_occurrence(ideas, NOW),
+        current_occurrence(ideas, NOW, workspace().schedules, default_zone=ZoneInfo("UTC")),
         clock=FakeClock(NOW),
         settings=settings(tmp_path),
     )
@@ -106,14 +108,14 @@ def test_events_enrol_their_contact_once_per_contact_when_asked(store_engine: En
             {"send": {"template": "balance"}},
         ],
     )
-    ws = Workspace(campaigns={"gift-card-welcome": welcome})
+    ws = workspace(welcome)
     _event(store_engine, 10, 1, "gift_card.redeemed", {})
     _event(store_engine, 11, 2, "gift_card.redeemed", {})  # has ordered before: the where excludes them
     _event(store_engine, 12, 1, "gift_card.redeemed", {})  # a second card: once per contact
     _event(store_engine, 13, 1, "order.placed", {})
     clock = FakeClock(NOW)
-    made = enrol_for_events(store_engine, ws, [10, 11, 12, 13], clock, settings(tmp_path))
-    again = enrol_for_events(store_engine, ws, [10, 11, 12, 13], clock, settings(tmp_path))
+    made = enrol_for_events(store_engine, ws, [10, 11, 12, 13], clock, settings(tmp_path)).created
+    again = enrol_for_events(store_engine, ws, [10, 11, 12, 13], clock, settings(tmp_path)).created
     table = Enrolment.__table__  # type: ignore[attr-defined]
     with store_engine.connect() as conn:
         rows = conn.execute(select(table.c.contact_id, table.c.occurrence, table.c.event_id)).all()
@@ -175,7 +177,7 @@ def test_plan_count_matches_an_independent_sql_count(store_engine: Engine, tmp_p
             for n in range(400)
         ],
     )
-    ws = Workspace(
+    ws = workspace(
         segments={
             "holiday-shoppers": Segment.model_validate(
                 {"where": [{"order": {"placed_within": ["2026-11-01", "2026-12-31"]}}]}
@@ -194,7 +196,7 @@ def test_plan_count_matches_an_independent_sql_count(store_engine: Engine, tmp_p
         store_engine,
         ws,
         offers,
-        current_occurrence(offers, NOW),
+        current_occurrence(offers, NOW, ws.schedules, default_zone=ZoneInfo("UTC")),
         clock=FakeClock(NOW),
         settings=settings(tmp_path),
     )

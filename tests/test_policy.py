@@ -45,6 +45,21 @@ def test_marketing_without_consent_is_skipped_as_no_consent() -> None:
     assert (decision.action, decision.reason) == ("skip", "no_consent")
 
 
+def test_the_soft_opt_in_sends_to_a_customer_who_never_opted_out() -> None:
+    soft = CampaignRules("apology", basis="existing_customer")
+    customer = facts(consented_channels=frozenset(), customer=True)
+    assert decide(soft, customer, channel="email", now=NOW).sends
+    assert not decide(MARKETING, customer, channel="email", now=NOW).sends  # express consent needed there
+
+
+def test_the_soft_opt_in_never_reaches_someone_who_opted_out_or_never_bought() -> None:
+    soft = CampaignRules("apology", basis="existing_customer")
+    withdrew = facts(consented_channels=frozenset(), withdrawn_channels=frozenset({"email"}), customer=True)
+    browser = facts(consented_channels=frozenset(), customer=False)
+    assert decide(soft, withdrew, channel="email", now=NOW).reason == "no_consent"
+    assert decide(soft, browser, channel="email", now=NOW).reason == "no_consent"
+
+
 def test_transactional_needs_no_marketing_consent() -> None:
     assert decide(TRANSACTIONAL, facts(consented_channels=frozenset()), channel="email", now=NOW).sends
 

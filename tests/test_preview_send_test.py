@@ -43,7 +43,12 @@ def client(tmp_path: Path, smtp: SmtpServer, clock: FakeClock) -> Iterator[TestC
     (card / "email.mjml").write_text(CARD)
     (card / "sample.yaml").write_text("contact: {id: 3, email: ana@example.com, first_name: Ana}\n")
     settings = load_settings(
-        workspace=tmp_path, secret_key="s" * 40, email_channel="smtp", smtp_url=smtp.url()
+        workspace=tmp_path,
+        secret_key="s" * 40,
+        email_channel="smtp",
+        smtp_url=smtp.url(),
+        smtp_require_tls=False,  # a local relay without credentials
+        public_url="https://shop.example.com",
     )
     app = create_preview_app(settings, clock=clock, watch=False)
     with TestClient(app, base_url="http://127.0.0.1:8025") as test_client:

@@ -38,6 +38,9 @@ event_types = st.sampled_from(
         "order.problem",
         "gift_card.purchased",
         "gift_card.redeemed",
+        "exchange.shipped",
+        "claim.opened",
+        "claim.resolved",
         "custom.x",
         "bad",
     ]
@@ -58,10 +61,17 @@ data_values = st.dictionaries(
             "placed_at",
             "items",
             "problem",
+            "claim_id",
+            "recipient_name",
+            "recipient_locale",
+            "send_on",
+            "message",
+            "tracking_url",
         ]
     ),
     st.sampled_from(
         ["O-1", "GC-1", "12.5", "-1", "1e400", "EUR", "eur", "a@b.co", "", "2026-12-01T10:00:00Z"]
+        + ["2026-12-24", "2026-02-30", "javascript:alert(1)", "https://x.example/t", "a\u2028b", "x" * 600]
     )
     | json_values,
     max_size=6,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
+from engine.feedback.stats import campaign_stats
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryEvent
 from engine.store.suppressions import blocked_reason
@@ -119,7 +120,12 @@ def test_a_signed_batch_is_applied_once_even_when_delivered_twice(
         first = client.post("/webhooks/sendgrid", content=body, headers=headers)
         second = client.post("/webhooks/sendgrid", content=body, headers=headers)
     assert first.status_code == 200 and first.json()["stored"] == 4
-    assert second.status_code == 200 and second.json() == {"received": 4, "stored": 0, "duplicate": 4}
+    assert second.status_code == 200 and second.json() == {
+        "received": 4,
+        "stored": 0,
+        "duplicate": 4,
+        "paused": [],
+    }
     with store_engine.connect() as conn:
         rows = conn.execute(select(DeliveryEvent.__table__).order_by("provider_event_id")).all()  # type: ignore[attr-defined]
         assert [(r.type, r.delivery_id) for r in rows] == [
@@ -139,13 +145,14 @@ def test_a_signed_batch_is_applied_once_even_when_delivered_twice(
     assert open_consents == 0
 
 
-@pytest.mark.parametrize("problem", ["missing", "invalid", "other_key", "stale", "garbled"])
+@pytest.mark.parametrize("problem", ["missing", "invalid", "other_key", "stale", "future", "garbled"])
 def test_unverifiable_posts_are_refused_with_403(
     sqlite_engine: Engine, tmp_path: Path, clock: FakeClock, problem: str
 ) -> None:
     body = _events(1)
     now = str(int(clock.now().timestamp()))
-    stale = str(int(clock.now().timestamp()) - 3600)
+    stale = str(int(clock.now().timestamp()) - 26 * 3600)  # past SendGrid's 24 h of retries
+    future = str(int(clock.now().timestamp()) + 3600)
     headers = {
         "missing": {},
         "invalid": {
@@ -161,6 +168,10 @@ def test_unverifiable_posts_are_refused_with_403(
         "stale": {
             "X-Twilio-Email-Event-Webhook-Signature": sign(body, stale),
             "X-Twilio-Email-Event-Webhook-Timestamp": stale,
+        },
+        "future": {
+            "X-Twilio-Email-Event-Webhook-Signature": sign(body, future),
+            "X-Twilio-Email-Event-Webhook-Timestamp": future,
         },
         "garbled": {
             "X-Twilio-Email-Event-Webhook-Signature": "%%%not base64",
@@ -192,3 +203,122 @@ def test_event_timestamps_are_kept_as_aware_times(
     with sqlite_engine.connect() as conn:
         first = conn.execute(select(DeliveryEvent.__table__.c.occurred_at).limit(1)).scalar_one()  # type: ignore[attr-defined]
     assert first == datetime.fromtimestamp(1796112000, UTC)
+
+
+def _signed(body: bytes, stamp: int) -> dict[str, str]:
+    return {
+        "X-Twilio-Email-Event-Webhook-Signature": sign(body, str(stamp)),
+        "X-Twilio-Email-Event-Webhook-Timestamp": str(stamp),
+        "Content-Type": "application/json",
+    }
+
+
+def test_a_batch_sendgrid_retries_after_a_20_hour_outage_is_stored_and_its_replay_changes_nothing(
+    store_engine: Engine, tmp_path: Path, clock: FakeClock
+) -> None:
+    delivery_id = _seed(store_engine, clock)
+    body = _events(delivery_id)
+    signed_at = int(clock.now().timestamp())
+    headers = _signed(body, signed_at)  # the first POST failed: our endpoint was down
+    clock.advance(timedelta(hours=20))
+
+    with _app(store_engine, tmp_path, clock, sendgrid_webhook_public_key=PUBLIC_B64) as client:
+        retried = client.post("/webhooks/sendgrid", content=body, headers=headers)
+        replayed = client.post("/webhooks/sendgrid", content=body, headers=headers)
+
+    assert retried.status_code == 200 and retried.json()["stored"] == 4
+    assert replayed.status_code == 200 and replayed.json()["stored"] == 0
+    with store_engine.connect() as conn:
+        assert blocked_reason(conn, "ann@example.com", "email", "transactional") == "spam_report"
+
+
+def _post_signed(client: TestClient, clock: FakeClock, events: list[dict[str, Any]]) -> Any:
+    body = json.dumps(events).encode()
+    return client.post(
+        "/webhooks/sendgrid", content=body, headers=_signed(body, int(clock.now().timestamp()))
+    )
+
+
+def test_apple_privacy_prefetches_are_recorded_as_machine_opens_and_never_counted_as_opens(
+    store_engine: Engine, tmp_path: Path, clock: FakeClock
+) -> None:
+    delivery_id = _seed(store_engine, clock)
+    events = [
+        {
+            "email": "ann@example.com",
+            "event": "open",
+            "sg_machine_open": True,
+            "sg_event_id": "m1",
+            "timestamp": 1796112000,
+            "delivery_id": str(delivery_id),
+        },
+        {
+            "email": "ann@example.com",
+            "event": "open",
+            "sg_machine_open": True,
+            "sg_event_id": "m2",
+            "timestamp": 1796112001,
+            "delivery_id": str(delivery_id),
+        },
+    ]
+    with _app(store_engine, tmp_path, clock, sendgrid_webhook_public_key=PUBLIC_B64) as client:
+        assert _post_signed(client, clock, events).status_code == 200
+        [machine_only] = campaign_stats(store_engine, window_days=7)
+        person = {
+            "email": "ann@example.com",
+            "event": "open",
+            "sg_machine_open": False,
+            "sg_event_id": "h1",
+            "timestamp": 1796115600,
+            "delivery_id": str(delivery_id),
+        }
+        assert _post_signed(client, clock, [person]).status_code == 200
+        [with_person] = campaign_stats(store_engine, window_days=7)
+
+    assert (machine_only.opened, machine_only.machine_opened) == (0, 1)
+    assert (with_person.opened, with_person.machine_opened) == (1, 1)
+    with store_engine.connect() as conn:
+        kinds = conn.execute(select(DeliveryEvent.__table__.c.type).order_by("provider_event_id")).scalars()  # type: ignore[attr-defined]
+        assert list(kinds) == ["open", "machine_open", "machine_open"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "suppressed_as", "consent_withdrawn"),
+    [
+        ("Bounced Address", "hard_bounce", False),
+        ("Spam Reporting Address", "spam_report", True),
+        ("Unsubscribed Address", "unsubscribe", True),
+        ("Invalid", None, False),
+        ("Recipient List over Package Quota", None, False),
+    ],
+)
+def test_a_message_dropped_for_an_address_on_sendgrid_s_lists_suppresses_it_here_too(
+    store_engine: Engine,
+    tmp_path: Path,
+    clock: FakeClock,
+    reason: str,
+    suppressed_as: str | None,
+    consent_withdrawn: bool,
+) -> None:
+    delivery_id = _seed(store_engine, clock)
+    dropped = {
+        "email": "Ann@Example.com",
+        "event": "dropped",
+        "reason": reason,
+        "sg_event_id": "d1",
+        "timestamp": 1796112000,
+        "delivery_id": str(delivery_id),
+    }
+    with _app(store_engine, tmp_path, clock, sendgrid_webhook_public_key=PUBLIC_B64) as client:
+        assert _post_signed(client, clock, [dropped]).status_code == 200
+
+    with store_engine.connect() as conn:
+        assert blocked_reason(conn, "ann@example.com", "email", "marketing") == suppressed_as
+        [event] = conn.execute(select(DeliveryEvent.__table__)).all()  # type: ignore[attr-defined]
+        open_consents = conn.execute(
+            select(func.count())
+            .select_from(Consent.__table__)
+            .where(Consent.__table__.c.withdrawn_at.is_(None))  # type: ignore[attr-defined]
+        ).scalar_one()
+    assert (event.type, event.reason) == ("dropped", reason)
+    assert open_consents == (0 if consent_withdrawn else 1)

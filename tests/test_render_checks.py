@@ -54,8 +54,19 @@ def test_mjml_error_is_reported(tmp_path: Path) -> None:
     assert any("MJML error" in m for m in _messages(_check(tmp_path)))
 
 
-def test_marketing_template_without_unsubscribe_link_is_reported(tmp_path: Path) -> None:
-    folder = tmp_path / "templates"
+def _sending_campaign(root: Path, name: str, template: str, category: str) -> Path:
+    audience = "audience:\n  where:\n    - consent: email\n" if category == "marketing" else ""
+    return write(
+        root / "campaigns" / f"{name}.yaml",
+        f"name: {name}\nstatus: active\ncategory: {category}\n{audience}"
+        + ("trigger:\n  at: 2027-01-04T10:00\n" if audience else "trigger:\n  event: {type: order.placed}\n")
+        + f"steps:\n  - id: {name}\n    send: {{channel: email, template: {template}}}\n",
+    )
+
+
+def _bare(root: Path) -> None:
+    """A template without an unsubscribe link: written as a service message."""
+    folder = root / "templates"
     write(
         folder / "bare" / "email.mjml",
         "---\nsubject: Hi\n---\n<mjml><mj-body>"
@@ -63,7 +74,34 @@ def test_marketing_template_without_unsubscribe_link_is_reported(tmp_path: Path)
         + "</mj-body></mjml>\n",
     )
     write(folder / "bare" / "sample.yaml", SAMPLE)
-    assert any("does not show the unsubscribe link" in m for m in _messages(_check(tmp_path)))
+
+
+def test_marketing_template_without_unsubscribe_link_is_reported(tmp_path: Path) -> None:
+    _bare(tmp_path)
+    campaign = _sending_campaign(tmp_path, "news", "bare", "marketing")
+    messages = _messages(_check(tmp_path))
+    assert any("does not show the unsubscribe link" in m for m in messages)
+    step_line = campaign.read_text().splitlines().index("  - id: news") + 1
+    assert any(
+        m.startswith(f"{campaign}:{step_line}:") and "written as a service message" in m for m in messages
+    )
+
+
+def test_a_template_no_campaign_sends_is_checked_as_it_is_written(tmp_path: Path) -> None:
+    _bare(tmp_path)
+    assert _messages(_check(tmp_path)) == []  # a service message needs no unsubscribe link
+    templates_dir(tmp_path)
+    _template(tmp_path, "news", section("Hi"))  # the layout's footer has the link: marketing
+    write(tmp_path / "templates" / "_partials" / "footer.mjml", section("{{ unsubscribe_url }}"))
+    assert any("postal address" in m for m in _messages(_check(tmp_path)))
+
+
+def test_a_transactional_campaign_sending_the_marketing_footer_is_warned(tmp_path: Path) -> None:
+    _template(tmp_path, "receipt", section("Thank you"))
+    campaign = _sending_campaign(tmp_path, "receipts", "receipt", "transactional")
+    problems = [p for p in _check(tmp_path) if str(p.location.path) == str(campaign)]
+    assert [p.severity for p in problems] == ["warning"]
+    assert "marketing footer" in problems[0].message and "_layouts/service.mjml" in problems[0].message
 
 
 def test_marketing_template_without_postal_address_is_reported(tmp_path: Path) -> None:
@@ -93,7 +131,7 @@ def test_image_without_alt_is_reported_at_the_image_line(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("href", "why"),
     [
-        ("javascript:alert(1)", "not an http(s) or mailto link"),
+        ("javascript:alert(1)", "not an http(s), mailto or tel link"),
         ("https://", "no valid host"),
         ("https://shop.example.com/a b", "contains spaces"),
         ("mailto:nobody", "not an email address"),

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    for folder in ("templates", "schedules", "campaigns"):  # templates read the workspace's labels
+        shutil.copytree(REPO / folder, tmp_path / folder)
     monkeypatch.setenv("TIDINGS_SECRET_KEY", SECRET)
     monkeypatch.setenv("TIDINGS_WORKSPACE", str(tmp_path))
     return tmp_path
@@ -29,11 +30,20 @@ def test_render_prints_the_html_of_the_sample(workspace: Path, capsys: pytest.Ca
 
 
 def test_render_json_has_the_documented_keys(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", "apology-coupon", "--locale", "en", "--json"]) == 0
+    assert main(["render", "win-back", "--locale", "en", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) == {"subject", "preheader", "html", "text", "headers", "size", "locale"}
-    assert data["locale"] == "en" and data["subject"] == "We are sorry about your order NB-10977"
+    assert data["locale"] == "en" and data["subject"] == "We miss you, James"
     assert data["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_service_message_renders_without_unsubscribe_headers(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", "apology-coupon", "--locale", "en", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["subject"] == "We are sorry about your order NB-10977"
+    assert "List-Unsubscribe" not in data["headers"] and "/u/" not in data["html"]
 
 
 def test_render_text_writes_to_a_file(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

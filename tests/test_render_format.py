@@ -59,11 +59,16 @@ def _render(renderer: Renderer, locale: str, currency: str = "EUR", zone: str = 
     return renderer.render_email("dates", ctx, locale=locale).text
 
 
-def test_romanian_file_formats_dates_and_money_in_romanian(renderer: Renderer) -> None:
+def test_romanian_file_formats_dates_and_money_in_romanian_with_prices_in_lei(renderer: Renderer) -> None:
     text = _render(renderer, "ro", "RON").replace("\u00a0", " ")
     assert "D=19 decembrie 2026" in text
-    assert "M=1.234,50 RON" in text
+    assert "M=1.234,50 lei" in text and "RON" not in text
     assert "N=1.234,5" in text
+
+
+def test_lei_are_romanian_only_other_languages_keep_the_currency_code(renderer: Renderer) -> None:
+    assert "M=1\u00a0234,50\u00a0RON" in _render(renderer, "et", "RON")
+    assert "M=1.234,50 EUR" in _render(renderer, "ro", "EUR").replace("\u00a0", " ")
 
 
 def test_estonian_file_formats_dates_and_money_in_estonian(renderer: Renderer) -> None:

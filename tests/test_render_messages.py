@@ -33,13 +33,31 @@ def test_marketing_email_has_one_click_unsubscribe_headers(renderer: Renderer) -
     assert message.headers["X-Tidings-Campaign"] == "winter"
     assert message.headers["X-Tidings-Delivery"] == "41"
     assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    url, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", message.headers["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    url = re.fullmatch(r"<(https?://[^>]+)>", message.headers["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
     assert url.startswith("http://127.0.0.1:8026/u/")
     token = url.rsplit("/", 1)[1]
-    assert mailto == f"mailto:unsubscribe@shop.example.com?subject=unsubscribe-{token}"
     claim = UnsubscribeTokens(SECRET).verify(token)
     assert (claim.contact_id, claim.channel, claim.campaign_id) == (7, "email", "winter")
     assert f'href="{url}"' in message.html  # the visible link in the footer, untagged
+
+
+def test_a_mailbox_the_shop_processes_is_offered_after_the_one_click_url(tmp_path: Path) -> None:
+    folder = templates_dir(tmp_path)
+    email_file(folder, "offer", section("Hi {{ contact.first_name }}"))
+    settings = settings_for(
+        tmp_path, public_url="https://shop.example.com/t", unsubscribe_mailto="optout@shop.example.com"
+    )
+    message = Renderer(settings, folder).render_email("offer", context(settings), campaign_id="winter")
+
+    url, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", message.headers["List-Unsubscribe"]).groups()  # type: ignore[union-attr]
+    assert url.startswith("https://shop.example.com/t/u/")
+    assert mailto == f"mailto:optout@shop.example.com?subject=unsubscribe-{url.rsplit('/', 1)[1]}"
+
+
+def test_no_mailto_is_offered_for_a_mailbox_nobody_reads(renderer: Renderer) -> None:
+    message = renderer.render_email("offer", context(renderer.settings), campaign_id="winter")
+
+    assert "mailto:" not in message.headers["List-Unsubscribe"]
 
 
 def test_transactional_email_has_no_list_unsubscribe_headers(renderer: Renderer) -> None:

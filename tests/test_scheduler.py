@@ -183,7 +183,7 @@ def test_per_contact_cutoff_job_fires_before_the_earliest_contact_is_due(root: P
     assert first is not None
     # The first cutoff day minus one is 2026-10-25; 09:00 there comes first on UTC+14.
     assert first == datetime(2026, 10, 24, 19, 0, tzinfo=UTC)
-    assert only.occurrence(first).key == "shipping_cutoff-1d"
+    assert only.occurrence(first).key == "shipping_cutoff-1d@2026-11-06"  # the season's deliver_before
 
 
 def test_daily_0130_job_on_the_autumn_change_sends_once(tmp_path: Path, sqlite_engine: Engine) -> None:
@@ -194,7 +194,8 @@ def test_daily_0130_job_on_the_autumn_change_sends_once(tmp_path: Path, sqlite_e
     settings = settings_for(root, tmp_path / "tidings.db")
     (trigger,) = campaign_triggers(campaign, workspace.schedules, years=range(2026, 2027), default_zone=ZONE)
 
-    # APScheduler fires the wall-clock 01:30 twice on 2026-11-01 (EDT, then again EST).
+    # The wall clock shows 01:30 twice on 2026-11-01 (EDT, then EST); cron fires at the first one
+    # only, and next at 01:30 on the 2nd (APScheduler's own CronTrigger fired at both).
     fires: list[datetime] = []
     previous, now = None, datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
     while len(fires) < 2:
@@ -202,14 +203,18 @@ def test_daily_0130_job_on_the_autumn_change_sends_once(tmp_path: Path, sqlite_e
         assert moment is not None
         fires.append(moment)
         previous = now = moment
-    assert [f.astimezone(UTC).hour for f in fires] == [5, 6]
+    assert [f.astimezone(UTC) for f in fires] == [
+        datetime(2026, 11, 1, 5, 30, tzinfo=UTC),
+        datetime(2026, 11, 2, 6, 30, tzinfo=UTC),
+    ]
 
+    # A restart that fires the same occurrence again (or an older scheduler's double fire) adds nothing.
     clock = FakeClock(fires[0])
     created = []
-    for moment in fires:
+    for moment in (fires[0], fires[0] + timedelta(hours=1)):
         clock.set(moment)
         stats = fire(
-            sqlite_engine, workspace, campaign, trigger.occurrence(moment), clock=clock, settings=settings
+            sqlite_engine, workspace, campaign, trigger.occurrence(fires[0]), clock=clock, settings=settings
         )
         created.append(stats.created)
 

@@ -116,3 +116,51 @@ def test_workspace_option_decides_where_the_database_is_created(
 def test_postgres_url_is_mapped_to_psycopg_3() -> None:
     settings = Settings(database_url="postgres://postgres@127.0.0.1:5432/shop")
     assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_an_unsubscribe_mailbox_that_is_not_an_address_is_refused() -> None:
+    with pytest.raises(SettingsError, match="TIDINGS_UNSUBSCRIBE_MAILTO"):
+        load_settings(unsubscribe_mailto="unsubscribe at shop")
+
+
+def test_an_unsubscribe_mailbox_given_as_a_mailto_link_is_kept_as_its_address() -> None:
+    assert load_settings(unsubscribe_mailto="mailto:optout@shop.example.com").unsubscribe_mailto == (
+        "optout@shop.example.com"
+    )
+
+
+def test_support_contacts_reach_templates_as_shop_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDINGS_SHOP__SUPPORT_EMAIL", "care@nordlys.example")
+    monkeypatch.setenv("TIDINGS_SHOP__SUPPORT_PHONE", "+40 21 555 0101")
+    monkeypatch.setenv("TIDINGS_SHOP__SUPPORT_CHAT_URL", "")
+    monkeypatch.setenv("TIDINGS_SHOP__SUPPORT_HOURS", "mon-thu 8:30-18:00; Fri 08:30-15:00 Europe/Bucharest")
+    support = load_settings().shop.as_context()["support"]
+    assert support == {
+        "email": "care@nordlys.example",
+        "phone": "+40 21 555 0101",
+        "phone_dial": "+40215550101",
+        "chat_url": None,  # an empty value switches the chat line off
+        "hours": "Mon-Thu 08:30-18:00, Fri 08:30-15:00 Europe/Bucharest",
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("TIDINGS_SHOP__SUPPORT_EMAIL", "help desk", "the address customers write to"),
+        ("TIDINGS_SHOP__SUPPORT_PHONE", "600 1234", "international number"),
+        ("TIDINGS_SHOP__SUPPORT_HOURS", "Mon-Fri 9-17", "weekdays, hours and a time zone"),
+        ("TIDINGS_SHOP__SUPPORT_HOURS", "Mon-Fri 09:00-17:00 Europe/Talinn", "unknown IANA time zone"),
+        ("TIDINGS_SHOP__SUPPORT_HOURS", "Fri-Mon 09:00-17:00 UTC", "the days run backwards"),
+        ("TIDINGS_SHOP__SUPPORT_HOURS", "Mon 17:00-09:00 UTC", "closes before it opens"),
+        ("TIDINGS_SHOP__SUPPORT_HOURS", "Mon-Fre 09:00-17:00 UTC", "unknown weekday 'Fre'"),
+    ],
+)
+def test_a_bad_support_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert variable in message and said in message and "\n" not in message

@@ -54,9 +54,12 @@ def write(workspace: Path, name: str, text: str) -> Path:
 def test_shipped_workspace_validates_without_problems() -> None:
     result = load_workspace(REPO, default_timezone="UTC")
     assert [str(p) for p in result.problems] == []
-    assert len(result.workspace.campaigns) == 10
+    assert (
+        len(result.workspace.campaigns) == 15
+    )  # the season, and five status messages about returns and claims
     assert set(result.workspace.segments) == {
         "holiday-shoppers",
+        "promotable",
         "consenting-customers",
         "gift-buyers",
         "problem-orders",

@@ -8,7 +8,10 @@ works without loading ``sendgrid`` or ``tweepy``.
 
 from engine.channels.base import (
     ChannelError,
+    ChannelSuspended,
+    DuplicatePost,
     EmailChannel,
+    OutcomeUnknown,
     PermanentFailure,
     RateLimited,
     SocialChannel,
@@ -18,7 +21,10 @@ from engine.channels.factory import email_channel_for, social_channel_for
 
 __all__ = [
     "ChannelError",
+    "ChannelSuspended",
+    "DuplicatePost",
     "EmailChannel",
+    "OutcomeUnknown",
     "PermanentFailure",
     "RateLimited",
     "SocialChannel",

@@ -2,34 +2,52 @@
 
 Every backend (``outbox``, ``sendgrid``, ``smtp``, ``x``) implements one of the two
 protocols below and nothing else in the engine knows which one is in use. A channel
-never retries, sleeps or rate-limits by itself: it reports what the provider said, in
-one of three shapes, and the dispatcher decides when to try again.
+never retries, sleeps or rate-limits by itself: it reports what the provider said, as
+one of the classified errors below, and the runtime decides what happens next.
 
 Classification (the same rule for every provider, written down here once):
 
-=========================  ====================================================  ===========================
-error                      what produces it                                      what the dispatcher does
-=========================  ====================================================  ===========================
-:class:`PermanentFailure`  HTTP 4xx other than 429 (400 invalid request, 401/403  fail the row now, keep the
-                           bad key or forbidden, 413 too large, X's duplicate-     provider's message
-                           content 403); SMTP 5xx replies; an invalid address or
-                           header found before anything is sent
-:class:`TransientFailure`  HTTP 5xx, timeouts, refused / reset connections,      retry with backoff
-                           SMTP 4xx replies, a dropped SMTP connection
-:class:`RateLimited`       HTTP 429, with the provider's reset when it sent one   retry no earlier than the
-                           (SendGrid ``Retry-After`` / ``X-RateLimit-Reset``,      provider's reset
-                           X's ``x-rate-limit-reset`` epoch)
-=========================  ====================================================  ===========================
+==========================  ===================================================  ===========================
+error                       what produces it                                     what the runtime does
+==========================  ===================================================  ===========================
+:class:`PermanentFailure`   HTTP 4xx other than 401/402/403/429 (400 invalid     fail the row now, keep the
+                            request, 413 too large, X's 403 other than           provider's message
+                            duplicate); SMTP 5xx replies; an invalid address or
+                            header found before anything is sent
+:class:`DuplicatePost`      X's 403 "duplicate content" (a PermanentFailure)     fail the row, unless the
+                                                                                 row's previous attempt
+                                                                                 timed out: then the post
+                                                                                 was published, record sent
+:class:`TransientFailure`   HTTP 5xx, timeouts, refused / reset connections,     retry with backoff
+                            SMTP 4xx replies, a dropped SMTP connection; a read
+                            timeout after the request went out is the subclass
+                            :class:`OutcomeUnknown`
+:class:`RateLimited`        HTTP 429, with the provider's reset when it sent     retry no earlier than the
+                            one (SendGrid ``Retry-After`` / ``X-RateLimit-       provider's reset
+                            Reset``, X's ``x-rate-limit-reset`` epoch, or X's
+                            ``x-user-limit-24hour-reset`` when the daily cap is
+                            spent)
+:class:`ChannelSuspended`   the channel itself cannot send, whatever the         stop claiming rows for the
+                            message: SendGrid 401/403 (bad or revoked key), X    channel until ``until`` (or
+                            402 (credits exhausted) and 401 (bad credentials),   an operator resumes it);
+                            SMTP authentication refused, an SMTP server without  leave this row to be sent
+                            STARTTLS while TLS is required                       then: it was not refused
+==========================  ===================================================  ===========================
 
 Why this split: resending a message the provider refused on its merits (a malformed
-address, a duplicate post, a wrong key) only repeats the refusal and, for reputation,
-looks like a spammer hammering the API; anything that says "not now" (429, 5xx, a
-timeout, SMTP's 4xx "try again later") usually succeeds on a later attempt.
+address, a duplicate post) only repeats the refusal and, for reputation, looks like a
+spammer hammering the API; anything that says "not now" (429, 5xx, a timeout, SMTP's 4xx
+"try again later") usually succeeds on a later attempt; and an answer that every message
+would get (a revoked key, no credits left) is about the channel, not the message: failing
+each row in turn would burn every pending message's attempts on one broken setting, so
+the whole channel pauses with one named reason instead.
 
 Warning: a timeout is transient although the provider may have accepted the message
-before the connection dropped. The retry may then deliver twice; channels reduce the
-harm where the protocol allows it (the SMTP and outbox channels give a delivery the
-same ``Message-ID`` on every attempt, which mailbox providers de-duplicate on).
+before the connection dropped (:class:`OutcomeUnknown` says so where the channel can tell
+that the request went out). The retry may then deliver twice; the caller reduces the harm
+where the protocol allows it: an email keeps the ``Message-ID`` the caller set
+(:attr:`engine.message.EmailMessage.message_id`, one per outbox row) on every attempt, which
+mailbox providers de-duplicate on, and X answers a repeated post with :class:`DuplicatePost`.
 
 Error texts are one line, at most :data:`MAX_REASON` characters, and pass through
 :func:`one_line`, which removes every secret the channel knows (API keys, passwords)
@@ -89,10 +107,10 @@ class ChannelError(TidingsError):
 class PermanentFailure(ChannelError):
     """The provider refused this message on its merits: sending it again gives the same answer.
 
-    Never retried. Produced by: HTTP 4xx other than 429 (including X's 403 for duplicate
-    content and SendGrid's 401 for a bad key: every message would fail until an operator
-    fixes the setting, and retrying would only burn the attempt budget in a loop), SMTP 5xx
-    replies, and an address or header the channel finds invalid before sending anything.
+    Never retried. Produced by: HTTP 4xx other than 401/402/403/429 (those that concern the
+    whole channel are :class:`ChannelSuspended`), X's 403 for duplicate content
+    (:class:`DuplicatePost`), SMTP 5xx replies, and an address or header the channel finds
+    invalid before sending anything.
     """
 
 
@@ -110,6 +128,15 @@ class TransientFailure(ChannelError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.reason, self.retry_after)
+
+
+class OutcomeUnknown(TransientFailure):
+    """The request went out but no answer came back (a read timeout): the provider may have taken it.
+
+    Retried like any transient failure. The runtime should remember that this row's last
+    attempt ended this way: if the next attempt is refused as a :class:`DuplicatePost`, the
+    first one was published, and the row is sent.
+    """
 
 
 class RateLimited(TransientFailure):
@@ -131,6 +158,32 @@ class RateLimited(TransientFailure):
         return type(self), (self.reason, self.retry_after, self.reset_at)
 
 
+class DuplicatePost(PermanentFailure):
+    """X refused the post as a duplicate of one already published on the account.
+
+    Permanent for a new post. But when the same outbox row's previous attempt ended in a
+    timeout, the provider most likely published it before the connection dropped: the
+    runtime then records the row as sent (the duplicate answer is the confirmation).
+    """
+
+
+class ChannelSuspended(ChannelError):
+    """The channel cannot send any message until an operator acts (or until ``until``).
+
+    ``reason`` names the cause in the provider's terms ("X credits exhausted", "SendGrid 401:
+    the API key is invalid, expired or revoked"); ``until`` is a timezone-aware moment when
+    the provider said the condition ends by itself, else None. The message that met it was
+    not refused on its merits: it should be sent once the channel is resumed.
+    """
+
+    def __init__(self, reason: str, until: datetime | None = None) -> None:
+        super().__init__(reason)
+        self.until = until
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reason, self.until)
+
+
 # --- the protocols -------------------------------------------------------------------------------
 
 
@@ -140,7 +193,7 @@ class EmailChannel(Protocol):
 
     ``send`` returns a :class:`SendResult` with the provider's message id once the
     provider has accepted the message, or raises :class:`PermanentFailure`,
-    :class:`TransientFailure` or :class:`RateLimited`. It is safe to call from many
+    :class:`TransientFailure`, :class:`RateLimited` or :class:`ChannelSuspended`. It is safe to call from many
     threads at once (the dispatcher uses up to ``TIDINGS_CONCURRENCY``). ``close``
     releases connections; the channel must not be used afterwards.
     """

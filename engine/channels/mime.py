@@ -56,10 +56,10 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage as MimeMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
-from engine.channels.base import DELIVERY_HEADER, PermanentFailure, check_address, header, safe_token
-from engine.message import EmailMessage
+from engine.channels.base import PermanentFailure, check_address, header
+from engine.message import EmailMessage, new_message_id
 
 # Written by the channel from the message's own fields, never copied from ``headers``.
 STRUCTURAL_HEADERS = frozenset(
@@ -110,25 +110,20 @@ MAX_NAME_BYTES = 540  # a display name's UTF-8: its encoded word stays under 740
 _NAME_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")  # Unicode white space and control characters
 
 
-def sender_domain(message: EmailMessage) -> str:
-    return message.from_email.rpartition("@")[2] or "localhost"
-
-
 def message_id_for(message: EmailMessage) -> str:
-    """The ``Message-ID``: the renderer's if it set one, else stable per delivery, else unique.
+    """The ``Message-ID`` to write: the message's own when the caller set one, else a fresh unique one.
 
-    Stable per delivery (``<tidings.DELIVERY@sender-domain>``) so that a retry after an
-    ambiguous failure (a timeout after the server took the message) carries the same id,
-    which mailbox providers use to drop the duplicate, and so that the file outbox's
-    Message-ID is the same however often the delivery is written.
+    The caller (the dispatcher) keeps one id per outbox row and passes it on every attempt,
+    so a retry after an ambiguous failure (a timeout after the server took the message)
+    carries the same id and mailbox providers can drop the duplicate. Without one, the id is
+    random (:func:`engine.message.new_message_id`): never derived from a row number, which a
+    second database would reuse.
     """
-    existing = header(message.headers, "Message-ID")
-    if existing:
-        return existing.strip()
-    delivery = header(message.headers, DELIVERY_HEADER)
-    if delivery:
-        return f"<tidings.{safe_token(delivery.strip())}@{sender_domain(message)}>"
-    return make_msgid("tidings", domain=sender_domain(message))
+    chosen = message.message_id or header(message.headers, "Message-ID")
+    if chosen and chosen.strip():
+        _refuse_line_breaks(chosen.strip())
+        return chosen.strip()
+    return new_message_id(message.from_email)
 
 
 # --- the direct writer ------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 One request per message with one personalization: the recipient, the per-recipient
 headers (``List-Unsubscribe`` and ``List-Unsubscribe-Post``, so Gmail and Yahoo offer
-one-click unsubscribe) and ``custom_args`` carrying ``delivery_id`` and ``campaign_id``,
-which SendGrid returns as top-level keys of every webhook event, so events map back to
-the outbox row. The campaign is also the first category (SendGrid's statistics group by
-category; at most 10 are kept). Content is text/plain first, then text/html: SendGrid
-rejects the other order.
+one-click unsubscribe, and our ``Message-ID``, which SendGrid keeps) and ``custom_args``
+carrying ``delivery_id`` and ``campaign_id``, which SendGrid returns as top-level keys of
+every webhook event, so events map back to the outbox row. The campaign is also the first
+category (SendGrid's statistics group by category; at most 10 are kept). Content is
+text/plain first, then text/html: SendGrid rejects the other order.
+
+Answers: 2xx accepted; 429 :class:`RateLimited`; 5xx and 408 :class:`TransientFailure`;
+401 and 403 :class:`ChannelSuspended` (a wrong, revoked or under-scoped key or a suspended
+account fails every message alike); other 4xx :class:`PermanentFailure`.
 
 Why not ``SendGridAPIClient.send``: its ``python_http_client`` builds a new urllib opener for
 every request (ten handler objects, each inspected with ``dir()``, and a scan of the whole
@@ -45,6 +49,7 @@ import sendgrid
 from engine.channels.base import (
     CAMPAIGN_HEADER,
     DELIVERY_HEADER,
+    ChannelSuspended,
     Now,
     PermanentFailure,
     PerThread,
@@ -56,6 +61,7 @@ from engine.channels.base import (
     rate_limit_hint,
     system_now,
 )
+from engine.channels.mime import message_id_for
 from engine.message import EmailMessage, SendResult
 from engine.settings import Settings
 
@@ -85,6 +91,7 @@ RESERVED_HEADERS = frozenset(
     }
 )
 PER_RECIPIENT_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+MESSAGE_ID_HEADER = "Message-ID"  # not reserved by SendGrid: it keeps ours (per personalization)
 
 
 def mail_body(message: EmailMessage) -> dict[str, Any]:
@@ -103,8 +110,8 @@ def mail_body(message: EmailMessage) -> dict[str, Any]:
         if "\n" in value or "\r" in value:
             raise PermanentFailure(f"invalid header {name}: line breaks are not allowed")
         (per_recipient if key in PER_RECIPIENT_HEADERS else general)[name] = value
-    if per_recipient:
-        personalization["headers"] = per_recipient
+    per_recipient[MESSAGE_ID_HEADER] = message_id_for(message)
+    personalization["headers"] = per_recipient
 
     custom_args = {str(key): str(value) for key, value in message.custom_args.items()}
     delivery = header(message.headers, DELIVERY_HEADER)
@@ -327,6 +334,9 @@ class SendGridChannel:
         if status >= 500 or status == 408 or status < 400:
             retry_after, _ = rate_limit_hint(self._now(), retry_after=headers.get("Retry-After"))
             return TransientFailure(reason, retry_after)
+        if status in (401, 403):
+            # A wrong, revoked or under-scoped key, or a suspended account: every message gets this.
+            return ChannelSuspended(reason)
         return PermanentFailure(reason)
 
     def _reason(self, text: str) -> str:

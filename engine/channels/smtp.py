@@ -1,9 +1,19 @@
 """Email over SMTP with ``smtplib``: ``smtp://user:pass@host:port`` or ``smtps://…``.
 
-``smtp://`` connects in plain text and upgrades with STARTTLS whenever the server offers
-it (certificates verified with the system's trust store); ``smtps://`` speaks TLS from
-the first byte. Default ports: 25 for ``smtp://``, 465 for ``smtps://``. User and password
-are percent-decoded from the URL and used only when present.
+``smtps://`` speaks TLS from the first byte; ``smtp://`` connects in plain text and upgrades
+with STARTTLS when the server offers it (certificates verified with the system's trust
+store). Default ports: 25 for ``smtp://``, 465 for ``smtps://``. User and password are
+percent-decoded from the URL and used only when present.
+
+TLS, and the password (checked on every new connection, before anything else is sent):
+
+* credentials are never sent without TLS: an ``smtp://`` server that offers no STARTTLS
+  (or whose greeting lost it to an attacker in the path) gets no ``AUTH`` at all;
+* with ``TIDINGS_SMTP_REQUIRE_TLS=true`` (the default) nothing is sent without TLS, with or
+  without credentials; ``false`` allows a plain connection to a relay that needs none.
+
+Either refusal is :class:`ChannelSuspended`, as is an ``AUTH`` the server refuses (535):
+every message would meet the same answer until an operator changes a setting.
 
 Connections: each dispatcher thread keeps one connection open and reuses it for every
 message (the handshake, TLS and AUTH cost more than a message). A server closes idle
@@ -13,8 +23,8 @@ state unknown is dropped.
 
 Classification of reply codes (RFC 5321): 4xx → :class:`TransientFailure` (greylisting,
 mailbox busy, "try again later"); 5xx → :class:`PermanentFailure` (no such user, message
-refused, authentication rejected: the same settings give the same answer); connection
-errors and timeouts → :class:`TransientFailure`.
+refused: the same message gets the same answer); connection errors and timeouts →
+:class:`TransientFailure`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from engine.channels.base import (
+    ChannelSuspended,
     Now,
     PermanentFailure,
     PerThread,
@@ -48,9 +59,10 @@ class SmtpTarget:
     username: str | None
     password: str | None
     timeout: float
+    require_tls: bool = True
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float) -> SmtpTarget:
+    def from_url(cls, url: str, *, timeout: float, require_tls: bool = True) -> SmtpTarget:
         parts = urlsplit(url)
         if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
             raise PermanentFailure("TIDINGS_SMTP_URL: expected smtp://user:pass@host:port or smtps://…")
@@ -66,6 +78,7 @@ class SmtpTarget:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             timeout=timeout,
+            require_tls=require_tls,
         )
 
     def __repr__(self) -> str:  # never show the password
@@ -93,7 +106,9 @@ class SmtpChannel:
         if settings.smtp_url is None:
             raise PermanentFailure("TIDINGS_SMTP_URL is not set")
         target = SmtpTarget.from_url(
-            settings.smtp_url.get_secret_value(), timeout=settings.smtp_timeout_seconds
+            settings.smtp_url.get_secret_value(),
+            timeout=settings.smtp_timeout_seconds,
+            require_tls=settings.smtp_require_tls,
         )
         return cls(target, now=now)
 
@@ -107,11 +122,32 @@ class SmtpChannel:
             connection = smtplib.SMTP(target.host, target.port, timeout=target.timeout)
         try:
             connection.ehlo()
-            if not target.use_ssl and connection.has_extn("starttls"):
+            secure = target.use_ssl
+            if not secure and connection.has_extn("starttls"):
                 connection.starttls(context=context)
                 connection.ehlo()
+                secure = True
+            if not secure and target.username:
+                raise ChannelSuspended(
+                    f"SMTP {target!r} does not offer STARTTLS: credentials are never sent without TLS, "
+                    "so nothing was sent (use smtps:// or a server with STARTTLS)"
+                )
+            if not secure and target.require_tls:
+                raise ChannelSuspended(
+                    f"SMTP {target!r} does not offer STARTTLS and TIDINGS_SMTP_REQUIRE_TLS is true: "
+                    "nothing was sent (use smtps://, a server with STARTTLS, or allow a plain relay)"
+                )
             if target.username:
-                connection.login(target.username, target.password or "")
+                try:
+                    connection.login(target.username, target.password or "")
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise ChannelSuspended(
+                        self._reason(f"SMTP {exc.smtp_code} (authentication failed): {_text(exc.smtp_error)}")
+                    ) from None
+                except smtplib.SMTPNotSupportedError:
+                    raise ChannelSuspended(
+                        f"SMTP {target!r} offers no AUTH, but TIDINGS_SMTP_URL has credentials"
+                    ) from None
         except BaseException:
             _quit(connection)
             raise

@@ -1,21 +1,32 @@
 """Posts to X (API v2) through tweepy's ``Client.create_tweet``, with OAuth 1.0a user context.
 
-tweepy hard-codes ``https://api.twitter.com`` and sets no timeout. A transport adapter
-(:class:`RehostAdapter`) mounted on that prefix in the client's ``requests`` session
-rewrites each request to ``TIDINGS_X_API_HOST`` (a compatible server in tests; the real
-host in production, where the rewrite is a no-op) and applies ``TIDINGS_X_TIMEOUT_SECONDS``.
-The OAuth 1.0a signature is computed for the public URL before the adapter runs, which
-is what the real API verifies.
+Host: tweepy builds every URL on ``https://api.twitter.com`` and sets no timeout. The
+client's ``requests`` session is a :class:`HostSession`, which moves each request to
+``TIDINGS_X_API_HOST`` (``https://api.x.com``, ``https://api.twitter.com``, or a compatible
+server in tests) *before* it is prepared, and applies ``TIDINGS_X_TIMEOUT_SECONDS``. So the
+OAuth 1.0a signature, which covers the request's URL, is computed for the host the request
+really goes to: X verifies it against that URL, and a signature made for another host is
+refused with 401.
 
 Classification (see :mod:`engine.channels.base`):
 
-- 429 → :class:`RateLimited` with ``x-rate-limit-reset`` (X sends no Retry-After). Never
-  ``wait_on_rate_limit=True``: it sleeps inside the call, holding a dispatcher thread for
-  up to 15 minutes, and retries without bound.
-- 403 → :class:`PermanentFailure`; "duplicate content" is named as such, since posting the
-  same text again is refused for good.
-- other 4xx (400 invalid text, 401 bad credentials, 404) → :class:`PermanentFailure`.
-- 5xx, timeouts, connection errors → :class:`TransientFailure`.
+- 429 → :class:`RateLimited` until the reset of the limit that is spent. X sends three
+  families of headers: ``x-rate-limit-*`` (the endpoint's 15-minute window),
+  ``x-user-limit-24hour-*`` (the user's daily posting cap) and ``x-app-limit-24hour-*`` (the
+  app's). When a daily family says ``remaining: 0`` its ``reset`` (hours away) wins over the
+  15-minute one: retrying every 15 minutes would spend the attempt budget long before the
+  cap resets. Without any exhausted family, ``x-rate-limit-reset`` is used. X sends no
+  Retry-After. Never ``wait_on_rate_limit=True``: it sleeps inside the call, holding a
+  dispatcher thread, and retries without bound.
+- 402 → :class:`ChannelSuspended` "X credits exhausted": pay-per-use billing has run dry and
+  every post will get the same answer until someone buys credits.
+- 401 (bad or revoked credentials) and 403 problems about the app or its authentication
+  (``client-forbidden``, ``unsupported-authentication``) → :class:`ChannelSuspended`.
+- 403 duplicate content → :class:`DuplicatePost`; the runtime treats it as proof of
+  publication when the row's previous attempt was an :class:`OutcomeUnknown`.
+- other 403 and 4xx (400 invalid text, 404) → :class:`PermanentFailure`.
+- a read timeout (the request went out, no answer came) → :class:`OutcomeUnknown`; 5xx,
+  connect timeouts and connection errors → :class:`TransientFailure`.
 
 Threads: ``requests.Session`` is not documented as thread-safe, so each dispatcher thread
 gets its own tweepy client; posting volumes are small, so the cost is irrelevant.
@@ -23,15 +34,19 @@ gets its own tweepy client; posting volumes are small, so the cost is irrelevant
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import requests
 import tweepy
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter
 
 from engine.channels.base import (
+    ChannelSuspended,
+    DuplicatePost,
     Now,
+    OutcomeUnknown,
     PermanentFailure,
     PerThread,
     RateLimited,
@@ -44,23 +59,31 @@ from engine.message import SendResult, SocialPost
 from engine.settings import Settings
 
 TWEEPY_HOST = "https://api.twitter.com"
+#: Rate-limit header families, most specific cap first; each has ``-limit``, ``-remaining``, ``-reset``.
+LIMIT_FAMILIES = ("x-user-limit-24hour", "x-app-limit-24hour", "x-rate-limit")
+#: 403 problem types that concern the app or its credentials, not the post.
+CHANNEL_PROBLEMS = ("client-forbidden", "unsupported-authentication")
 
 
-class RehostAdapter(HTTPAdapter):
-    """Sends requests meant for ``https://api.twitter.com`` to ``host`` instead, with a timeout."""
+class HostSession(requests.Session):
+    """A session that sends tweepy's ``https://api.twitter.com`` requests to ``host``, with a timeout.
+
+    The URL is changed in :meth:`request`, before ``requests`` prepares the request and before
+    the OAuth 1.0a auth signs it, so the signature covers the URL actually requested.
+    """
 
     def __init__(self, host: str, timeout: float) -> None:
         super().__init__()
         self.host = host.rstrip("/")
         self.timeout = timeout
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        if request.url and request.url.startswith(TWEEPY_HOST):
-            request.url = self.host + request.url[len(TWEEPY_HOST) :]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        target = url.decode() if isinstance(url, bytes) else url
+        if target.startswith(TWEEPY_HOST):
+            target = self.host + target[len(TWEEPY_HOST) :]
         kwargs["timeout"] = self.timeout
-        if args:  # (stream, timeout, verify, cert, proxies): keep ours for the timeout
-            args = (args[0], self.timeout, *args[2:])
-        return super().send(request, *args, **kwargs)
+        verb = method.decode() if isinstance(method, bytes) else method
+        return super().request(verb, target, *args, **kwargs)
 
 
 class XCredentials:
@@ -82,17 +105,29 @@ class XCredentials:
 
 
 class XChannel:
-    """Publishes a :class:`SocialPost` as a post on X; the provider id is the post id."""
+    """Publishes a :class:`SocialPost` as a post on X; the provider id is the post id.
+
+    ``transport``: a factory of the ``requests`` adapter to mount on the API host, for a
+    deployment that must reach X through something other than a direct connection (tests
+    put a TLS-terminating front before their X-compatible server this way).
+    """
 
     name = "x"
 
     def __init__(
-        self, credentials: XCredentials, *, host: str, timeout: float, now: Now = system_now
+        self,
+        credentials: XCredentials,
+        *,
+        host: str,
+        timeout: float,
+        now: Now = system_now,
+        transport: Callable[[], BaseAdapter] | None = None,
     ) -> None:
         self._credentials = credentials
         self.host = host.rstrip("/")
         self.timeout = timeout
         self._now = now
+        self._transport = transport
         self._clients: PerThread[tweepy.Client] = PerThread(self._new_client, lambda c: c.session.close())
 
     @classmethod
@@ -116,7 +151,10 @@ class XChannel:
             access_token_secret=self._credentials.access_token_secret,
             wait_on_rate_limit=False,
         )
-        client.session.mount(TWEEPY_HOST, RehostAdapter(self.host, self.timeout))
+        client.session.close()
+        client.session = HostSession(self.host, self.timeout)
+        if self._transport is not None:
+            client.session.mount(self.host, self._transport())
         return client
 
     def post(self, post: SocialPost) -> SendResult:
@@ -125,22 +163,31 @@ class XChannel:
         try:
             response = self._clients.get().create_tweet(text=post.text, user_auth=True)
         except tweepy.TooManyRequests as exc:
-            retry_after, reset_at = rate_limit_hint(
-                self._now(), reset_epoch=_header(exc.response.headers, "x-rate-limit-reset")
-            )
-            raise RateLimited(self._reason(exc, "X rate limit reached"), retry_after, reset_at) from None
+            raise self._rate_limited(exc) from None
+        except tweepy.Unauthorized as exc:
+            raise ChannelSuspended(self._reason(exc, "X 401: the credentials were refused")) from None
         except tweepy.Forbidden as exc:
-            duplicate = any("duplicate" in str(message).lower() for message in exc.api_messages)
-            prefix = "X refused a duplicate post" if duplicate else "X 403"
-            raise PermanentFailure(self._reason(exc, prefix)) from None
+            if any("duplicate" in str(message).lower() for message in exc.api_messages):
+                raise DuplicatePost(self._reason(exc, "X refused a duplicate post")) from None
+            if _problem_type(exc.response).endswith(CHANNEL_PROBLEMS):
+                raise ChannelSuspended(self._reason(exc, "X 403")) from None
+            raise PermanentFailure(self._reason(exc, "X 403")) from None
         except tweepy.TwitterServerError as exc:
             raise TransientFailure(self._reason(exc, f"X {exc.response.status_code}")) from None
         except tweepy.HTTPException as exc:
             status = exc.response.status_code
+            if status == 402:
+                raise ChannelSuspended(self._reason(exc, "X credits exhausted")) from None
             failure = TransientFailure if status == 408 else PermanentFailure
             raise failure(self._reason(exc, f"X {status}")) from None
+        except requests.ConnectTimeout:
+            self._clients.discard()
+            raise TransientFailure(f"X unreachable: no connection within {self.timeout:g} s") from None
         except requests.Timeout:
-            raise TransientFailure(f"X timed out after {self.timeout:g} s") from None
+            self._clients.discard()
+            raise OutcomeUnknown(
+                f"X timed out after {self.timeout:g} s waiting for an answer: the post may be published"
+            ) from None
         except requests.RequestException as exc:
             self._clients.discard()
             raise TransientFailure(
@@ -152,12 +199,43 @@ class XChannel:
         post_id = str(data["id"]) if isinstance(data, Mapping) and data.get("id") is not None else None
         return SendResult(provider_message_id=post_id, accepted_at=self._now(), detail=None)
 
+    def _rate_limited(self, exc: tweepy.TooManyRequests) -> RateLimited:
+        """Until the reset of the spent limit, the daily caps first (see the module docstring)."""
+        headers = exc.response.headers
+        now = self._now()
+        spent: list[tuple[datetime, float, str]] = []
+        for family in LIMIT_FAMILIES:
+            if (_header(headers, f"{family}-remaining") or "").strip() != "0":
+                continue
+            retry_after, reset_at = rate_limit_hint(now, reset_epoch=_header(headers, f"{family}-reset"))
+            if reset_at is not None and retry_after is not None:
+                spent.append((reset_at, retry_after, family))
+        if spent:
+            reset_at, retry_after, family = max(spent)
+            what = {
+                "x-user-limit-24hour": "X daily post cap reached for the user",
+                "x-app-limit-24hour": "X daily post cap reached for the app",
+            }.get(family, "X rate limit reached")
+            return RateLimited(self._reason(exc, what), retry_after, reset_at)
+        retry_after, reset_at = rate_limit_hint(now, reset_epoch=_header(headers, "x-rate-limit-reset"))
+        return RateLimited(self._reason(exc, "X rate limit reached"), retry_after, reset_at)
+
     def _reason(self, exc: tweepy.HTTPException, prefix: str) -> str:
         said = "; ".join(str(message) for message in exc.api_messages if message)
         return one_line(f"{prefix}: {said}" if said else prefix, self._credentials.secrets())
 
     def close(self) -> None:
         self._clients.close_all()
+
+
+def _problem_type(response: requests.Response) -> str:
+    """The ``type`` of an X problem body (``https://api.twitter.com/2/problems/…``), or ``""``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    kind = body.get("type") if isinstance(body, Mapping) else None
+    return kind if isinstance(kind, str) else ""
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:

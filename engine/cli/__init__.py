@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "engine.cli.runtime",
     "engine.cli.daemon",
     "engine.cli.worker",
+    "engine.cli.doctor",
 ]
 
 

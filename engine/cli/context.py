@@ -60,6 +60,17 @@ class CliState:
             )
         return self._settings
 
+    def sending_settings(self) -> Settings:
+        """Settings for a command that sends (run, trigger, worker): exit 2 when unsafe for real mail.
+
+        See :mod:`engine.safety` for what is refused; ``tidings doctor`` lists the same findings.
+        """
+        from engine.safety import refuse_unsafe
+
+        settings = self.settings
+        refuse_unsafe(settings)
+        return settings
+
     def engine(self, *, migrate: bool = False) -> Engine:
         """The database engine; checked reachable; with ``migrate`` the schema is brought up to date."""
         if self._engine is None:

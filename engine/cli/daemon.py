@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from engine.cli.context import STATE
 from engine.errors import TidingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 def _workspace_line(workspace: object, database: str) -> str:
@@ -86,7 +90,7 @@ def run_cmd(
     """Run the daemon: fire campaigns on schedule and on events, send the outbox, serve the public app."""
     from engine.daemon import Daemon
 
-    settings = STATE.settings
+    settings = STATE.sending_settings()
     engine = STATE.engine(migrate=True)
     if demo_if_empty:
         _load_demo_if_empty(demo_contacts)
@@ -144,8 +148,16 @@ def simulate_cmd(
         None, "--report", help="Also write the season report as HTML to this file."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    keep: Path | None = typer.Option(
+        None,
+        "--keep",
+        help="Keep the simulated store as this SQLite file (for stats, plan or a later season against it).",
+    ),
 ) -> None:
-    """Play a season on a simulated clock against a copy of the database; report every send and skip."""
+    """Play a season on a simulated clock against a copy of the database; report every send and skip.
+
+    The copy starts from the store as it is: what was already sent counts as sent.
+    """
     from engine.simulation import SimulationOptions, simulate
     from engine.workspace.loader import load_workspace
 
@@ -164,7 +176,8 @@ def simulate_cmd(
     source = STATE.engine(migrate=True)
     work_dir = settings.var_dir / "simulation"
     outbox = settings.outbox_path / "simulation"
-    options = SimulationOptions(first, last, work_dir, outbox)
+    kept = _keep_file(keep, source) if keep is not None else None
+    options = SimulationOptions(first, last, work_dir, outbox, database_file=kept)
 
     quiet = as_json or not sys.stderr.isatty()
     if quiet:
@@ -200,6 +213,23 @@ def simulate_cmd(
         typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
         return
     _print_report(result, report)
+    if kept is not None:
+        STATE.out.print(
+            f"kept the simulated store: TIDINGS_DATABASE_URL=sqlite:///{kept} tidings stats", markup=False
+        )
+
+
+def _keep_file(keep: Path, source: Engine) -> Path:
+    """``--keep FILE``: a new SQLite file, never the database being simulated."""
+    path = keep.expanduser().resolve()
+    database = source.url.database
+    if database and source.url.get_backend_name() == "sqlite" and Path(database).resolve() == path:
+        raise TidingsError(f"--keep {keep}: that is the database being simulated; give another file")
+    if path.exists():
+        raise TidingsError(f"--keep {keep}: the file exists; remove it or give another name")
+    if not path.parent.is_dir():
+        raise TidingsError(f"--keep {keep}: no folder {path.parent}")
+    return path
 
 
 def _print_report(result: object, report: Path | None) -> None:

@@ -104,7 +104,10 @@ def demo_data_cmd(
         f"Loaded the demo shop (season {summary.season}, seed {summary.seed}) "
         f"in {summary.elapsed_seconds:.1f} s: {summary.contacts:,} contacts ({countries}), "
         f"{summary.orders:,} orders, {summary.gift_cards:,} gift cards "
-        f"({summary.gift_cards_redeemed:,} redeemed), {summary.events:,} events, "
+        f"({summary.gift_cards_redeemed:,} redeemed, "
+        f"{summary.gift_cards_scheduled:,} to arrive on a chosen day), {summary.returns:,} returns, "
+        f"{summary.exchanges:,} exchanges ({summary.exchanges_shipped:,} shipped), "
+        f"{summary.claims:,} claims ({summary.claims_open:,} still open), {summary.events:,} events, "
         f"{summary.email_consents_open:,} with email consent, {summary.suppressions:,} suppressed.",
         markup=False,
         highlight=False,

@@ -8,6 +8,7 @@ with the real renderer, so a template error shows up here rather than at send ti
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,13 @@ from engine.cli.context import STATE
 from engine.errors import TidingsError
 
 if TYPE_CHECKING:  # the runtime and the store load when the command runs, not for `tidings --help`
-    from sqlmodel import Session
+    from sqlalchemy.engine import Connection
 
+    from engine.render import Renderer
+    from engine.runtime.dry_run import DryRun, PlannedRow
     from engine.runtime.occurrences import Occurrence
-    from engine.runtime.planner import DryRun, PlannedRow
+    from engine.workspace.loader import Workspace
+    from engine.workspace.models import Campaign
 
 HORIZON = timedelta(days=400)
 REASONS = {
@@ -41,13 +45,14 @@ def _parse_moment(text: str, zone: Any) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
-def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> list[Occurrence]:
-    from engine.runtime.occurrences import current_occurrence, due_occurrences
+def _occurrences(campaign: Campaign, workspace: Workspace, at: str | None, count: int) -> list[Occurrence]:
+    from engine.runtime.occurrences import campaign_zone, current_occurrence, due_occurrences
 
     settings = STATE.settings
-    zone = campaign.zone if campaign.timezone else settings.zone
+    schedules = workspace.schedules
     if at is not None:
-        return [current_occurrence(campaign, _parse_moment(at, zone), schedules, default_zone=settings.zone)]
+        moment = _parse_moment(at, campaign_zone(campaign, settings.zone))
+        return [current_occurrence(campaign, moment, schedules, default_zone=settings.zone)]
     now = STATE.clock.now()
     upcoming = due_occurrences(
         campaign, schedules, now, now + HORIZON, default_zone=settings.zone, include_inactive=True
@@ -55,59 +60,62 @@ def _occurrences(campaign: Any, schedules: Any, at: str | None, count: int) -> l
     return upcoming[:count] or [current_occurrence(campaign, now, schedules, default_zone=settings.zone)]
 
 
-def _render_status(renderer: Any, campaign: Any, row: PlannedRow, conn: Any, occurrence: Occurrence) -> str:
-    """``ok`` or the render error, for one planned row (the message exactly as it would be built)."""
-    from sqlmodel import Session
+@dataclass
+class Rendered:
+    """A first row's message as it will be sent: its subject, or the render error."""
 
-    if row.template is None:
-        return "—"
-    with Session(bind=conn) as session:
-        return _render_one(renderer, campaign, row, session, occurrence)
+    subject: str | None
+    status: str  # "ok", "—" (nothing to render) or "error: …"
 
 
-def _render_one(
-    renderer: Any, campaign: Any, row: PlannedRow, session: Session, occurrence: Occurrence
-) -> str:
-    from engine.render import RenderError, build_context
-    from engine.render.stored import latest_order_and_card
-    from engine.store.models import Contact
+def _render_rows(conn: Connection, renderer: Renderer, campaign: Campaign, result: DryRun) -> list[Rendered]:
+    """Render each first row with the facts the planner would store on it, at its send time."""
+    from engine.render import RenderError
+    from engine.runtime.compose import compose_email
+    from engine.runtime.message_context import StoredData
 
-    contact = session.get(Contact, row.contact_id)
-    if contact is None:
-        return "contact gone"
-    order, card = latest_order_and_card(session, row.contact_id)
-    context = build_context(
-        STATE.settings,
-        contact=contact,
-        now=STATE.clock.now(),
-        campaign={"id": campaign.key, "name": campaign.name},
-        occurrence=row.scheduled_for,
-        order=order,
-        gift_card=card,
-        trigger_date=occurrence.day,
-    )
-    try:
-        renderer.render_email(
-            row.template,
-            context,
-            locale=row.locale,
-            campaign_id=campaign.key,
-            step_id=row.step_id,
-            marketing=str(campaign.category) == "marketing",
-            to_email=row.email,
-        )
-    except RenderError as exc:
-        return f"error: {' '.join(str(exc).split())}"
-    return "ok"
+    data = StoredData.load(conn, [row.contact_id for row in result.first_rows])
+    rendered = []
+    for row in result.first_rows:
+        if row.template is None or row.step_id is None:
+            rendered.append(Rendered(None, "—"))
+            continue
+        try:
+            message = compose_email(
+                renderer,
+                STATE.settings,
+                campaign,
+                template=row.template,
+                step_id=row.step_id,
+                contact_id=row.contact_id,
+                locale=row.locale,
+                marketing=campaign.category.value == "marketing",
+                facts=row.facts,
+                data=data,
+                now=row.scheduled_for,
+            )
+        except RenderError as exc:
+            rendered.append(Rendered(None, f"error: {' '.join(str(exc).split())}"))
+            continue
+        rendered.append(Rendered(message.subject, "ok"))
+    return rendered
 
 
-def _print(result: DryRun, renders: list[str]) -> None:
+def _print(result: DryRun, renders: list[Rendered]) -> None:
     out = STATE.out
     occurrence = result.occurrence
     title = f"{result.campaign} · occurrence {occurrence.key} · fires {occurrence.fire_at:%Y-%m-%d %H:%M} UTC"
     out.print(f"[bold]{title}[/bold]", highlight=False)
+    if result.first_send is not None and result.reach:
+        head = result.first_rows[0] if result.first_rows else None
+        zone = head.facts.zone_info if head is not None else None
+        shown = result.first_send.astimezone(zone) if zone is not None else result.first_send
+        out.print(f"  first message due {shown:%Y-%m-%d %H:%M} {shown.tzname()}", highlight=False)
     if result.event_type:
         out.print(f"  enrols on each {result.event_type} event; counted here: who the audience holds today")
+    if result.already:
+        done = ", ".join(f"{count:,} {state}" for state, count in sorted(result.already.items()))
+        out.print(f"  already fired: {done} (planning it again adds nothing for them)", highlight=False)
     if result.skipped:
         out.print(f"  nothing would be planned: {result.skipped}")
         return
@@ -131,11 +139,16 @@ def _print(result: DryRun, renders: list[str]) -> None:
         split.add_row(row["locale"] or "—", row["country"] or "—", row["variant"] or "—", f"{row['count']:,}")
     out.print(split)
     first = Table(title="First rows", show_edge=False)
-    for column in ("email", "local send time", "template", "locale", "renders"):
+    for column in ("email", "local send time", "template", "locale", "subject", "renders"):
         first.add_column(column)
-    for planned, status in zip(result.first_rows, renders, strict=True):
+    for planned, rendered in zip(result.first_rows, renders, strict=True):
         first.add_row(
-            planned.email, planned.local_time, planned.template or "—", planned.locale or "—", status
+            planned.email,
+            planned.local_time,
+            planned.template or "—",
+            planned.locale or "—",
+            rendered.subject or "—",
+            rendered.status,
         )
     out.print(first)
 
@@ -151,7 +164,7 @@ def plan_cmd(
 ) -> None:
     """Dry run: how many contacts each occurrence would reach, split by locale, country and variant."""
     from engine.render import Renderer
-    from engine.runtime.planner import dry_run
+    from engine.runtime.dry_run import dry_run
     from engine.workspace.loader import load_workspace
 
     settings = STATE.settings
@@ -168,30 +181,19 @@ def plan_cmd(
     campaign = workspace.campaigns[campaign_id]
     engine = STATE.engine(migrate=True)
     renderer = Renderer(settings, workspace.templates_dir)
-    results: list[tuple[DryRun, list[str]]] = []
+    results: list[tuple[DryRun, list[Rendered]]] = []
     with engine.connect() as conn:
-        for occurrence in _occurrences(campaign, workspace.schedules, at, count):
+        for occurrence in _occurrences(campaign, workspace, at, count):
             result = dry_run(
                 conn, workspace, campaign, occurrence, settings=settings, now=STATE.clock.now(), sample=rows
             )
-            renders = [_render_status(renderer, campaign, row, conn, occurrence) for row in result.first_rows]
-            results.append((result, renders))
+            results.append((result, _render_rows(conn, renderer, campaign, result)))
     if as_json:
         payload = [
             {
                 **result.as_dict(),
                 "first_rows": [
-                    {
-                        "email": row.email,
-                        "timezone": row.timezone,
-                        "local_time": row.local_time,
-                        "scheduled_for": row.scheduled_for.isoformat(),
-                        "template": row.template,
-                        "locale": row.locale,
-                        "variant": row.variant,
-                        "renders": status,
-                    }
-                    for row, status in zip(result.first_rows, renders, strict=True)
+                    _row_json(row, rendered) for row, rendered in zip(result.first_rows, renders, strict=True)
                 ],
             }
             for result, renders in results
@@ -203,14 +205,30 @@ def plan_cmd(
             emoji=False,
         )
     else:
-        if str(campaign.status) != "active":
+        if campaign.status.value != "active":
             STATE.out.print(
-                f"campaign {campaign_id} is {campaign.status}: it sends nothing until it is active"
+                f"campaign {campaign_id} is {campaign.status.value}: it sends nothing until it is active"
             )
         for result, renders in results:
             _print(result, renders)
-    if any(status.startswith("error") for _, renders in results for status in renders):
+    if any(rendered.status.startswith("error") for _, renders in results for rendered in renders):
         raise typer.Exit(1)
+
+
+def _row_json(row: PlannedRow, rendered: Rendered) -> dict[str, Any]:
+    facts = row.facts
+    return {
+        "email": row.email,
+        "timezone": row.timezone,
+        "local_time": row.local_time,
+        "scheduled_for": row.scheduled_for.isoformat(),
+        "template": row.template,
+        "locale": row.locale,
+        "variant": row.variant,
+        "subject": rendered.subject,
+        "renders": rendered.status,
+        "facts": facts.to_json(),
+    }
 
 
 def register(app: typer.Typer) -> None:

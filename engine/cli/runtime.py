@@ -131,13 +131,22 @@ def trigger_cmd(
         False, "--wait", help="Send now and wait until every message is sent, failed or skipped."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    now: bool = typer.Option(
+        False,
+        "--now",
+        help="Send an occurrence that is not due yet now (without it, trigger only says what it would send).",
+    ),
 ) -> None:
-    """Fire the campaign's current occurrence now (idempotent: a second trigger adds nothing)."""
+    """Fire the campaign's current occurrence now (idempotent: a second trigger adds nothing).
+
+    An occurrence that is not due yet (the Dec 14 greeting on Dec 5) is only described — who would
+    get it, by locale — until ``--now`` confirms it.
+    """
     from engine.runtime.controls import control_of
-    from engine.runtime.fire import fire
+    from engine.runtime.fire import fire, resolve_occurrence
     from engine.runtime.flows import advance_due
 
-    settings, clock = STATE.settings, STATE.clock
+    settings, clock = STATE.sending_settings(), STATE.clock
     engine = STATE.engine(migrate=True)
     result = _workspace()
     workspace = result.workspace
@@ -155,7 +164,10 @@ def trigger_cmd(
         raise CampaignNotRunnable(
             f"campaign {campaign_id} was cancelled: `tidings resume {campaign_id}` re-enables it"
         )
-    plan = fire(engine, workspace, campaign, None, clock=clock, settings=settings, due_now=True)
+    occurrence = resolve_occurrence(workspace, campaign, None, clock=clock, settings=settings)
+    if occurrence.fire_at > clock.now() and not now:
+        _refuse_early(engine, workspace, campaign, occurrence, as_json)
+    plan = fire(engine, workspace, campaign, occurrence, clock=clock, settings=settings, due_now=True)
     if plan.mode == "enrolments":
         advance_due(engine, workspace, clock, settings)
     if wait:
@@ -188,6 +200,42 @@ def trigger_cmd(
             STATE.out.print(f"  {count} {reason}", markup=False)
     if wait and states["failed"]:
         raise typer.Exit(1)
+
+
+def _refuse_early(engine: Engine, workspace: Any, campaign: Any, occurrence: Any, as_json: bool) -> None:
+    """Say what a not-yet-due occurrence would send, by locale, and stop (exit 2) without --now."""
+    from collections import Counter as Tally
+
+    from engine.runtime.dry_run import dry_run
+
+    with engine.connect() as conn:
+        result = dry_run(
+            conn, workspace, campaign, occurrence, settings=STATE.settings, now=STATE.clock.now(), sample=0
+        )
+    by_locale: Tally[str] = Tally()
+    for row in result.breakdown:
+        by_locale[(row["locale"] or STATE.settings.default_locale).split("-")[0]] += row["count"]
+    zone = campaign.zone if campaign.timezone else STATE.settings.zone
+    due = occurrence.fire_at.astimezone(zone)
+    when = f"{due:%Y-%m-%d %H:%M} {zone.key}"
+    if occurrence.local_time and occurrence.local is not None:
+        when = f"{occurrence.local:%Y-%m-%d %H:%M} in each contact's own zone"
+    what = ", ".join(f"{locale} {count:,}" for locale, count in by_locale.most_common()) or "nobody"
+    reach = "a post" if result.mode == "posts" else f"{result.reach:,} messages ({what})"
+    if as_json:
+        payload = {
+            "campaign": campaign.key,
+            "occurrence": occurrence.key,
+            "due": occurrence.fire_at.isoformat(),
+            "would_send": result.reach,
+            "by_locale": dict(by_locale),
+            "sent": False,
+        }
+        STATE.out.print(json.dumps(payload), markup=False, highlight=False, emoji=False)
+    raise TidingsError(
+        f"{campaign.key} occurrence {occurrence.key} is not due until {when}: "
+        f"sending it now would send {reach}; add --now to send it now"
+    )
 
 
 def _control(action: str, campaign_id: str, as_json: bool) -> None:
@@ -232,11 +280,41 @@ def pause_cmd(
 
 
 def resume_cmd(
-    campaign_id: str = typer.Argument(..., metavar="CAMPAIGN"),
+    campaign_id: str | None = typer.Argument(None, metavar="CAMPAIGN"),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Resume a suspended channel (email or x) instead of a campaign."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Continue a paused (or cancelled) campaign; what was sent is never sent again."""
+    """Continue a paused (or cancelled) campaign, or a suspended channel; nothing sent is sent again."""
+    if channel is not None:
+        if campaign_id is not None:
+            raise TidingsError("give a CAMPAIGN or --channel, not both")
+        _resume_channel(channel, as_json)
+        return
+    if campaign_id is None:
+        raise TidingsError("resume what? give a CAMPAIGN, or --channel email|x")
     _control("resume", campaign_id, as_json)
+
+
+def _resume_channel(channel: str, as_json: bool) -> None:
+    from engine.runtime.channel_state import resume, suspensions
+    from engine.store import write_transaction
+
+    if channel not in ("email", "x"):
+        raise TidingsError(f"--channel: expected email or x, got {channel!r}")
+    engine = STATE.engine(migrate=True)
+    with write_transaction(engine) as conn:
+        was = suspensions(conn, STATE.clock.now()).get(channel)
+        lifted = resume(conn, channel)
+    if as_json:
+        payload = {"channel": channel, "resumed": lifted, "was": was.reason if was else None}
+        STATE.out.print(json.dumps(payload), markup=False, highlight=False)
+        return
+    if was is None:
+        STATE.out.print(f"The {channel} channel was not suspended.", markup=False)
+    else:
+        STATE.out.print(f"Resumed the {channel} channel (was suspended: {was.reason}).", markup=False)
 
 
 def cancel_cmd(

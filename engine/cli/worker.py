@@ -65,7 +65,7 @@ def worker_cmd(
     from engine.fanout.celery_app import safe_broker_url
     from engine.fanout.worker_runtime import WorkerRuntime, load_valid_workspace
 
-    settings = STATE.settings
+    settings = STATE.sending_settings()
     selected = _queues(queues, settings.broker_queue)
     probe = create_app(settings)  # raises BrokerNotConfigured without TIDINGS_BROKER_URL
     try:

@@ -128,3 +128,34 @@ EXCHANGE_REASONS: tuple[str, ...] = ("wrong_size", "wrong_colour", "duplicate_gi
 # Wording versions of the consent checkbox, by the year the version went live.
 EMAIL_WORDING = ((2023, "email-2023-03"), (2025, "email-2025-05"))
 X_WORDING = ((2024, "x-2024-09"),)
+
+# What gift-card buyers write on the card, by the recipient's language (some notes span lines).
+GIFT_MESSAGES: dict[str, tuple[str, ...]] = {
+    "en": (
+        "Merry Christmas! Treat yourself to something cosy.",
+        "Happy holidays!\nWith love, from all of us",
+        "For the person who is impossible to shop for :)",
+        "Thank you for this year. Pick something warm!",
+        "Something for the long winter evenings.\nHugs",
+    ),
+    "ro": (
+        "Crăciun fericit! Alege ceva călduros pentru tine.",
+        "Sărbători fericite!\nCu drag, de la noi toți",
+        "Pentru cineva căruia e imposibil să-i alegi un cadou :)",
+        "Mulțumesc pentru anul acesta. Răsfață-te!",
+    ),
+    "et": (
+        "Häid jõule! Vali endale midagi hubast.",
+        "Rahulikke pühi!\nSoojade soovidega",
+        "Sulle, kellele on võimatu kingitust valida :)",
+        "Aitäh selle aasta eest. Vali midagi sooja!",
+    ),
+}
+# Claims a shop's support opens, and how they end (codes, as a shop's helpdesk sends them).
+CLAIM_RESOLUTIONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "damaged": (("replacement", 60), ("refund", 40)),
+    "lost": (("reshipped", 55), ("refund", 45)),
+    "late": (("store_credit", 70), ("refund", 30)),
+    "defective": (("replacement", 70), ("refund", 30)),
+    "gift_card_not_received": (("resent", 100),),
+}

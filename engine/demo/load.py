@@ -58,6 +58,12 @@ class DemoSummary:
     orders_by_status: dict[str, int]
     gift_cards: int
     gift_cards_redeemed: int
+    gift_cards_scheduled: int  # bought for someone, to arrive on a chosen day (send_on)
+    returns: int
+    exchanges: int
+    exchanges_shipped: int
+    claims: int
+    claims_open: int  # opened and not resolved by the end of the season
     events: int
     events_by_type: dict[str, int]
     email_consents_open: int
@@ -274,6 +280,9 @@ def _write(conn: Connection, rows: DemoRows, *, now: datetime, progress: Progres
 
 def _summarise(rows: DemoRows, *, seed: int, season: int, elapsed: float) -> DemoSummary:
     recipients = {card["recipient_contact_id"] for card in rows.gift_cards}
+    types = Counter(row["type"] for row in rows.events)
+    resolved = {row["payload"]["claim_id"] for row in rows.events if row["type"] == "claim.resolved"}
+    opened = {row["payload"]["claim_id"] for row in rows.events if row["type"] == "claim.opened"}
     return DemoSummary(
         seed=seed,
         season=season,
@@ -284,8 +293,16 @@ def _summarise(rows: DemoRows, *, seed: int, season: int, elapsed: float) -> Dem
         orders_by_status=dict(sorted(Counter(row["status"] for row in rows.orders).items())),
         gift_cards=len(rows.gift_cards),
         gift_cards_redeemed=sum(1 for card in rows.gift_cards if card["redeemed_at"] is not None),
+        gift_cards_scheduled=sum(
+            1 for row in rows.events if row["type"] == "gift_card.purchased" and "send_on" in row["payload"]
+        ),
+        returns=types["return.requested"],
+        exchanges=types["exchange.requested"],
+        exchanges_shipped=types["exchange.shipped"],
+        claims=len(opened),
+        claims_open=len(opened - resolved),
         events=len(rows.events),
-        events_by_type=dict(sorted(Counter(row["type"] for row in rows.events).items())),
+        events_by_type=dict(sorted(types.items())),
         email_consents_open=sum(
             1 for row in rows.consents if row["channel"] == "email" and row["withdrawn_at"] is None
         ),

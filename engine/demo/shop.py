@@ -8,6 +8,11 @@ The season follows the shop's year: older orders from January to October (so win
 segments have someone to win back), holiday orders from November to 23 December, gift
 cards bought for people who never shopped here and redeemed from Christmas Eve into
 January, then returns, exchanges and the recipients' first orders in January.
+
+The care side of the season (what a gift card's buyer says about its recipient and when it
+is to arrive, return labels, shipped exchanges, claims and how they end) is drawn from a
+second seeded stream, so adding it left every row the first stream draws as it was: the same
+seed still gives the same customers, orders and cards.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.demo.catalog import (
     CATEGORIES,
+    CLAIM_RESOLUTIONS,
     EMAIL_WORDING,
     EXCHANGE_REASONS,
     GIFT_CARD_AMOUNTS_EUR,
+    GIFT_MESSAGES,
     MARKETS,
     PROBLEMS,
     PRODUCTS,
@@ -43,6 +50,8 @@ LEAD_SHARE = 0.08  # of customers: signed up, never ordered
 EMAIL_CONSENT = 0.76  # of customers (recipients consent less often: ~35 %)
 WITHDRAWN = 0.07
 X_HANDLE_SHARE = 0.18
+SHOP_URL = "https://shop.example.com"
+CARE_STREAM = 7_919  # the care draws' seed is derived from the shop's seed with it
 
 
 def ids_for(seed: int) -> dict[str, str]:
@@ -52,6 +61,7 @@ def ids_for(seed: int) -> dict[str, str]:
         "order": f"NB-{seed}-",
         "gift_card": f"GC-{seed}-",
         "event": f"ev-{seed}-",
+        "claim": f"CL-{seed}-",
     }
 
 
@@ -141,6 +151,8 @@ class ShopBuilder:
         self.seed = seed
         self.season = season
         self.rng = Draw(seed)
+        self.care = Draw(seed * CARE_STREAM + 1)
+        self._claims = 0
         self.pools: dict[str, NamePool] = build_name_pools(seed)
         self.book = AddressBook(self.rng, taken_emails)
         self.zones = {zone: ZoneInfo(zone) for market in MARKETS for zone, _ in market.zones}
@@ -297,6 +309,8 @@ class ShopBuilder:
             order["delivered_at"] = delivered_at
             extra = {"problem": kind, "detail": PROBLEMS[kind], "carrier": carrier}
             self.pending.append(_Pending("order.problem", reported_at, person.index, order, extra=extra))
+            if reported_at.date() >= date(self.season, 12, 15):  # a Christmas parcel gone wrong
+                self._claim(person, order, kind, reported_at)
         elif roll < (0.11 if holiday else 0.04):
             assert delivered_at is not None
             if holiday:
@@ -307,15 +321,20 @@ class ShopBuilder:
             order["status"] = "returned"
             order["returned_at"] = requested_at + timedelta(days=rng.between(3, 8), hours=rng.between(0, 8))
             extra = {"reason": rng.pick(RETURN_REASONS), "amount": _money(order["total"])}
+            extra.update(self._return_label())
             self.pending.append(_Pending("return.requested", requested_at, person.index, order, extra=extra))
         elif holiday and rng.random() < (0.09 if order["is_gift"] else 0.03):
             assert delivered_at is not None
             window = self._day_between(date(self.season, 12, 26), date(self.season + 1, 1, 15))
             requested_at = max(self._local(person, window), delivered_at + timedelta(days=1))
             extra = {"reason": rng.pick(EXCHANGE_REASONS), "sku": items[0]["sku"]}
+            extra.update(self._return_label())
             self.pending.append(
                 _Pending("exchange.requested", requested_at, person.index, order, extra=extra)
             )
+            self._exchange_shipped(person, order, requested_at)
+        elif holiday and delivered_at is not None and self.care.random() < 0.02:
+            self._defect_claim(person, order, delivered_at)
         if delivered_at is not None and delivered_at > self.season_end:
             order["status"] = "shipped" if order["status"] == "delivered" else order["status"]
             order["delivered_at"] = delivered_at = None
@@ -372,13 +391,29 @@ class ShopBuilder:
             "is_digital": rng.random() < 0.8,
         }
         self.rows.gift_cards.append(card)
-        extra = {"recipient_email": recipient.email}
+        send_on = self._send_on(issued_at, recipient, digital=card["is_digital"])
+        extra: dict[str, Any] = {
+            "recipient_email": recipient.email,
+            "recipient_name": f"{recipient.first_name} {recipient.last_name}",
+            "recipient_country": recipient.market.country,
+            "sender_name": purchaser.first_name,
+            "_recipient": recipient.index,  # locale and note are filled in once the contact has its locale
+        }
+        if send_on is not None:
+            extra["send_on"] = send_on.isoformat()
+        if card["is_digital"]:
+            extra["redeem_url"] = f"{SHOP_URL}/gift-cards/redeem/{self.care.below(16**12):012x}"
         self.pending.append(
             _Pending("gift_card.purchased", issued_at, purchaser.index, card=card, extra=extra)
         )
+        if send_on is not None and self.care.random() < 0.05:
+            self._card_claim(purchaser, send_on)
         if rng.random() < 0.88:
             day = self._day_between(date(year, 12, 24), date(year + 1, 1, 20))
             redeemed_at = max(self._local(recipient, day, 8, 23), issued_at + timedelta(hours=2))
+            if send_on is not None:  # nobody redeems a card before it arrives (09:00 their time)
+                arrives = datetime.combine(send_on, time(9), tzinfo=recipient.zone).astimezone(UTC)
+                redeemed_at = max(redeemed_at, arrives + timedelta(minutes=self.care.between(5, 600)))
             visited_at = redeemed_at - timedelta(minutes=rng.between(2, 25))
             recipient.first_seen_at = visited_at
             card["redeemed_at"] = redeemed_at
@@ -394,6 +429,102 @@ class ShopBuilder:
                     used = min(order["total"], card["amount"])
                     card["balance"] = (card["amount"] - used).quantize(CENT)
                     order["_gift_card"] = (card, used)
+
+    # --- care: deliveries, labels, exchanges, claims (the second stream) -------------
+
+    def _send_on(self, issued_at: datetime, recipient: _Person, *, digital: bool) -> date | None:
+        """Most digital cards bought before Christmas Eve arrive on a December day; the rest at once."""
+        care = self.care
+        if not digital or care.random() >= 0.7:
+            return None
+        issued = issued_at.astimezone(recipient.zone).date()
+        year = self.season
+        wanted = care.weighted((date(year, 12, 23), date(year, 12, 24), date(year, 12, 25)), (15, 65, 20))
+        return wanted if wanted > issued else None
+
+    def _return_label(self) -> dict[str, str]:
+        if self.care.random() < 0.75:
+            return {"label_url": f"{SHOP_URL}/returns/label/{self.care.below(16**10):010x}"}
+        return {}
+
+    def _next_claim_id(self) -> str:
+        self._claims += 1
+        return f"{self.prefix['claim']}{self._claims:05d}"
+
+    def _claim(self, person: _Person, order: dict[str, Any], reason: str, reported_at: datetime) -> None:
+        """Most damaged or lost parcels (fewer late ones) become a claim; most claims end within days."""
+        care = self.care
+        if care.random() >= {"damaged": 0.85, "lost": 0.9, "late": 0.35, "defective": 1.0}[reason]:
+            return
+        claim_id = self._next_claim_id()
+        # The customer files it in their waking hours; support closes it in office hours (09–17).
+        opened_at = self._care_moment(person, reported_at + timedelta(hours=care.between(1, 30)), 8, 22)
+        if opened_at >= self.season_end:
+            return
+        extra = {"claim_id": claim_id, "reason": reason}
+        self.pending.append(_Pending("claim.opened", opened_at, person.index, order, extra=dict(extra)))
+        resolved_at = self._care_moment(person, opened_at + timedelta(days=care.between(1, 12)), 9, 17)
+        if care.random() < 0.85 and resolved_at < self.season_end:
+            extra["resolution"] = self._weighted_care(CLAIM_RESOLUTIONS[reason])
+            self.pending.append(_Pending("claim.resolved", resolved_at, person.index, order, extra=extra))
+
+    def _care_moment(self, person: _Person, after: datetime, first_hour: int, last_hour: int) -> datetime:
+        """A moment between ``first_hour`` and ``last_hour`` local time, on ``after``'s day or the next."""
+        local = after.astimezone(person.zone)
+        day = local.date() if local.hour < last_hour else local.date() + timedelta(days=1)
+        moment = datetime.combine(
+            day, time(self.care.between(first_hour, last_hour - 1), self.care.below(60)), tzinfo=person.zone
+        )
+        while moment <= after:
+            moment += timedelta(days=1)
+        return moment.astimezone(UTC)
+
+    def _defect_claim(self, person: _Person, order: dict[str, Any], delivered_at: datetime) -> None:
+        """A gift unwrapped at Christmas turns out faulty: a claim between Christmas and mid-January."""
+        day = date(self.season, 12, 25) + timedelta(days=self.care.between(0, 21))
+        moment = datetime.combine(
+            day, time(self.care.between(9, 21), self.care.below(60)), tzinfo=person.zone
+        )
+        opened_at = max(moment.astimezone(UTC), delivered_at + timedelta(days=1))
+        self._claim(person, order, "defective", opened_at - timedelta(hours=1))
+
+    def _card_claim(self, purchaser: _Person, send_on: date) -> None:
+        """A buyer whose recipient never got the card: a claim without an order, resolved by resending."""
+        care = self.care
+        asked = datetime.combine(send_on, time(care.between(12, 19), care.below(60)), tzinfo=purchaser.zone)
+        extra = {"claim_id": self._next_claim_id(), "reason": "gift_card_not_received"}
+        self.pending.append(
+            _Pending("claim.opened", asked.astimezone(UTC), purchaser.index, extra=dict(extra))
+        )
+        extra["resolution"] = "resent"
+        resolved = self._care_moment(purchaser, asked + timedelta(hours=1), 9, 17)
+        self.pending.append(_Pending("claim.resolved", resolved, purchaser.index, extra=extra))
+
+    def _exchange_shipped(self, person: _Person, order: dict[str, Any], requested_at: datetime) -> None:
+        care = self.care
+        shipped_at = self._care_moment(person, requested_at + timedelta(days=care.between(1, 5)), 9, 17)
+        if care.random() >= 0.92 or shipped_at >= self.season_end:
+            return
+        tracking = f"{care.below(10**10):010d}"
+        extra = {
+            "carrier": person.market.carriers["standard"],
+            "tracking_number": tracking,
+            "tracking_url": f"https://track.example.com/{tracking}",
+        }
+        self.pending.append(_Pending("exchange.shipped", shipped_at, person.index, order, extra=extra))
+
+    def _weighted_care(self, pairs: tuple[tuple[str, float], ...]) -> str:
+        values, weights = zip(*pairs, strict=True)
+        return self.care.weighted(values, weights)
+
+    def _recipient_details(self, extra: dict[str, Any]) -> None:
+        """The recipient's locale (as their contact row has it) and a note in their language."""
+        contact = self.rows.contacts[extra.pop("_recipient")]
+        locale = contact["locale"]
+        if locale:
+            extra["recipient_locale"] = locale
+        if self.care.random() < 0.8:
+            extra["message"] = self.care.pick(GIFT_MESSAGES[(locale or "en").split("-")[0]])
 
     # --- consent, suppressions, tags ------------------------------------------------
 
@@ -586,6 +717,9 @@ class ShopBuilder:
         for number, card in enumerate(self.rows.gift_cards, start=1):
             card["external_id"] = f"{self.prefix['gift_card']}{number:05d}"
         self.pending.sort(key=lambda pending: pending.occurred_at)
+        for pending in self.pending:
+            if "_recipient" in pending.extra:
+                self._recipient_details(pending.extra)
         for number, pending in enumerate(self.pending, start=1):
             self.rows.events.append(
                 {

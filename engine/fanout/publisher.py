@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 from engine.clock import Clock
 from engine.fanout.celery_app import DISPATCH_TASK, BrokerUnavailable, create_app, safe_broker_url
 from engine.runtime.controls import controls
-from engine.runtime.policy import campaign_rules, campaigns_of
+from engine.runtime.policy import campaign_rules
 from engine.settings import Settings
 from engine.store import write_transaction
 from engine.store.models import Delivery, DeliveryState, Post
@@ -155,7 +155,7 @@ class Publisher:
             return None, sorted(cid for cid, value in control.items() if value == "paused")
         allowed = sorted(
             cid
-            for cid, campaign in campaigns_of(workspace).items()
+            for cid, campaign in workspace.campaigns.items()
             if _claimable(campaign_rules(campaign, self.settings, control.get(cid, "active")))
         )
         return allowed, []

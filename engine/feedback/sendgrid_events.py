@@ -5,8 +5,15 @@ Verification refuses (each a named :class:`WebhookRejected` reason, answered wit
 * ``missing_signature`` — no signature or timestamp header while a key is configured;
 * ``unsigned_not_allowed`` — no key configured and ``TIDINGS_SENDGRID_WEBHOOK_UNSIGNED``
   is not ``allow``: an open endpoint would let anyone suppress any address;
-* ``stale_timestamp`` — the signed timestamp is older (or further in the future) than
-  ``TIDINGS_SENDGRID_WEBHOOK_MAX_AGE_SECONDS``: a captured request cannot be replayed later;
+* ``stale_timestamp`` — the signed timestamp is older than
+  ``TIDINGS_SENDGRID_WEBHOOK_MAX_AGE_SECONDS`` (default 25 hours), or more than
+  :data:`FUTURE_SKEW_SECONDS` in the future. Why 25 hours and not minutes: SendGrid retries
+  a POST that failed (our endpoint down, a deploy, a 5xx) for up to 24 hours, and does not
+  document whether a retry is signed afresh; a short window would answer 403 to every
+  retried batch after an outage, SendGrid would give up, and the bounces and spam reports
+  in it (the suppressions) would be lost. The cost of the wide window is small: a signed
+  request can only carry events SendGrid really sent, and storage dedupes on
+  ``sg_event_id``, so replaying a captured request changes nothing;
 * ``invalid_signature`` — the ECDSA P-256 / SHA-256 signature over ``timestamp + raw body``
   does not verify with the configured public key (``EventWebhook.verify_signature``).
 
@@ -16,9 +23,19 @@ map back to outbox rows through the ``delivery_id`` custom arg the dispatcher se
 
 Effects: ``bounce`` (hard; ``type: blocked`` is a soft bounce and stored as ``blocked``,
 no suppression) → ``hard_bounce``; ``spamreport`` → ``spam_report`` and consent withdrawn;
-``unsubscribe`` / ``group_unsubscribe`` → ``unsubscribe`` and consent withdrawn. All on the
-``email`` channel. Other types (``processed``, ``delivered``, ``deferred``, ``dropped``,
-``open``, ``click``, ``group_resubscribe``) are recorded only.
+``unsubscribe`` / ``group_unsubscribe`` → ``unsubscribe`` and consent withdrawn. A
+``dropped`` event whose reason says SendGrid already holds the address on one of its own
+suppression lists ("Bounced Address", "Spam Reporting Address", "Unsubscribed Address")
+has the same effect as the event that put it there: those lists fill from events that may
+never have reached us (the webhook was off, another app sends from the same account), and
+without the suppression here every later campaign would plan, render and "send" to the
+address while SendGrid silently drops it. All on the ``email`` channel.
+
+Opens: an ``open`` with ``sg_machine_open: true`` was fetched by a machine (Apple Mail
+Privacy Protection loads every image of every message when it arrives), not read by a
+person: it is stored as type ``machine_open``, which no statistic counts as an open.
+Other types (``processed``, ``delivered``, ``deferred``, other ``dropped``, ``click``,
+``group_resubscribe``) are recorded only.
 """
 
 from __future__ import annotations
@@ -28,21 +45,23 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from engine.clock import Clock
 from engine.errors import SettingsError
 from engine.feedback import jsonsafe
 from engine.feedback.consent import withdraw_consent
+from engine.runtime.breaker import BreakerLimits, campaigns_of_deliveries, review
 from engine.settings import Settings, UnsignedWebhooks
 from engine.store.database import write_transaction
+from engine.store.dialect import insert_for
 from engine.store.models import Contact, Delivery, DeliveryEvent
 from engine.store.suppressions import Reason, add_suppression, normalise_email
 
@@ -54,6 +73,8 @@ MAX_BATCH = 10_000
 EMAIL_CHANNEL = "email"
 
 #: SendGrid event → the suppression reason it creates.
+#: Events the circuit breaker counts (a dropped event for a bounced address was a bounce already).
+REVIEWED = frozenset({"bounce", "spamreport"})
 SUPPRESSING: dict[str, str] = {
     "bounce": Reason.hard_bounce,
     "spamreport": Reason.spam_report,
@@ -62,6 +83,15 @@ SUPPRESSING: dict[str, str] = {
 }
 #: Events that also withdraw marketing consent (the recipient said "stop", one way or another).
 WITHDRAWING = frozenset({"spamreport", "unsubscribe", "group_unsubscribe"})
+#: ``dropped`` reasons (lower-cased) → the event whose effect they repeat.
+DROPPED_BECAUSE: dict[str, str] = {
+    "bounced address": "bounce",
+    "spam reporting address": "spamreport",
+    "unsubscribed address": "unsubscribe",
+}
+MACHINE_OPEN = "machine_open"
+#: How far in the future a signed timestamp may be (clock skew between SendGrid and us).
+FUTURE_SKEW_SECONDS = 300
 
 
 class WebhookRejected(Exception):
@@ -103,7 +133,8 @@ class WebhookVerifier:
             signed_at = datetime.fromtimestamp(int(timestamp.strip()), UTC)
         except (ValueError, OverflowError, OSError):
             raise WebhookRejected("stale_timestamp") from None
-        if abs((now - signed_at).total_seconds()) > self._max_age:
+        age = (now - signed_at).total_seconds()
+        if age > self._max_age or age < -FUTURE_SKEW_SECONDS:
             raise WebhookRejected("stale_timestamp")
         try:
             payload = body.decode("utf-8")
@@ -137,6 +168,7 @@ class WebhookResult:
     stored: int
     duplicates: int
     suppressions: int
+    paused: list[str] = field(default_factory=list)  # campaigns the circuit breaker paused
 
 
 def _event_id(item: dict[str, Any]) -> str:
@@ -176,16 +208,36 @@ def _type(item: dict[str, Any]) -> str:
     kind = str(item["event"])[:64]
     if kind == "bounce" and item.get("type") == "blocked":
         return "blocked"
+    if kind == "open" and item.get("sg_machine_open") is True:
+        return MACHINE_OPEN
+    return kind
+
+
+def _acts_as(kind: str, reason: str | None) -> str:
+    """The event whose effect ``kind`` has: itself, or for a ``dropped`` the suppression list it names."""
+    if kind == "dropped" and reason:
+        return DROPPED_BECAUSE.get(reason.strip().lower(), kind)
     return kind
 
 
 def _insert(conn: Connection) -> Any:
     table = DeliveryEvent.__table__  # type: ignore[attr-defined]
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return insert_for(conn, table)
 
 
-def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datetime) -> WebhookResult:
-    """Store a verified batch; events already stored (same ``sg_event_id``) change nothing."""
+def store_events(
+    engine: Engine,
+    events: Sequence[dict[str, Any]],
+    *,
+    clock: Clock,
+    breaker: BreakerLimits | None = None,
+) -> WebhookResult:
+    """Store a verified batch; events already stored (same ``sg_event_id``) change nothing.
+
+    With ``breaker``, the campaigns the new bounces and complaints concern are reviewed at once
+    (:mod:`engine.runtime.breaker`) and paused when their rates pass its limits.
+    """
+    now = clock.now()
     by_id: dict[str, dict[str, Any]] = {}
     for item in events:
         by_id.setdefault(_event_id(item), item)
@@ -260,7 +312,8 @@ def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datet
         for event in rows:
             if event["provider_event_id"] not in new_keys or event["email"] is None:
                 continue
-            reason = SUPPRESSING.get(event["type"])
+            acts_as = _acts_as(event["type"], event["reason"])
+            reason = SUPPRESSING.get(acts_as)
             if reason is None:
                 continue
             source = f"sendgrid:{event['type']}"
@@ -268,13 +321,23 @@ def store_events(engine: Engine, events: Sequence[dict[str, Any]], *, now: datet
                 conn, event["email"], channel=EMAIL_CHANNEL, reason=reason, now=now, source=source
             ):
                 suppressions += 1
-            if event["type"] in WITHDRAWING and event["contact_id"] is not None:
+            if acts_as in WITHDRAWING and event["contact_id"] is not None:
                 at = event["occurred_at"]
                 withdraw_consent(conn, event["contact_id"], EMAIL_CHANNEL, at=at, source=source)
     stored = len(new_keys)
     if stored:
         log.info("stored %d SendGrid events (%d suppressions)", stored, suppressions)
-    return WebhookResult(len(events), stored, len(events) - stored, suppressions)
+    tripped: list[str] = []
+    reviewed = {
+        e["delivery_id"]
+        for e in rows
+        if e["provider_event_id"] in new_keys and e["delivery_id"] is not None and e["type"] in REVIEWED
+    }
+    if breaker is not None and reviewed:
+        with engine.connect() as conn:
+            campaigns = campaigns_of_deliveries(conn, reviewed)
+        tripped = [trip.campaign_id for trip in review(engine, campaigns, clock=clock, limits=breaker)]
+    return WebhookResult(len(events), stored, len(events) - stored, suppressions, tripped)
 
 
 __all__ = [

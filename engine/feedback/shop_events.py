@@ -24,8 +24,11 @@ Ingestion of the valid events happens in one transaction:
 4. orders and gift cards are upserted from ``order.*`` and ``gift_card.*`` events and the
    contact aggregates (``orders_count``, ``total_spent``, ``last_order_at``) recomputed
    from the orders in SQL, so replays and out-of-order events still add up;
-5. the ``shop_event`` rows are written and their ids returned, for the caller to enrol
+5. the ``shop_event`` rows are written (the payload is the event's validated ``data``, as
+   templates read it: ``event.data.order_id``) and their ids returned, for the caller to enrol
    contacts in event-triggered campaigns after the commit.
+
+Each type's ``data`` schema lives in :mod:`engine.transfer.event_data`, shared with ``import``.
 """
 
 from __future__ import annotations
@@ -52,23 +55,27 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from engine.feedback.consent import grant_consent, withdraw_consent
-from engine.inbound import email_address, single_line, unstorable_json
+from engine.inbound import single_line, unstorable_json
 from engine.store.database import write_transaction
 from engine.store.models import Contact, GiftCard, OrderStatus, ShopEvent, ShopOrder, valid_zone
+from engine.transfer.event_data import (
+    DATA_SCHEMAS,
+    EventData,
+    GiftCardPurchased,
+    GiftCardRedeemed,
+    OrderPlaced,
+    OrderUpdate,
+    Text,
+    check_country,
+    check_email,
+    check_locale,
+)
+from engine.workspace.values import EVENT_TYPES
 
 MAX_BATCH = 5_000
-ORDER_TYPES = ("order.placed", "order.shipped", "order.delivered", "order.problem")
-GIFT_CARD_TYPES = ("gift_card.purchased", "gift_card.redeemed")
-OTHER_TYPES = ("return.requested", "exchange.requested", "site.first_visit")
-KNOWN_TYPES = ORDER_TYPES + GIFT_CARD_TYPES + OTHER_TYPES
+KNOWN_TYPES = EVENT_TYPES
 _CUSTOM = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,99}$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,2}$")
 MAX_ERRORS = 100  # field errors listed in one answer (every rejected event is still counted)
-
-Money = Annotated[Decimal, Field(ge=0, lt=Decimal("1e10"), allow_inf_nan=False)]
-Text = Annotated[
-    str, Field(min_length=1, max_length=255), AfterValidator(lambda v: single_line(v, max_length=255))
-]
 Name = Annotated[str, AfterValidator(lambda value: single_line(value, field="the name", max_length=200))]
 
 
@@ -77,10 +84,6 @@ def _aware_utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
         raise ValueError("date-time out of range") from None
-
-
-def _email(value: str) -> str:
-    return email_address(value)
 
 
 class ConsentIn(BaseModel):
@@ -108,87 +111,22 @@ class ContactIn(BaseModel):
     @field_validator("email")
     @classmethod
     def _address(cls, value: str) -> str:
-        return _email(value)
+        return check_email(value)
 
     @field_validator("locale")
     @classmethod
     def _locale(cls, value: str | None) -> str | None:
-        if value is not None and not _LOCALE.match(value):
-            raise ValueError("expected a locale like en, ro or et-EE")
-        return value
+        return None if value is None else check_locale(value)
 
     @field_validator("country")
     @classmethod
     def _country(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if len(value) != 2 or not value.isascii() or not value.isalpha():
-            raise ValueError("expected an ISO 3166 two-letter country code")
-        return value.upper()
+        return None if value is None else check_country(value)
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         return valid_zone(value)
-
-
-class _Data(BaseModel):
-    # Shops send more than we read; keep it (it is stored in the event payload) but check what we use.
-    model_config = ConfigDict(extra="allow")
-
-
-class OrderPlaced(_Data):
-    order_id: Text
-    total: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    placed_at: AwareDatetime | None = None
-    shipping_country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
-    shipping_method: Text | None = None
-    is_gift: bool = False
-    items: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
-
-
-class OrderUpdate(_Data):
-    order_id: Text
-    problem: Annotated[str, Field(max_length=1000)] | None = None
-
-
-class ReturnRequest(_Data):
-    order_id: Text
-
-
-class GiftCardPurchased(_Data):
-    gift_card_id: Text
-    amount: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    recipient_email: str | None = None
-    code_last4: Annotated[str, Field(max_length=8)] | None = None
-    is_digital: bool = True
-
-    @field_validator("recipient_email")
-    @classmethod
-    def _recipient(cls, value: str | None) -> str | None:
-        return None if value is None else _email(value)
-
-
-class GiftCardRedeemed(_Data):
-    gift_card_id: Text
-    amount: Money
-    balance: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    code_last4: Annotated[str, Field(max_length=8)] | None = None
-
-
-DATA_SCHEMAS: dict[str, type[_Data]] = {
-    "order.placed": OrderPlaced,
-    "order.shipped": OrderUpdate,
-    "order.delivered": OrderUpdate,
-    "order.problem": OrderUpdate,
-    "return.requested": ReturnRequest,
-    "exchange.requested": ReturnRequest,
-    "gift_card.purchased": GiftCardPurchased,
-    "gift_card.redeemed": GiftCardRedeemed,
-}
 
 
 class EventIn(BaseModel):
@@ -218,7 +156,7 @@ class ShopEventIn:
     """A validated event: the envelope plus its typed data (None for free-form types)."""
 
     event: EventIn
-    data: _Data | None
+    data: EventData | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,19 +285,28 @@ _CONTACT_FIELDS = ("external_id", "first_name", "last_name", "locale", "country"
 
 
 def _upsert_contacts(conn: Connection, events: list[ShopEventIn], now: datetime) -> dict[str, int]:
-    """Create or update every contact named in the batch; returns email → id."""
+    """Create or update every contact named in the batch; returns email → id.
+
+    A gift card's recipient becomes a contact (without any consent: the card is theirs, the
+    newsletter is not). What the buyer typed about them (name, locale, country) fills only
+    what is still empty: a recipient who is already a customer keeps their own details.
+    """
     contacts = _table(Contact)
     wanted: dict[str, dict[str, Any]] = {}
+    recipient_fill: dict[str, dict[str, Any]] = {}
     first_seen: dict[str, datetime] = {}
     for item in events:
         given = item.event.contact.model_dump(include=set(_CONTACT_FIELDS), exclude_none=True)
         email = item.event.contact.email
         wanted.setdefault(email, {}).update(given)
         first_seen[email] = min(first_seen.get(email, item.event.occurred_at), item.event.occurred_at)
-        recipient = getattr(item.data, "recipient_email", None)
-        if recipient:
+        if isinstance(item.data, GiftCardPurchased) and item.data.recipient_email:
+            recipient = item.data.recipient_email
             wanted.setdefault(recipient, {})
             first_seen.setdefault(recipient, item.event.occurred_at)
+            fill = recipient_fill.setdefault(recipient, {})
+            for name, value in _recipient_fields(item.data).items():
+                fill.setdefault(name, value)
     emails = sorted(wanted)
     ids: dict[str, int] = {}
     for chunk in _chunks(emails):
@@ -380,7 +327,10 @@ def _upsert_contacts(conn: Connection, events: list[ShopEventIn], now: datetime)
     new_rows: list[dict[str, Any]] = [
         {
             "email": email,
-            **{name: wanted[email].get(name) for name in _CONTACT_FIELDS},
+            **{
+                name: wanted[email].get(name, recipient_fill.get(email, {}).get(name))
+                for name in _CONTACT_FIELDS
+            },
             "tags": [],
             "attributes": {},
             "orders_count": 0,
@@ -413,6 +363,7 @@ def _upsert_contacts(conn: Connection, events: list[ShopEventIn], now: datetime)
             .values({name: bindparam(name) for name in shape} | {"updated_at": bindparam("_now")})
         )
         conn.execute(statement, rows)
+    _fill_blanks(conn, {ids[email]: recipient_fill[email] for email in existing if email in recipient_fill})
     seen_rows = [{"_id": ids[email], "_seen": first_seen[email]} for email in existing]
     if seen_rows:
         conn.execute(
@@ -425,6 +376,38 @@ def _upsert_contacts(conn: Connection, events: list[ShopEventIn], now: datetime)
             seen_rows,
         )
     return ids
+
+
+def _recipient_fields(data: GiftCardPurchased) -> dict[str, str]:
+    """Contact fields from what the buyer said about the recipient (the name split at its first space)."""
+    fields: dict[str, str] = {}
+    if data.recipient_name:
+        first, _, last = data.recipient_name.partition(" ")
+        fields["first_name"] = first
+        if last:
+            fields["last_name"] = last
+    if data.recipient_locale:
+        fields["locale"] = data.recipient_locale
+    if data.recipient_country:
+        fields["country"] = data.recipient_country
+    return fields
+
+
+def _fill_blanks(conn: Connection, fills: dict[int, dict[str, str]]) -> None:
+    """Set each field only where the contact has none yet."""
+    contacts = _table(Contact)
+    by_field: dict[str, list[dict[str, Any]]] = {}
+    for contact_id, fields in fills.items():
+        for name, value in fields.items():
+            by_field.setdefault(name, []).append({"_id": contact_id, "_value": value})
+    for name, rows in by_field.items():
+        column = contacts.c[name]
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.id == bindparam("_id"), column.is_(None))
+            .values({name: bindparam("_value")}),
+            rows,
+        )
 
 
 def _apply_consents(conn: Connection, events: list[ShopEventIn], ids: dict[str, int]) -> None:
@@ -553,6 +536,17 @@ def _refresh_aggregates(conn: Connection, contact_ids: set[int]) -> None:
         )
 
 
+def _payload(item: ShopEventIn) -> dict[str, Any]:
+    """What is stored as the event's payload: its data, as flat as the demo shop's and the import's.
+
+    Templates read it as ``event.data`` and the runtime finds ``order_id`` / ``gift_card_id`` in
+    it; the envelope (id, type, time, contact) lives in the row's own columns and the contact.
+    """
+    if item.data is not None:
+        return item.data.model_dump(mode="json", exclude_none=True)
+    return dict(item.event.data)
+
+
 def _store_events(
     conn: Connection, events: list[ShopEventIn], ids: dict[str, int], now: datetime
 ) -> list[int]:
@@ -563,7 +557,7 @@ def _store_events(
             "contact_id": ids[item.event.contact.email],
             "occurred_at": item.event.occurred_at,
             "received_at": now,
-            "payload": item.event.model_dump(mode="json", exclude_none=True),
+            "payload": _payload(item),
         }
         for item in events
     ]

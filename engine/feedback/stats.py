@@ -6,7 +6,9 @@ Figures, per (campaign, step, variant):
   and ``skipped`` by state, with ``skipped_by_reason`` from ``delivery.reason``;
 * ``delivered``, ``opened``, ``clicked``, ``bounced`` (hard), ``complained`` (spam reports),
   ``unsubscribed`` — *distinct messages* with at least one such ``delivery_event``
-  (a message opened five times counts once);
+  (a message opened five times counts once); ``opened`` counts people's opens only;
+  ``machine_opened`` counts messages fetched by a machine (Apple Mail Privacy Protection
+  loads every message on arrival, ``sg_machine_open``), apart so it never inflates ``opened``;
 * ``conversions`` and ``revenue`` — distinct orders of the recipient placed within
   ``conversion_window_days`` after the send or after a click on it. An order counts for
   every message that touched it in its window (multi-touch), so the conversions of two
@@ -31,7 +33,8 @@ from engine.store.types import UTCDateTime
 
 EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "delivered": ("delivered",),
-    "opened": ("open",),
+    "opened": ("open",),  # never "machine_open": a prefetch by Apple Mail Privacy Protection
+    "machine_opened": ("machine_open",),
     "clicked": ("click",),
     "bounced": ("bounce",),
     "complained": ("spamreport",),
@@ -74,6 +77,7 @@ class StepStats:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     delivered: int = 0
     opened: int = 0
+    machine_opened: int = 0
     clicked: int = 0
     bounced: int = 0
     complained: int = 0

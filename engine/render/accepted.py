@@ -140,8 +140,10 @@ class AcceptedTemplates:
         renderer = Renderer(self.settings, directory)
         found: dict[str, str] = {}
         for name in names:
+            categories = [str(campaign.category) for campaign in workspace.campaigns_using(name)]
             try:
-                _render_samples(renderer, name, self.settings, marketing=is_marketing(workspace, name))
+                marketing = is_marketing(renderer, name, categories)
+                _render_samples(renderer, name, self.settings, marketing=marketing)
             except RenderError as exc:
                 found[name] = _as_source(exc, directory, source)
         return found

@@ -1,7 +1,8 @@
 """What ``tidings validate`` and the preview check in templates, beyond "does it render".
 
 Per template × locale file, rendered with the template's ``sample.yaml`` (as marketing when
-a marketing campaign sends it or no campaign does): undefined names, MJML errors and
+a marketing campaign sends it; when no campaign does, as it is written: marketing when it
+shows the unsubscribe link, see :func:`written_as_marketing`): undefined names, MJML errors and
 warnings, marketing mail without the unsubscribe link or the postal address (the renderer
 refuses those), images without ``alt``, links that are not http(s)/mailto or are malformed,
 HTML over Gmail's ~102 KB clip, X posts over 280 weighted characters, and templates that
@@ -9,13 +10,16 @@ fall back to per-message compilation (a warning: they work, slowly).
 
 Per campaign: the names each template reads (``jinja2.meta``) against the flow that sends
 it: ``coupon`` before any coupon step, or ``event`` without an event trigger, is an error at
-the campaign's step line.
+the campaign's step line; so is a marketing campaign sending a service message (no
+unsubscribe link), and a transactional campaign sending a template with the marketing
+footer is a warning there.
 """
 
 from __future__ import annotations
 
 import html as htmllib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +40,8 @@ IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 ALT = re.compile(r"\balt\s*=", re.IGNORECASE)
 SRC = re.compile(r'\bsrc="([^"]*)"', re.IGNORECASE)
 A_HREF = re.compile(r'<a\b[^>]*?\bhref="([^"]*)"', re.IGNORECASE)
-ALLOWED_SCHEMES = ("http", "https", "mailto")
+ALLOWED_SCHEMES = ("http", "https", "mailto", "tel")
+TEL = re.compile(r"^\+?[0-9]{4,20}$")
 
 
 def _at(path: Path | str, line: int = 1) -> SourceLocation:
@@ -70,11 +75,13 @@ def link_problem(href: str) -> str | None:
         return f"link {value[:80]!r} is malformed"
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        return f"link {value[:80]!r} is not an http(s) or mailto link"
+        return f"link {value[:80]!r} is not an http(s), mailto or tel link"
     if scheme in ("http", "https") and not _valid_host(parts.hostname):
         return f"link {value[:80]!r} has no valid host"
     if scheme == "mailto" and "@" not in parts.path:
         return f"link {value[:80]!r} is not an email address"
+    if scheme == "tel" and not TEL.match(parts.path):
+        return f"link {value[:80]!r} is not a phone number (tel:+3726001234: digits only)"
     return None
 
 
@@ -159,15 +166,42 @@ def check_template(
     return problems
 
 
-def is_marketing(workspace: Any, template: str) -> bool:
-    """Marketing when a marketing campaign sends it, or when no campaign does (DESIGN.md)."""
-    senders = workspace.campaigns_using(template)
-    return not senders or any(str(getattr(c.category, "value", c.category)) == "marketing" for c in senders)
+def written_as_marketing(renderer: Renderer, template: str) -> bool:
+    """Is the template written as marketing: does it show the unsubscribe link (``unsubscribe_url``)?
+
+    Service messages extend ``_layouts/service.mjml``, whose footer has no unsubscribe link
+    (there is nothing to leave); marketing ones extend ``_layouts/base.mjml``. A template that
+    cannot be compiled counts as marketing (the strictest check; its error is reported anyway).
+    """
+    try:
+        if renderer.kind(template) != "email":
+            return True
+        return any(
+            "unsubscribe_url" in renderer.email_names(template, locale)
+            for _path, locale in renderer.locale_files(template)
+        )
+    except RenderError:
+        return True
+
+
+def is_marketing(renderer: Renderer, template: str, categories: Iterable[str]) -> bool:
+    """Checked as marketing when a marketing campaign sends it; when no campaign does, as it is written.
+
+    ``categories``: the category (``marketing`` / ``transactional``) of each campaign that sends it.
+    """
+    sent_as = [str(getattr(category, "value", category)) for category in categories]
+    if sent_as:
+        return "marketing" in sent_as
+    return written_as_marketing(renderer, template)
+
+
+def _categories(workspace: Any, template: str) -> list[str]:
+    return [str(getattr(c.category, "value", c.category)) for c in workspace.campaigns_using(template)]
 
 
 def check_workspace(workspace: Any, settings: Settings) -> list[Problem]:
     """Every template × locale with its sample, then the per-campaign name checks."""
-    renderer = Renderer(settings, workspace.templates_dir)
+    renderer = Renderer(settings, workspace.templates_dir, labels=workspace.schedules.labels)
     problems: list[Problem] = []
     for template in renderer.templates():
         try:
@@ -181,7 +215,7 @@ def check_workspace(workspace: Any, settings: Settings) -> list[Problem]:
             problems.append(
                 Problem(_at(sample_path), "no sample.yaml: preview and validate need one", severity="warning")
             )
-        marketing = is_marketing(workspace, template)
+        marketing = is_marketing(renderer, template, _categories(workspace, template))
         for _path, locale in files:
             context = sample_context(sample, settings)
             problems.extend(check_template(renderer, template, context, locale=locale, marketing=marketing))
@@ -208,9 +242,17 @@ def check_campaigns(workspace: Any, renderer: Renderer) -> list[Problem]:
             names_of[template] = frozenset(found)
         return names_of[template]
 
+    written: dict[str, bool] = {}
+
+    def marketing_footer(template: str) -> bool:
+        if template not in written:
+            written[template] = written_as_marketing(renderer, template)
+        return written[template]
+
     for campaign in workspace.campaigns.values():
         coupon_seen = False
         has_event = campaign.trigger.kind == "event"
+        category = str(getattr(campaign.category, "value", campaign.category))
         for step in campaign.iter_steps():
             if step.kind == "coupon":
                 coupon_seen = True
@@ -228,6 +270,8 @@ def check_campaigns(workspace: Any, renderer: Renderer) -> list[Problem]:
                             f"step {step.step_id!r}",
                         )
                     )
+                if renderer.kind(template) == "email":
+                    problems.extend(_footer_problems(template, category, marketing_footer(template), where))
                 if "event" in used and not has_event:
                     problems.append(
                         Problem(
@@ -237,3 +281,29 @@ def check_campaigns(workspace: Any, renderer: Renderer) -> list[Problem]:
                         )
                     )
     return problems
+
+
+def _footer_problems(
+    template: str, category: str, marketing_footer: bool, where: SourceLocation
+) -> list[Problem]:
+    """A marketing campaign needs the unsubscribe footer; a transactional one should not show it."""
+    if category == "marketing" and not marketing_footer:
+        return [
+            Problem(
+                where,
+                f"template {template!r} is written as a service message (no unsubscribe link); a marketing "
+                "campaign needs the marketing footer: extend _layouts/base.mjml, or make the campaign "
+                "transactional",
+            )
+        ]
+    if category == "transactional" and marketing_footer:
+        return [
+            Problem(
+                where,
+                f"template {template!r} shows the marketing footer (an unsubscribe link and "
+                '"you asked us to keep you posted") in a transactional campaign: '
+                "extend _layouts/service.mjml",
+                severity="warning",
+            )
+        ]
+    return []

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import Row
+
 from engine.render.errors import RenderError
 from engine.render.record import Record
 from engine.settings import Settings
@@ -35,7 +37,11 @@ MONEY_KEYS = frozenset(
 # --- from store rows ---------------------------------------------------------------------
 
 
-def contact_record(contact: Contact) -> Record:
+def contact_record(
+    contact: Contact | Row[Any], *, zone: str | None = None, zone_source: str | None = None
+) -> Record:
+    """A contact as templates see it; ``zone`` is the zone the message uses (``timezone`` shows it,
+    ``timezone_source`` says whether it is the contact's own or a fallback)."""
     return Record(
         {
             "id": contact.id,
@@ -45,7 +51,8 @@ def contact_record(contact: Contact) -> Record:
             "name": " ".join(p for p in (contact.first_name, contact.last_name) if p) or None,
             "locale": contact.locale,
             "country": contact.country,
-            "timezone": contact.timezone,
+            "timezone": zone or contact.timezone,
+            "timezone_source": zone_source or ("contact" if contact.timezone else None),
             "x_handle": contact.x_handle,
             "tags": list(contact.tags or []),
             "attributes": dict(contact.attributes or {}),
@@ -57,7 +64,7 @@ def contact_record(contact: Contact) -> Record:
     )
 
 
-def order_record(order: ShopOrder) -> Record:
+def order_record(order: ShopOrder | Row[Any]) -> Record:
     return Record(
         {
             "id": order.external_id,
@@ -78,7 +85,7 @@ def order_record(order: ShopOrder) -> Record:
     )
 
 
-def gift_card_record(card: GiftCard) -> Record:
+def gift_card_record(card: GiftCard | Row[Any]) -> Record:
     return Record(
         {
             "id": card.external_id,
@@ -97,7 +104,7 @@ def coupon_record(coupon: Coupon) -> Record:
     return Record({"code": coupon.code, "percent": coupon.percent, "expires_at": coupon.expires_at})
 
 
-def event_record(event: ShopEvent) -> Record:
+def event_record(event: ShopEvent | Row[Any]) -> Record:
     return Record({"type": event.type, "occurred_at": event.occurred_at, "data": dict(event.payload or {})})
 
 
@@ -122,11 +129,11 @@ def build_context(
     now: datetime,
     campaign: Mapping[str, Any] | Record | None = None,
     occurrence: Any = None,
-    order: ShopOrder | Record | None = None,
-    gift_card: GiftCard | Record | None = None,
+    order: ShopOrder | Row[Any] | Record | None = None,
+    gift_card: GiftCard | Row[Any] | Record | None = None,
     cutoff: Any = None,
-    coupon: Coupon | Record | None = None,
-    event: ShopEvent | Record | None = None,
+    coupon: Coupon | Record | Mapping[str, Any] | None = None,
+    event: ShopEvent | Row[Any] | Record | None = None,
     trigger_date: date | None = None,
     unsubscribe_url: str | None = None,
     shop: Mapping[str, Any] | None = None,

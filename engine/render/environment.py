@@ -19,6 +19,12 @@ Why these choices:
   before MRML, and the compiled HTML is parsed with a comment delimiter that cannot occur in it.
 * Filters format in the locale of the template file actually used (one environment per
   locale, so the locale is bound, not looked up per call) and in the contact's time zone.
+  Money follows CLDR through Babel, except where Babel lacks what a native reader expects:
+  Romanian prices in RON read "lei" (CLDR's narrow symbol, which Babel does not expose), not
+  "RON". ``plural`` picks a phrase by CLDR's plural rules ("20 de zile" but "19 zile").
+  ``hours`` shows the shop's support hours (:mod:`engine.opening_hours`) with CLDR's day
+  names and time ranges; ``linebreaks`` keeps the line breaks of untrusted text (a gift
+  card buyer's note) as ``<br>`` in HTML, escaping everything else, and as lines in text.
 * Per-message cost: a send renders the same templates tens of thousands of times, so the
   filters memoise whole calls, the engine's own ``days_until`` skips the sandbox's call
   checks, and the generated code reads Record fields and escapes output without the
@@ -38,19 +44,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import markupsafe
 from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal
-from jinja2 import StrictUndefined, nodes, pass_context
+from babel.dates import format_date, format_datetime, format_interval, get_day_names, get_timezone_name
+from babel.numbers import format_currency, format_decimal, get_currency_symbol
+from jinja2 import StrictUndefined, nodes, pass_context, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.opening_hours import InvalidHours, parse_hours
 from engine.render.locales import babel_locale
 from engine.render.record import Record
 from engine.workspace.render_budget import counted, loop_construct
 from engine.workspace.sandbox import BoundedSandbox
 
 _Finalize = CodeGenerator._FinalizeInfo
+
+# Currency symbols a native reader expects where Babel's CLDR data gives the ISO code: by language.
+LOCAL_CURRENCY_SYMBOLS: dict[str, dict[str, str]] = {"ro": {"RON": "lei"}}
 
 # Jinja comment delimiters for compiled HTML/text: NUL never appears in MRML output or in text.
 COMPILED_COMMENT_START = "{#\x00"
@@ -125,6 +136,8 @@ class Formatters:
         self._format_datetime = lru_cache(maxsize=memo_size)(self._format_datetime_uncached)
         self._format_money = lru_cache(maxsize=memo_size)(self._format_money_uncached)
         self._format_number = lru_cache(maxsize=memo_size)(self._format_number_uncached)
+        self._format_hours = lru_cache(maxsize=64)(self._format_hours_uncached)
+        self._local_symbols = LOCAL_CURRENCY_SYMBOLS.get(self.locale.language, {})
         # The callables templates see, made once so that every environment of this locale and
         # zone shares them (and their memo), and the sandbox can recognise them by identity.
         self.filters: dict[str, Callable[..., Any]] = {
@@ -132,6 +145,8 @@ class Formatters:
             "datetime": _with_context(self.datetime),
             "money": self.money,
             "number": self.number,
+            "hours": self.hours,
+            "plural": self.plural,
         }
         self.days_until_function = _with_context(self.days_until)
 
@@ -142,7 +157,28 @@ class Formatters:
         return str(format_datetime(moment, format=format, tzinfo=zone, locale=self.locale))
 
     def _format_money_uncached(self, value: Decimal, currency: str) -> str:
-        return str(format_currency(value, currency, locale=self.locale))
+        text = str(format_currency(value, currency, locale=self.locale))
+        local = self._local_symbols.get(currency)
+        if local is not None:
+            text = text.replace(str(get_currency_symbol(currency, locale=self.locale)), local)
+        return text
+
+    def _format_hours_uncached(self, value: str) -> str:
+        try:
+            hours = parse_hours(value)
+        except InvalidHours as exc:
+            raise TemplateValueError(str(exc)) from None
+        days = get_day_names("wide", context="stand-alone", locale=self.locale)
+        skeleton = "hm" if "h" in self.locale.time_formats["short"].pattern else "Hm"
+        parts = []
+        for group in hours.groups:
+            span = days[group.first]
+            if group.last != group.first:
+                span += f"–{days[group.last]}"
+            times = format_interval(group.opens, group.closes, skeleton, locale=self.locale)
+            parts.append(f"{span}, {times}")
+        zone = get_timezone_name(hours.zone, "long", locale=self.locale, zone_variant="generic")
+        return f"{'; '.join(parts)} ({zone})"
 
     def _format_number_uncached(self, value: Decimal, format: str | None) -> str:  # noqa: A002
         return str(format_decimal(value, format=format, locale=self.locale))
@@ -192,6 +228,15 @@ class Formatters:
             hit = self._remember(key, self._datetime(value, format, zone))
         return hit  # type: ignore[no-any-return]
 
+    def datetime_in(self, value: Any, format: str, zone_name: str) -> str:  # noqa: A002
+        """What ``{{ value|datetime(format) }}`` shows to a reader in ``zone_name``, outside a template
+        (the public app's cutoff banner says the dates exactly as the emails do)."""
+        key = ("datetime", type(value), value, format, zone_name)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._remember(key, self._datetime(value, format, zone_name))
+        return hit  # type: ignore[no-any-return]
+
     def _datetime(self, value: Any, format: str, zone_name: str) -> str:  # noqa: A002
         if value is None:
             raise TemplateValueError("datetime filter got none (is the value present for this contact?)")
@@ -208,6 +253,32 @@ class Formatters:
 
     def number(self, value: Any, format: str | None = None) -> str:  # noqa: A002
         return self._format_number(_as_decimal(value), format)
+
+    def plural(self, value: Any, **forms: str) -> str:
+        """The form of ``value``'s CLDR plural category, ``#`` replaced by the number in this locale.
+
+        ``{{ left|plural(one='o zi', few='# zile', other='# de zile') }}``: Romanian says "20 de
+        zile" but "19 zile", English "1 day" but "2 days"; the categories come from CLDR
+        (``one``, ``two``, ``few``, ``many``, ``other``), and ``other`` is required.
+        """
+        if "other" not in forms:
+            raise TemplateValueError(
+                "plural needs at least other='…' (and one='…' where the language has it)"
+            )
+        unknown = set(forms) - {"zero", "one", "two", "few", "many", "other"}
+        if unknown:
+            raise TemplateValueError(
+                f"plural: unknown category {sorted(unknown)[0]!r} (zero, one, two, few, many, other)"
+            )
+        number = _as_decimal(value)
+        category = self.locale.plural_form(number)
+        return forms.get(category, forms["other"]).replace("#", self._format_number(number, None))
+
+    def hours(self, value: Any) -> str:
+        """``Mon-Fri 09:00-17:00 Europe/Tallinn`` → "luni–vineri, 09:00–17:00 (Ora Europei de Est)"."""
+        if not value:
+            raise TemplateValueError("hours got none (guard it with {% if shop.support.hours %})")
+        return self._format_hours(str(value))
 
     def days_until(self, context: Context, value: Any) -> int:
         """Whole days from ``now`` to ``value``, both taken as dates in the contact's zone."""
@@ -238,6 +309,21 @@ class Formatters:
 def formatters(locale: str, default_zone: str) -> Formatters:
     """One :class:`Formatters` per locale and default zone, shared by all environments."""
     return Formatters(locale, default_zone)
+
+
+@pass_eval_context
+def linebreaks(eval_ctx: EvalContext, value: Any) -> str | markupsafe.Markup:
+    """Untrusted multi-line text: escaped with ``<br />`` between lines in HTML, as written in text.
+
+    Decided by the evaluation context, not the environment: the one-render template runs its
+    HTML part inside ``{% autoescape true %}`` of the text environment.
+    """
+    if value is None:
+        return ""
+    lines = str(value).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if not eval_ctx.autoescape:
+        return "\n".join(lines)
+    return markupsafe.Markup("<br />\n").join(markupsafe.escape(line) for line in lines)
 
 
 def _with_context(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,7 +369,8 @@ def escape_output(value: Any) -> str:
 # Filters whose result depends only on their arguments (and, for the dates, on the contact's zone
 # and ``now``, which do not change during a render) — and not on the autoescape setting.
 PURE_FILTERS = frozenset(
-    {"date", "datetime", "money", "number", "upper", "lower", "title", "capitalize", "trim"}
+    {"date", "datetime", "money", "number", "hours", "label", "plural"}
+    | {"upper", "lower", "title", "capitalize", "trim"}
     | {"default", "d", "length", "count", "round", "int", "float", "abs"}
 )
 # Constructs that compile into functions of their own or change names in ways the plan does not follow.
@@ -574,6 +661,7 @@ def make_environment(
     fmt = formatters(locale, default_zone)
     env.filters.update(fmt.filters)
     env.filters[COUNTED_FILTER] = _counted_filter
+    env.filters["linebreaks"] = linebreaks
     env.globals["days_until"] = fmt.days_until_function
     env.trust_call(fmt.days_until_function)
     for name in ("lipsum", "cycler", "joiner"):

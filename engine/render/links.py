@@ -3,7 +3,7 @@
 Static ``http(s)`` links are rewritten once. A link whose ``href`` is (partly) Jinja —
 ``href="{{ shop.url }}/gifts"`` — cannot be parsed before it is rendered, so it is wrapped in
 ``{% filter tidings_utm(…) %}…{% endfilter %}``: the tagging then runs per message on the
-rendered URL, for those links only. Links to the unsubscribe URL, ``mailto:`` links and
+rendered URL, for those links only. Links to the unsubscribe URL, ``mailto:`` and ``tel:`` links and
 links that already carry ``utm_*`` parameters are left alone (a marketer's own UTM wins).
 """
 
@@ -101,7 +101,7 @@ def tag_links(
         value = match.group(2)
         if TOKEN.search(value):
             restored = TOKEN.sub(lambda m: tags[int(m.group(1))], value).strip()
-            if UNSUBSCRIBE_EXPR.match(restored) or restored.lower().startswith("mailto:"):
+            if UNSUBSCRIBE_EXPR.match(restored) or restored.lower().startswith(("mailto:", "tel:")):
                 return match.group(0)
             new_tags.append(call)
             new_tags.append("{% endfilter %}")

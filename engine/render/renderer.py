@@ -47,6 +47,8 @@ from engine.render.context import CONTEXT_NAMES, MESSAGE_NAMES
 from engine.render.environment import TemplateValueError, make_environment
 from engine.render.errors import RenderError
 from engine.render.frontmatter import split_front_matter
+from engine.render.labels import FILTER_NAME as LABEL_FILTER
+from engine.render.labels import make_label_filter
 from engine.render.links import FILTER_NAME, make_utm_filter, tag_links
 from engine.render.locales import file_locale, localised, normalise
 from engine.render.mjml import JINJA_TAG, MjmlCompiler, restore
@@ -54,6 +56,8 @@ from engine.render.structure import StructureResolver
 from engine.render.text import html_to_text
 from engine.render.unsubscribe import UnsubscribeLinks
 from engine.settings import Settings
+from engine.workspace.labels import Labels
+from engine.workspace.loader import load_labels
 from engine.workspace.render_budget import ACTIVE, Budget, checked_output
 
 EMAIL_FILE = "email.mjml"
@@ -86,9 +90,20 @@ class UnknownTemplate(RenderError):
 class Renderer:
     """Compiles templates on first use and renders them per recipient. Thread-safe."""
 
-    def __init__(self, settings: Settings, templates_dir: Path, *, mjml: MjmlCompiler | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        templates_dir: Path,
+        *,
+        mjml: MjmlCompiler | None = None,
+        labels: Labels | None = None,
+    ) -> None:
+        """``labels`` default to those of the workspace holding ``templates_dir`` (its schedules/),
+        re-read by :meth:`invalidate`; given labels are kept as they are."""
         self.settings = settings
         self.templates_dir = Path(templates_dir)
+        self._own_labels = labels is None
+        self.labels: Labels = labels if labels is not None else load_labels(self.templates_dir.parent)
         self.default_locale = normalise(settings.default_locale) or "en"
         self.mjml = mjml or MjmlCompiler()
         self.unsubscribe_prefix = f"{str(settings.public_url).rstrip('/')}/u/"
@@ -149,7 +164,11 @@ class Renderer:
         key = (locale, kind)
         env = self._envs.get(key)
         if env is None:
-            extra = {FILTER_NAME: make_utm_filter(self.unsubscribe_prefix), LINE_FILTER: one_line}
+            extra = {
+                FILTER_NAME: make_utm_filter(self.unsubscribe_prefix),
+                LINE_FILTER: one_line,
+                LABEL_FILTER: make_label_filter(lambda: self.labels, locale, self.default_locale),
+            }
             env = make_environment(
                 locale,
                 self.settings.timezone,
@@ -159,6 +178,27 @@ class Renderer:
             )
             self._envs[key] = env
         return env
+
+    def email_names(self, template: str, locale: str | None = None) -> frozenset[str]:
+        """Context names an email's locale file reads, layouts and partials included, without compiling it.
+
+        Parsing the resolved source costs about a millisecond where a compile (MRML, text part,
+        one-render template) costs tens; enough to tell whether a template shows the
+        unsubscribe link (:func:`engine.render.checks.written_as_marketing`).
+        """
+        folder = self._folder(template)
+        path, used = localised(folder / EMAIL_FILE, locale, self.default_locale)
+        if not path.is_file():
+            raise RenderError(f"template {template!r} has no {EMAIL_FILE}", path=path)
+        front = split_front_matter(_read(path), path)
+        resolved = StructureResolver(self.templates_dir, locale or used, self.default_locale).resolve(
+            path, front.body
+        )
+        plain = self.environment(used, "plain")
+        sources = [resolved.text, front.values.get("subject", ""), front.values.get("preheader", "")]
+        for source, where in zip(sources, (path, path, path), strict=True):
+            self._parse(plain, source, where, front.body_offset, parse_only=True)
+        return _variables(plain, sources)
 
     # --- compiling ---------------------------------------------------------------------
 
@@ -265,7 +305,7 @@ class Renderer:
         )
         html_source = restore(page, tags)
         if text_template is None:
-            text_source = restore(html_to_text(page), tags)
+            text_source = restore(html_to_text(page, tags), tags)
             text_template = self._parse(self.environment(used, "text"), text_source, path, front.body_offset)
         combined_source = combine(
             subject=uncomment(plain, front.values["subject"]),
@@ -416,11 +456,7 @@ class Renderer:
             headers["X-Tidings-Delivery"] = str(delivery_id)
             custom_args["delivery_id"] = str(delivery_id)
         if marketing:
-            token = str(unsubscribe).rsplit("/", 1)[-1]
-            domain = sender_email.rsplit("@", 1)[-1]
-            headers["List-Unsubscribe"] = (
-                f"<{unsubscribe}>, <mailto:unsubscribe@{domain}?subject=unsubscribe-{token}>"
-            )
+            headers["List-Unsubscribe"] = list_unsubscribe(str(unsubscribe), self.settings.unsubscribe_mailto)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return EmailMessage(
             to_email=recipient,
@@ -549,6 +585,8 @@ class Renderer:
         """Drop compiled templates (all, or those made from ``path``): live reload after a save."""
         with self._lock:
             self._email_lookup.clear()
+            if self._own_labels and (path is None or Path(path).suffix in (".yaml", ".yml")):
+                self.labels = load_labels(self.templates_dir.parent)
             if path is None:
                 self._emails.clear()
                 self._posts.clear()
@@ -560,6 +598,20 @@ class Renderer:
             for post_key, post in list(self._posts.items()):
                 if any(f.resolve() == target for f in post.files):
                     del self._posts[post_key]
+
+
+def list_unsubscribe(url: str, mailto: str | None) -> str:
+    """The ``List-Unsubscribe`` value: the one-click URL, then a mailto only when the shop reads one.
+
+    RFC 8058 one-click needs the https URL; a ``mailto:`` is optional and worth adding only
+    when ``TIDINGS_UNSUBSCRIBE_MAILTO`` names a mailbox the shop processes: an address nobody
+    reads turns every opt-out sent there into a lost one (and, later, a spam report). The
+    subject carries the signed token, so whoever processes that mailbox can apply it.
+    """
+    if not mailto:
+        return f"<{url}>"
+    token = url.rsplit("/", 1)[-1]
+    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe-{token}>"
 
 
 def _render(template: Template, ctx: dict[str, Any], *, shared: bool = True) -> str:

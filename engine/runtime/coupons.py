@@ -16,10 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from engine.store.dialect import insert_for
 from engine.store.models import Coupon
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -66,11 +65,10 @@ def issue_coupon(
     existing = _find(conn, campaign_id, coupon_id, contact_id, occurrence)
     if existing is not None:
         return existing
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     expires_at = now + expires_in if expires_in is not None else None
     amount = Decimal(str(percent))
     for _ in range(MAX_DRAWS):
-        statement = insert(COUPON).values(
+        statement = insert_for(conn, COUPON).values(
             code=new_code(prefix),
             campaign_id=campaign_id,
             coupon_id=coupon_id,

@@ -16,7 +16,8 @@ see them, because those read the event table directly.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -24,10 +25,11 @@ from sqlalchemy.engine import Engine
 
 from engine.clock import Clock
 from engine.runtime import flows
+from engine.runtime.enrolment import enrol_for_events
 from engine.runtime.occurrences import is_active
-from engine.runtime.planner import enrol_for_events
 from engine.settings import Settings
 from engine.store.models import ShopEvent
+from engine.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,15 @@ class PumpStats:
     events: int = 0
     stale: int = 0
     enrolled: int = 0
+    #: Events a trigger's ``where`` failed on, by campaign (a named outcome, not only a log line).
+    expression_errors: Counter[str] = field(default_factory=Counter)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.stale)
 
 
 def process_events(
-    engine: Engine, workspace: object, event_ids: list[int], clock: Clock, settings: Settings
+    engine: Engine, workspace: Workspace, event_ids: list[int], clock: Clock, settings: Settings
 ) -> PumpStats:
     """Enrol and wake for these (already stored) events, then mark them processed."""
     stats = PumpStats(events=len(event_ids))
@@ -55,7 +59,9 @@ def process_events(
         return stats
     enrolling = _of_trigger_types(engine, workspace, event_ids)
     if enrolling:
-        stats.enrolled = enrol_for_events(engine, workspace, enrolling, clock, settings)
+        enrolled = enrol_for_events(engine, workspace, enrolling, clock, settings)
+        stats.enrolled = enrolled.created
+        stats.expression_errors.update(enrolled.expression_errors)
     flows.on_events(engine, workspace, event_ids, clock, settings)
     with engine.begin() as conn:
         conn.execute(
@@ -66,17 +72,16 @@ def process_events(
     return stats
 
 
-def trigger_types(workspace: object) -> set[str]:
+def trigger_types(workspace: Workspace) -> set[str]:
     """The event types that enrol contacts: those of the active event-triggered campaigns."""
-    campaigns = getattr(workspace, "campaigns", {})
     return {
-        str(campaign.trigger.spec.type)
-        for campaign in campaigns.values()
-        if campaign.trigger.kind == "event" and is_active(campaign)
+        str(campaign.trigger.event.type)
+        for campaign in workspace.campaigns.values()
+        if campaign.trigger.event is not None and is_active(campaign)
     }
 
 
-def _of_trigger_types(engine: Engine, workspace: object, event_ids: list[int]) -> list[int]:
+def _of_trigger_types(engine: Engine, workspace: Workspace, event_ids: list[int]) -> list[int]:
     """The events some campaign is triggered by; the rest (most of a shop's orders, say) only
     matter to goals and waits, so enrolment need not load their contacts one by one."""
     types = trigger_types(workspace)
@@ -92,7 +97,7 @@ def _of_trigger_types(engine: Engine, workspace: object, event_ids: list[int]) -
 
 def pump_due_events(
     engine: Engine,
-    workspace: object,
+    workspace: Workspace,
     clock: Clock,
     settings: Settings,
     *,
@@ -133,14 +138,6 @@ def pump_due_events(
         stats = process_events(engine, workspace, fresh, clock, settings)
         total.events += stats.events
         total.enrolled += stats.enrolled
+        total.expression_errors.update(stats.expression_errors)
         if len(fresh) < BATCH:
             return total
-
-
-def next_event_time(engine: Engine, after_or_at: object | None = None) -> object | None:
-    """When the next unprocessed event happens (the simulator jumps its clock there)."""
-    with engine.connect() as conn:
-        query = select(EVENT.c.occurred_at).where(EVENT.c.processed_at.is_(None))
-        if after_or_at is not None:
-            query = query.where(EVENT.c.occurred_at >= after_or_at)
-        return conn.execute(query.order_by(EVENT.c.occurred_at).limit(1)).scalar()

@@ -10,7 +10,6 @@ restart, a DST double fire, two schedulers racing, ``trigger`` run again — add
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -18,15 +17,22 @@ from engine.clock import Clock
 from engine.runtime.occurrences import Occurrence, OccurrenceError, current_occurrence, occurrence_from_key
 from engine.runtime.planner import PlanStats, plan_occurrence
 from engine.settings import Settings
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign
 
 log = logging.getLogger(__name__)
 
 
 def resolve_occurrence(
-    workspace: Any, campaign: Any, occurrence: Occurrence | str | None, *, clock: Clock, settings: Settings
+    workspace: Workspace,
+    campaign: Campaign,
+    occurrence: Occurrence | str | None,
+    *,
+    clock: Clock,
+    settings: Settings,
 ) -> Occurrence:
     """An :class:`Occurrence` from itself, its key (as daemon jobs carry it), or None for the current one."""
-    schedules = getattr(workspace, "schedules", None)
+    schedules = workspace.schedules
     if isinstance(occurrence, Occurrence):
         return occurrence
     if occurrence is None:
@@ -36,8 +42,8 @@ def resolve_occurrence(
 
 def fire(
     engine: Engine,
-    workspace: Any,
-    campaign: Any,
+    workspace: Workspace,
+    campaign: Campaign | str,
     occurrence: Occurrence | str | None,
     *,
     clock: Clock,
@@ -51,9 +57,9 @@ def fire(
     """
     if isinstance(campaign, str):
         campaign = workspace.campaign(campaign)
-    if campaign.trigger.kind == "event" and occurrence is None:
+    if campaign.trigger.event is not None and occurrence is None:
         raise OccurrenceError(
-            f"campaign {campaign.key} is triggered by {campaign.trigger.spec.type} events; "
+            f"campaign {campaign.key} is triggered by {campaign.trigger.event.type} events; "
             "it enrols contacts as those events arrive"
         )
     resolved = resolve_occurrence(workspace, campaign, occurrence, clock=clock, settings=settings)

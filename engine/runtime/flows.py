@@ -6,8 +6,9 @@ An enrolment is one contact's walk through one campaign for one occurrence. Its
 enrolment whose ``wake_at`` has come, step after step, until it has to wait or ends:
 
 ``send``
-    Writes a ``delivery`` row (idempotency key ``campaign:step:contact:occurrence``, due
-    now) with the enrolment's context (its event, its coupon); the dispatcher's policy
+    Writes a ``delivery`` row (idempotency key from :mod:`engine.runtime.keys`, due now)
+    with the enrolment's facts (:class:`~engine.runtime.facts.MessageFacts`: what the planner
+    decided — cutoff, trigger date, zone — plus its event and coupon); the dispatcher's policy
     gate decides later whether it goes out. A/B variants are assigned with the same hash
     as the planner (:mod:`engine.runtime.variants`) and recorded in ``delivery.variant``
     and ``enrolment.variants``.
@@ -17,8 +18,9 @@ enrolment whose ``wake_at`` has come, step after step, until it has to wait or e
     contact's next event of that type (:func:`on_events`, or the next :func:`advance_due`
     that sees it in the store) or the timeout, whichever comes first.
 ``if``
-    Evaluates the expression (``engine.workspace.expressions.evaluate``) over the same
-    template context a message would see, and enters ``then`` or ``else``.
+    Evaluates the expression (``engine.workspace.expressions.evaluate``) over the very
+    context a message of this enrolment would see (:mod:`engine.runtime.message_context`),
+    and enters ``then`` or ``else``.
 ``coupon``
     Issues the contact's unique code (``engine.runtime.coupons``) into the enrolment
     context, so later sends see it as ``coupon``.
@@ -35,39 +37,33 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from engine.clock import Clock
 from engine.runtime import variants as ab
 from engine.runtime.controls import controls
 from engine.runtime.coupons import issue_coupon
-from engine.runtime.local_time import local_instant, zone_or
+from engine.runtime.facts import CouponFact, MessageFacts
+from engine.runtime.keys import delivery_key, new_message_token
+from engine.runtime.local_time import local_instant
+from engine.runtime.message_context import StoredData, StoreRow, message_context, message_zone
 from engine.runtime.planner import send_variants
-from engine.runtime.policy import campaigns_of
 from engine.settings import Settings
-from engine.store.models import (
-    Contact,
-    Delivery,
-    DeliveryState,
-    Enrolment,
-    EnrolmentState,
-    GiftCard,
-    ShopEvent,
-    ShopOrder,
-)
-from engine.workspace.models import StepPathError
+from engine.store.dialect import insert_for
+from engine.store.models import Delivery, DeliveryState, Enrolment, EnrolmentState, ShopEvent
+from engine.workspace.expressions import evaluate
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign, SendStep, StepPathError, WaitForEvent, WaitUntil
 
 log = logging.getLogger(__name__)
 
 ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
-CONTACT: Table = Contact.__table__  # type: ignore[attr-defined]
 EVENT: Table = ShopEvent.__table__  # type: ignore[attr-defined]
 
 LIVE = (EnrolmentState.active.value, EnrolmentState.waiting.value)
@@ -105,11 +101,11 @@ class _Conflict(Exception):
 
 
 def advance_due(
-    engine: Engine, workspace: Any, clock: Clock, settings: Settings, *, limit: int = 500
+    engine: Engine, workspace: Workspace, clock: Clock, settings: Settings, *, limit: int = 500
 ) -> FlowStats:
     """Advance every live enrolment whose ``wake_at`` has come, in batches of ``limit``, until none is due."""
     total = FlowStats()
-    campaigns = campaigns_of(workspace)
+    campaigns = workspace.campaigns
     while True:
         now = clock.now()
         with engine.begin() as conn:
@@ -117,7 +113,7 @@ def advance_due(
             runnable = sorted(
                 cid
                 for cid, campaign in campaigns.items()
-                if _status(campaign) == "active" and control.get(cid, "active") == "active"
+                if campaign.status.value == "active" and control.get(cid, "active") == "active"
             )
             total.converted += _convert_on_goals(conn, campaigns, runnable, now)
             total.woken += _wake_on_events(conn, runnable, now)
@@ -150,7 +146,7 @@ def advance_due(
 
 
 def on_events(
-    engine: Engine, workspace: Any, event_ids: list[int], clock: Clock, settings: Settings
+    engine: Engine, workspace: Workspace, event_ids: list[int], clock: Clock, settings: Settings
 ) -> FlowStats:
     """New shop events: end enrolments whose goal they are, wake those waiting for them, then advance."""
     stats = FlowStats()
@@ -164,11 +160,13 @@ def on_events(
 # --- goals and event waits --------------------------------------------------------------------
 
 
-def _convert_on_goals(conn: Connection, campaigns: dict[str, Any], runnable: list[str], now: datetime) -> int:
+def _convert_on_goals(
+    conn: Connection, campaigns: dict[str, Campaign], runnable: list[str], now: datetime
+) -> int:
     """End live enrolments as ``converted`` when their contact had the goal event since enrolling."""
     converted = 0
     for cid in runnable:
-        goal = getattr(campaigns[cid], "goal", None)
+        goal = campaigns[cid].goal
         if goal is None:
             continue
         reached = (
@@ -227,9 +225,10 @@ def _wake_on_events(conn: Connection, runnable: list[str], now: datetime) -> int
 
 
 def _advance(
-    conn: Connection, campaign: Any, row: Any, now: datetime, settings: Settings, stats: FlowStats
+    conn: Connection, campaign: Campaign, row: StoreRow, now: datetime, settings: Settings, stats: FlowStats
 ) -> None:
-    contact = conn.execute(select(CONTACT).where(CONTACT.c.id == row.contact_id)).first()
+    data = StoredData.load(conn, [row.contact_id], [row.event_id] if row.event_id is not None else [])
+    facts = MessageFacts.from_json(row.context).with_enrolment(row.id, row.event_id)
     values: dict[str, Any] = {
         "step_path": row.step_path,
         "variants": dict(row.variants or {}),
@@ -238,12 +237,13 @@ def _advance(
         "waiting_for": None,
         "wait_deadline": None,
     }
+    contact = data.contacts.get(row.contact_id)
     if contact is None:
         _end(values, EnrolmentState.exited, "no_contact", now)
         _save(conn, row, values, now)
         stats.exited += 1
         return
-    zone = zone_or(contact.timezone, ZoneInfo(campaign.timezone or settings.timezone))
+    zone = ZoneInfo(message_zone(facts, contact, settings)[0])
     stats.advanced += 1
     path: str | None = row.step_path
     for _ in range(MAX_STEPS_PER_WAKE):
@@ -259,11 +259,11 @@ def _advance(
             stats.exited += 1
             break
         kind = step.kind
-        if kind == "send":
-            stats.deliveries += _send(conn, campaign, step, row, contact, values, now)
+        if isinstance(step, SendStep):
+            stats.deliveries += _send(conn, campaign, step, row, contact, facts, values, now)
             path = campaign.next_path(path)
         elif kind == "coupon":
-            spec = step.coupon
+            spec = step.coupon  # type: ignore[union-attr]
             issued = issue_coupon(
                 conn,
                 campaign_id=campaign.key,
@@ -275,12 +275,15 @@ def _advance(
                 now=now,
                 expires_in=spec.expires_in.delta,
             )
-            values["context"]["coupon"] = issued.as_context()
+            facts = facts.with_coupon(CouponFact(issued.code, issued.percent, issued.expires_at))
+            values["context"] = {**values["context"], "coupon": facts.to_json()["coupon"]}
             stats.coupons += 1
             path = campaign.next_path(path)
         elif kind == "if":
+            condition = step.condition  # type: ignore[union-attr]
             try:
-                taken = _evaluate(conn, step.condition, campaign, row, contact, values, now, settings)
+                context = message_context(settings, campaign, facts, data, contact_id=contact.id, now=now)
+                taken = bool(evaluate(condition, context))
             except Exception as exc:  # noqa: BLE001 — a data problem ends this contact's flow, not the stepper
                 log.warning("campaign %s step %s: %s; enrolment %s exits", campaign.key, path, exc, row.id)
                 _end(values, EnrolmentState.exited, f"expression_error: {exc}"[:250], now)
@@ -288,7 +291,7 @@ def _advance(
                 break
             path = campaign.branch_path(path, taken)
         elif kind == "wait":
-            _wait(step.spec, campaign, path, zone, values, now)
+            _wait(step.spec, campaign, path, zone, values, now)  # type: ignore[union-attr]
             stats.waiting += 1
             break
         elif kind == "exit":
@@ -314,7 +317,7 @@ def _end(values: dict[str, Any], state: EnrolmentState, reason: str, now: dateti
     values.update(state=state.value, end_reason=reason, ended_at=now, wake_at=None)
 
 
-def _save(conn: Connection, row: Any, values: dict[str, Any], now: datetime) -> None:
+def _save(conn: Connection, row: StoreRow, values: dict[str, Any], now: datetime) -> None:
     values["updated_at"] = now
     guard = ENROLMENT.c.updated_at == row.updated_at if row.updated_at is not None else true()
     result = conn.execute(update(ENROLMENT).where(ENROLMENT.c.id == row.id, guard).values(**values))
@@ -322,9 +325,16 @@ def _save(conn: Connection, row: Any, values: dict[str, Any], now: datetime) -> 
         raise _Conflict()
 
 
-def _wait(spec: Any, campaign: Any, path: str, zone: ZoneInfo, values: dict[str, Any], now: datetime) -> None:
+def _wait(
+    spec: WaitUntil | WaitForEvent,
+    campaign: Campaign,
+    path: str,
+    zone: ZoneInfo,
+    values: dict[str, Any],
+    now: datetime,
+) -> None:
     values["step_path"] = campaign.next_path(path) or END
-    if hasattr(spec, "for_event"):
+    if isinstance(spec, WaitForEvent):
         deadline = now + spec.timeout.delta
         values.update(
             state=EnrolmentState.waiting.value,
@@ -339,7 +349,7 @@ def _wait(spec: Any, campaign: Any, path: str, zone: ZoneInfo, values: dict[str,
     values["wake_at"] = wake
 
 
-def next_local_time(after: datetime, at: Any, zone: ZoneInfo) -> datetime:
+def next_local_time(after: datetime, at: time, zone: ZoneInfo) -> datetime:
     """The first instant at or after ``after`` whose wall-clock time in ``zone`` is ``at``."""
     local_day = after.astimezone(zone).date()
     for offset in range(3):
@@ -350,30 +360,30 @@ def next_local_time(after: datetime, at: Any, zone: ZoneInfo) -> datetime:
 
 
 def _send(
-    conn: Connection, campaign: Any, step: Any, row: Any, contact: Any, values: dict[str, Any], now: datetime
+    conn: Connection,
+    campaign: Campaign,
+    step: SendStep,
+    row: StoreRow,
+    contact: StoreRow,
+    facts: MessageFacts,
+    values: dict[str, Any],
+    now: datetime,
 ) -> int:
     choices = send_variants(step)
     chosen = ab.assign(row.contact_id, campaign.key, choices)
     label = chosen.label or None
     if label:
         values["variants"][step.step_id] = label
-    context: dict[str, Any] = {"enrolment_id": row.id}
-    if row.event_id is not None:
-        context["event_id"] = row.event_id
-    for key in ("coupon", "cutoff", "trigger_date", "occurrence_at"):
-        if key in values["context"]:
-            context[key] = values["context"][key]
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(DELIVERY)
+        insert_for(conn, DELIVERY)
         .values(
-            idempotency_key=f"{campaign.key}:{step.step_id}:{row.contact_id}:{row.occurrence}",
+            idempotency_key=delivery_key(campaign.key, step.step_id, row.contact_id, row.occurrence),
             campaign_id=campaign.key,
             step_id=step.step_id,
             contact_id=row.contact_id,
             enrolment_id=row.id,
             channel=str(step.send.channel),
-            category=str(getattr(campaign.category, "value", campaign.category)),
+            category=campaign.category.value,
             template=chosen.template,
             locale=contact.locale,
             variant=label,
@@ -382,44 +392,12 @@ def _send(
             state=DeliveryState.pending.value,
             attempts=0,
             created_at=now,
-            context=context,
+            context=facts.to_json(),
+            message_token=new_message_token(),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
     return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
-
-
-def _evaluate(
-    conn: Connection,
-    condition: str,
-    campaign: Any,
-    row: Any,
-    contact: Any,
-    values: dict[str, Any],
-    now: datetime,
-    settings: Settings,
-) -> bool:
-    """The ``if`` expression over the template context built from the store, as a message would see it."""
-    from engine.render.context import build_context
-    from engine.runtime.related import related_order_and_card
-    from engine.workspace.expressions import evaluate
-
-    event = None
-    if row.event_id is not None:
-        event = conn.execute(select(EVENT).where(EVENT.c.id == row.event_id)).first()
-    order, card = related_order_and_card(conn, row.contact_id, event)
-    context = build_context(
-        settings,
-        contact=Contact.model_validate(dict(contact._mapping)),
-        now=now,
-        campaign={"id": campaign.key, "name": campaign.name},
-        occurrence=row.occurrence,
-        order=ShopOrder.model_validate(dict(order._mapping)) if order is not None else None,
-        gift_card=GiftCard.model_validate(dict(card._mapping)) if card is not None else None,
-        coupon=values["context"].get("coupon"),
-        event=ShopEvent.model_validate(dict(event._mapping)) if event is not None else None,
-    )
-    return evaluate(condition, context)
 
 
 def enrolment_counts(conn: Connection, campaign_id: str) -> dict[str, int]:
@@ -430,10 +408,6 @@ def enrolment_counts(conn: Connection, campaign_id: str) -> dict[str, int]:
         .group_by(ENROLMENT.c.state)
     )
     return {state: int(count) for state, count in rows}
-
-
-def _status(campaign: Any) -> str:
-    return str(getattr(campaign.status, "value", campaign.status))
 
 
 __all__ = ["FlowStats", "advance_due", "enrolment_counts", "next_local_time", "on_events"]

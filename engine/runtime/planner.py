@@ -7,28 +7,32 @@ broadcast (``post`` steps, no audience) writes one ``post`` row per step. Every 
 occurrence twice — a restart, two schedulers racing, ``tidings trigger`` run again — never
 makes a second row, and no contact id ever travels through Python.
 
-Per-contact send times: the audience is split into a few *cells* — groups of contacts that
-share a send instant. The planner asks the store for the distinct (time zone, country,
-shipping method) combinations in the audience (a handful, however large the audience),
-computes each one's instant in Python (local 09:00 in that zone, the shipping cutoff of that
-country and method, the next day that is not a public holiday there), then writes one
-``INSERT … SELECT`` per distinct instant. :func:`draft_plan` builds the cells; the planner
-writes them and ``tidings plan`` counts them (a dry run: the same SELECTs, nothing written).
+Per-contact send times and facts: the audience is split into a few *cells* — groups of contacts
+that share a send instant and the facts a message is rendered from (:class:`MessageFacts`: the
+zone used, the shipping cutoff, the trigger date, the occurrence moment). The planner asks the
+store for the distinct (time zone, country, shipping method) combinations in the audience (a
+handful, however large the audience), decides each one's zone (:mod:`engine.runtime.zones`),
+instant (local 09:00 there, the cutoff of that country and method, the next day that is not a
+public holiday) and facts in Python, then writes one ``INSERT … SELECT`` per cell with the facts
+as a JSON literal. The dispatcher renders from those facts and never decides them again.
+
+:func:`draft_plan` builds the cells; :func:`write_plan` writes them; ``tidings plan``
+(:mod:`engine.runtime.dry_run`) counts them, and :func:`plan_contact` answers for one contact
+(``render --contact --campaign``, the preview's contact picker) with the very same cells.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, String, and_, cast, false, func, literal, not_, or_, select, true, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, String, Table, and_, func, literal, not_, select, true, tuple_, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.audience import (
@@ -38,34 +42,32 @@ from engine.audience import (
     compile_filters,
     consent_channels,
     consent_clause,
-    consent_granted,
-    strip_consent,
     suppressed,
 )
 from engine.clock import Clock
 from engine.errors import TidingsError
 from engine.runtime import variants as ab
-from engine.runtime.local_time import local_instant, skip_holidays, zone_or
-from engine.runtime.occurrences import (
-    CutoffRow,
-    Occurrence,
-    cutoff_day,
-    cutoff_rows,
-    default_method,
-    event_occurrence,
-    is_active,
-)
-from engine.runtime.related import related_order_and_card
+from engine.runtime.facts import MessageFacts
+from engine.runtime.keys import delivery_key_sql, message_token_sql, post_key
+from engine.runtime.local_time import local_instant, skip_holidays
+from engine.runtime.occurrences import Occurrence, campaign_zone, cutoff_day, is_active
+from engine.runtime.zones import resolve_zone
 from engine.settings import Settings
-from engine.store.models import Contact, Delivery, Enrolment, GiftCard, Post, ShopEvent, ShopOrder
+from engine.store.dialect import insert_for
+from engine.store.models import Delivery, Enrolment, Post, ShopOrder
 from engine.store.types import JSONType, UTCDateTime
+from engine.workspace.filters import Filter
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign, SendStep
+from engine.workspace.schedules import Cutoff
 
 LOG = logging.getLogger(__name__)
-DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
-ENROLMENT = Enrolment.__table__  # type: ignore[attr-defined]
-POST = Post.__table__  # type: ignore[attr-defined]
-ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
-EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
+POST: Table = Post.__table__  # type: ignore[attr-defined]
+ORDER: Table = ShopOrder.__table__  # type: ignore[attr-defined]
+
+Mode = Literal["deliveries", "enrolments", "posts"]
 
 
 class PlanError(TidingsError):
@@ -78,7 +80,7 @@ class PlanStats:
 
     campaign: str
     occurrence: str
-    mode: str  # deliveries | enrolments | posts
+    mode: Mode
     created: int = 0
     excluded: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None  # why nothing was planned at all (draft, paused, outside_window)
@@ -96,10 +98,12 @@ class PlanStats:
 
 @dataclass(frozen=True)
 class Cell:
-    """Contacts of the audience that share one send instant (or one reason to be left out)."""
+    """Contacts of the audience that share one send instant and one set of facts (or one reason to
+    be left out)."""
 
     condition: ColumnElement[bool]
     instant: datetime | None
+    facts: MessageFacts = field(default_factory=MessageFacts)
     excluded: str | None = None
 
 
@@ -107,9 +111,9 @@ class Cell:
 class Draft:
     """Everything a plan needs, before anything is written: the SELECTs the planner and ``plan`` share."""
 
-    campaign: Any
+    campaign: Campaign
     occurrence: Occurrence
-    mode: str
+    mode: Mode
     audience: ColumnElement[bool]  # segment AND where
     eligible: ColumnElement[bool]  # consent / suppression for the campaign's category
     cells: list[Cell]
@@ -124,76 +128,71 @@ class Draft:
 # --- the campaign's shape ---------------------------------------------------------------------------
 
 
-def plan_mode(campaign: Any) -> str:
+def plan_mode(campaign: Campaign) -> Mode:
     """``posts`` for broadcasts, ``deliveries`` for one send step, ``enrolments`` for flows and events."""
     if campaign.is_broadcast:
         return "posts"
-    steps = list(campaign.steps)
-    if campaign.trigger.kind != "event" and len(steps) == 1 and getattr(steps[0], "kind", "") == "send":
+    steps = campaign.steps
+    if campaign.trigger.kind != "event" and len(steps) == 1 and isinstance(steps[0], SendStep):
         return "deliveries"
     return "enrolments"
 
 
-def send_variants(step: Any) -> list[ab.Variant]:
-    """A send step's templates as variants (one variant, labelled None in the outbox, when not A/B)."""
+def send_variants(step: SendStep) -> list[ab.Variant]:
+    """A send step's templates as variants (one variant, labelled "" in the outbox, when not A/B)."""
     spec = step.send
     if spec.variants:
         return [
             ab.Variant(label=v.template, template=v.template, weight=float(v.weight)) for v in spec.variants
         ]
+    assert spec.template is not None
     return [ab.Variant(label="", template=spec.template, weight=1.0)]
 
 
-def first_channel(campaign: Any) -> str:
+def first_channel(campaign: Campaign) -> str:
     for step in campaign.iter_steps():
-        if getattr(step, "kind", "") == "send":
+        if isinstance(step, SendStep):
             return str(step.send.channel)
     return "email"
 
 
-def _category(campaign: Any) -> str:
-    return str(getattr(campaign.category, "value", campaign.category))
+def category(campaign: Campaign) -> str:
+    return campaign.category.value
 
 
-def segment_where(workspace: Any, name: str | None) -> Any:
-    """The ``where`` list of a named segment from the workspace."""
-    if name is None:
-        return []
-    segments = getattr(workspace, "segments", None)
-    segments = getattr(segments, "segments", segments)
-    if isinstance(segments, Mapping) and name in segments:
-        segment = segments[name]
-        return getattr(segment, "where", segment.get("where") if isinstance(segment, Mapping) else None)
-    raise PlanError(f"unknown segment {name!r}")
-
-
-def campaign_filters(workspace: Any, campaign: Any) -> list[Any]:
+def campaign_filters(workspace: Workspace, campaign: Campaign) -> list[Filter]:
     """The segment's and the campaign's ``where`` items, as one ANDed list."""
     audience = campaign.audience
     if audience is None:
         return []
-    return audience_filters(segment_where(workspace, audience.segment), audience.where)
+    segment: list[Filter] = []
+    if audience.segment is not None:
+        found = workspace.segments.get(audience.segment)
+        if found is None:
+            raise PlanError(f"unknown segment {audience.segment!r}")
+        segment = list(found.where)
+    return audience_filters(segment, audience.where)
 
 
-def eligibility(campaign: Any, filters: Any = ()) -> ColumnElement[bool]:
+def eligibility(campaign: Campaign, filters: list[Filter]) -> ColumnElement[bool]:
     """Who may receive this campaign at all: marketing needs consent and no unsubscribe; nobody
     hard-bounced, spam-reporting, manually blocked or forgotten gets anything. (When the audience
     already says ``consent: CHANNEL`` the clause is not repeated.)"""
     channel = first_channel(campaign)
-    if _category(campaign) == "transactional":
+    if category(campaign) == "transactional":
         return not_(suppressed(channel, "transactional"))
     if channel in consent_channels(filters):
         return true()  # the audience's consent clause already excludes every marketing suppression
     return consent_clause(channel)
 
 
-def audience_condition(workspace: Any, campaign: Any, ctx: AudienceContext) -> ColumnElement[bool]:
+def audience_condition(workspace: Workspace, campaign: Campaign, ctx: AudienceContext) -> ColumnElement[bool]:
     if campaign.audience is None:
         return true()
     return compile_filters(campaign_filters(workspace, campaign), ctx)
 
 
-# --- cells: who is sent when -------------------------------------------------------------------------
+# --- cells: who is sent when, from which facts ---------------------------------------------------------
 
 
 def last_order_method() -> ColumnElement[str]:
@@ -207,187 +206,163 @@ def last_order_method() -> ColumnElement[str]:
     )
 
 
-def _cutoff_for(rows: list[CutoffRow], country: str, method: str, fallback: str) -> CutoffRow | None:
-    """The contact's row: their method's for their country, else the default method's; None when
-    their country has neither (DESIGN.md: such contacts are excluded, and ``plan`` says so)."""
-    for wanted in (method, fallback):
-        for row in rows:
-            if row.country == country and row.method == wanted:
-                return row
-    return None
-
-
-def _window_ok(campaign: Any, instant: datetime, zone: ZoneInfo) -> bool:
-    window = getattr(campaign, "window", None)
-    return window is None or bool(window.start <= instant.astimezone(zone).date() <= window.end)
-
-
-def _occurrence_in_window(campaign: Any, occurrence: Occurrence, zone: ZoneInfo) -> bool:
-    """A global occurrence's date (its wall date for local_time fires) inside the campaign window."""
-    window = getattr(campaign, "window", None)
-    if window is None:
-        return True
-    local = occurrence.local
-    day = local.date() if local is not None else occurrence.fire_at.astimezone(zone).date()
-    return bool(window.start <= day <= window.end)
-
-
-def _campaign_zone(campaign: Any, settings: Settings) -> ZoneInfo:
-    return campaign.zone if getattr(campaign, "timezone", None) else settings.zone
+def _in_window(campaign: Campaign, day: date) -> bool:
+    return campaign.window is None or campaign.window.contains(day)
 
 
 def draft_plan(
     conn: Connection,
-    workspace: Any,
-    campaign: Any,
+    workspace: Workspace,
+    campaign: Campaign,
     occurrence: Occurrence,
     *,
     settings: Settings,
     now: datetime,
     due_now: bool = False,
+    only: ColumnElement[bool] | None = None,
 ) -> Draft:
-    """Build the plan's SELECTs: the audience, the eligibility and the send-time cells."""
-    zone = _campaign_zone(campaign, settings)
+    """Build the plan's SELECTs: the audience, the eligibility and the cells.
+
+    ``only`` narrows the audience (one contact, for :func:`plan_contact`); the cells are then
+    computed exactly as for the whole audience.
+    """
+    zone = campaign_zone(campaign, settings.zone)
     reference = now if due_now else occurrence.fire_at
     ctx = AudienceContext(reference=reference, zone=zone)
     mode = plan_mode(campaign)
     audience = audience_condition(workspace, campaign, ctx)
+    if only is not None:
+        audience = and_(audience, only)
     eligible = true() if mode == "posts" else eligibility(campaign, campaign_filters(workspace, campaign))
     draft = Draft(campaign, occurrence, mode, audience, eligible, [], reference)
     if mode == "posts":
         instant = now if due_now else occurrence.fire_at
-        draft.cells = [Cell(true(), instant)]
-        if not _window_ok(campaign, instant, zone) and occurrence.local is None:
+        facts = MessageFacts(
+            occurrence_at=instant,
+            zone=zone.key,
+            zone_source="campaign",
+            trigger_date=occurrence.trigger_date,
+        )
+        draft.cells = [Cell(true(), instant, facts)]
+        if occurrence.local is None and not _in_window(campaign, instant.astimezone(zone).date()):
             draft.skipped = "outside_window"
         return draft
-    draft.cells = _cells(conn, draft, workspace, settings, zone, now, due_now)
+    draft.cells = _cells(conn, draft, workspace, settings, zone, now if due_now else None)
     return draft
+
+
+def _occurrence_in_window(
+    campaign: Campaign, occurrence: Occurrence, zone: ZoneInfo, now: datetime | None
+) -> bool:
+    """Whether the occurrence's day (today for a send now, the wall date of a local fire) is inside
+    the window; per-contact dates are checked group by group instead (their days differ)."""
+    if now is not None:
+        return _in_window(campaign, now.astimezone(zone).date())
+    if occurrence.per_contact_date:
+        return True
+    if occurrence.local is not None:
+        return _in_window(campaign, occurrence.local.date())
+    return _in_window(campaign, occurrence.fire_at.astimezone(zone).date())
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One distinct (stored zone, country, shipping method) of the audience."""
+
+    tz_name: str
+    country: str
+    method: str
 
 
 def _cells(
     conn: Connection,
     draft: Draft,
-    workspace: Any,
+    workspace: Workspace,
     settings: Settings,
     zone: ZoneInfo,
-    now: datetime,
-    due_now: bool,
+    now: datetime | None,
 ) -> list[Cell]:
     campaign, occurrence = draft.campaign, draft.occurrence
-    holidays = bool(getattr(campaign.limits, "skip_public_holidays", False))
+    if not _occurrence_in_window(campaign, occurrence, zone, now):
+        return [Cell(true(), None, excluded="outside_window")]
     per_contact = occurrence.per_contact_date
-    local = occurrence.local_time
+    schedules = workspace.schedules
+    fallback = schedules.default_method or "standard"
     tz_key = func.coalesce(CONTACT.c.timezone, literal(""))
     country_key = func.coalesce(CONTACT.c.country, literal(""))
-    schedules = getattr(workspace, "schedules", workspace)
-    fallback = default_method(schedules) if per_contact else ""
     method_key = func.coalesce(last_order_method(), literal(fallback)) if per_contact else literal("")
-    needs_zone = local and not due_now
-    needs_country = per_contact or (holidays and not due_now)  # `trigger` sends now, holiday or not
-    needs_method = per_contact  # contacts without a cutoff stay out even when sent now
-
-    if due_now:
-        day = now.astimezone(zone).date()
-        if getattr(campaign, "window", None) is not None and not campaign.window.contains(day):
-            return [Cell(true(), None, "outside_window")]
-        if not needs_country:
-            return [Cell(true(), now)]
-    elif not per_contact and not _occurrence_in_window(campaign, occurrence, zone):
-        return [Cell(true(), None, "outside_window")]
-    elif not (needs_zone or needs_country or needs_method):
-        return [Cell(true(), occurrence.fire_at)]
-
-    columns: list[Any] = [tz_key, country_key, method_key]
-    rows = conn.execute(select(*columns).where(draft.selected).distinct()).all()
-    cutoffs = cutoff_rows(schedules) if needs_method else []
-    by_instant: dict[datetime | str, list[tuple[str, str, str]]] = defaultdict(list)
-    for tz_name, country, method in rows:
-        contact_zone = zone_or(tz_name, settings.zone)
-        outcome = _instant_for(
-            campaign,
-            occurrence,
-            zone,
-            contact_zone,
-            country,
-            method,
-            cutoffs,
-            fallback,
-            now if due_now else None,
-        )
-        if isinstance(outcome, datetime) and holidays and not due_now:
-            outcome = skip_holidays(outcome, contact_zone, country or None)
-        if (
-            isinstance(outcome, datetime)
-            and per_contact
-            and not due_now
-            and not _window_ok(campaign, outcome, zone)
-        ):
-            outcome = "outside_window"
-        by_instant[outcome].append((tz_name, country, method))
+    groups = conn.execute(select(tz_key, country_key, method_key).where(draft.selected).distinct()).all()
+    by_outcome: dict[tuple[datetime, MessageFacts] | str, list[_Group]] = defaultdict(list)
+    for tz_name, country, method in groups:
+        group = _Group(tz_name, country, method)
+        by_outcome[_decide(campaign, occurrence, group, workspace, settings, zone, now)].append(group)
     cells = []
-    for outcome, keys in sorted(by_instant.items(), key=lambda item: str(item[0])):
+    for outcome, members in sorted(by_outcome.items(), key=lambda item: str(item[0])):
+        keys = [(g.tz_name, g.country, g.method) for g in members]
         condition = tuple_(tz_key, country_key, method_key).in_(keys)
-        if isinstance(outcome, datetime):
-            cells.append(Cell(condition, outcome))
+        if isinstance(outcome, str):
+            cells.append(Cell(condition, None, excluded=outcome))
         else:
-            cells.append(Cell(condition, None, outcome))
+            instant, facts = outcome
+            cells.append(Cell(condition, instant, facts))
     return cells
 
 
-def _instant_for(
-    campaign: Any,
+def _decide(
+    campaign: Campaign,
     occurrence: Occurrence,
+    group: _Group,
+    workspace: Workspace,
+    settings: Settings,
     zone: ZoneInfo,
-    contact_zone: ZoneInfo,
-    country: str,
-    method: str,
-    cutoffs: list[CutoffRow],
-    fallback: str,
     now: datetime | None,
-) -> datetime | str:
-    """One group's send instant, or the reason it is left out."""
-    send_zone = contact_zone if occurrence.local_time else zone
+) -> tuple[datetime, MessageFacts] | str:
+    """One group's send instant and facts, or the reason it is left out."""
+    cutoff: Cutoff | None = None
     if occurrence.per_contact_date:
-        row = _cutoff_for(cutoffs, country, method, fallback)
-        if row is None:
+        cutoff = workspace.schedules.shipping_cutoff(group.country or None, group.method or None)
+        if cutoff is None:
             return "no_cutoff"
-        if now is not None:
-            return now
-        at = occurrence.at or row.order_by.astimezone(row.zone).time()
-        return local_instant(cutoff_day(row, occurrence.offset_days or 0), at, send_zone)
+    resolved = resolve_zone(
+        group.tz_name or None,
+        group.country or None,
+        cutoff_zone=cutoff.zone if cutoff is not None else None,
+        default=settings.zone,
+    )
+    send_zone = resolved.zone if occurrence.local_time else zone
     if now is not None:
-        return now
-    if occurrence.local is not None:
-        wall = occurrence.local
-        return local_instant(wall.date(), wall.time(), send_zone)
-    return occurrence.fire_at
+        instant = now  # `tidings trigger`: due at once, holiday or not
+    elif cutoff is not None:
+        at = occurrence.at or cutoff.order_by.time()
+        instant = local_instant(cutoff_day(cutoff, occurrence.offset_days or 0), at, send_zone)
+    elif occurrence.local is not None:
+        instant = local_instant(occurrence.local.date(), occurrence.local.time(), send_zone)
+    else:
+        instant = occurrence.fire_at
+    if now is None and campaign.limits.skip_public_holidays:
+        instant = skip_holidays(instant, resolved.zone, group.country or None)
+    if now is None and cutoff is not None and not _in_window(campaign, instant.astimezone(zone).date()):
+        return "outside_window"
+    facts = MessageFacts(
+        occurrence_at=instant,
+        trigger_date=cutoff.date if cutoff is not None else occurrence.trigger_date,
+        cutoff=cutoff,
+    ).with_zone(resolved)
+    return instant, facts
 
 
 # --- writing -------------------------------------------------------------------------------------------
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-
-
-def _key(*parts: Any) -> ColumnElement[str]:
-    """``a:b:c`` concatenated in SQL (``||`` on both dialects)."""
-    expression: ColumnElement[str] = literal("", String())
-    for index, part in enumerate(parts):
-        piece = cast(part, String()) if isinstance(part, ColumnElement) else literal(str(part), String())
-        expression = expression + (literal(":", String()) + piece if index else piece)
-    return expression
 
 
 def _stamp(moment: datetime) -> ColumnElement[datetime]:
     return literal(moment, UTCDateTime())
 
 
-def _json_empty() -> ColumnElement[Any]:
-    return literal({}, JSONType)
+def _json(value: dict[str, Any]) -> ColumnElement[Any]:
+    return literal(value, JSONType)
 
 
-def _delivery_select(draft: Draft, cell: Cell, step: Any, now: datetime) -> Any:
+def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Select[Any]:
     campaign_id = draft.campaign.key
     choices = send_variants(step)
     template = ab.choose_sql(CONTACT.c.id, campaign_id, choices, "template")
@@ -398,12 +373,14 @@ def _delivery_select(draft: Draft, cell: Cell, step: Any, now: datetime) -> Any:
     )
     assert cell.instant is not None
     return select(
-        _key(campaign_id, step.step_id, CONTACT.c.id, draft.occurrence.key).label("idempotency_key"),
+        delivery_key_sql(campaign_id, step.step_id, CONTACT.c.id, draft.occurrence.key).label(
+            "idempotency_key"
+        ),
         literal(campaign_id, String()).label("campaign_id"),
         literal(step.step_id, String()).label("step_id"),
         CONTACT.c.id.label("contact_id"),
         literal(str(step.send.channel), String()).label("channel"),
-        literal(_category(draft.campaign), String()).label("category"),
+        literal(category(draft.campaign), String()).label("category"),
         template.label("template"),
         CONTACT.c.locale.label("locale"),
         variant.label("variant"),
@@ -412,7 +389,8 @@ def _delivery_select(draft: Draft, cell: Cell, step: Any, now: datetime) -> Any:
         literal("pending", String()).label("state"),
         literal(0, Integer()).label("attempts"),
         _stamp(now).label("created_at"),
-        _json_empty().label("context"),
+        _json(cell.facts.to_json()).label("context"),
+        message_token_sql().label("message_token"),
     ).where(cell.condition, draft.selected)
 
 
@@ -432,6 +410,7 @@ DELIVERY_COLUMNS = (
     "attempts",
     "created_at",
     "context",
+    "message_token",
 )
 ENROLMENT_COLUMNS = (
     "campaign_id",
@@ -447,7 +426,7 @@ ENROLMENT_COLUMNS = (
 )
 
 
-def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Any:
+def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Select[Any]:
     assert cell.instant is not None
     return select(
         literal(draft.campaign.key, String()),
@@ -456,8 +435,8 @@ def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Any:
         literal("active", String()),
         literal(draft.campaign.first_path(), String()),
         _stamp(cell.instant),
-        _json_empty(),
-        _json_empty(),
+        _json({}),
+        _json(cell.facts.to_json()),
         _stamp(now),
         _stamp(now),
     ).where(cell.condition, draft.selected)
@@ -471,6 +450,10 @@ def count_cell(conn: Connection, draft: Draft, cell: Cell) -> int:
     )
 
 
+def _rowcount(conn: Connection, statement: Executable) -> int:
+    return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
+
+
 def write_plan(conn: Connection, draft: Draft, now: datetime) -> PlanStats:
     """Write the draft's rows (idempotently) and return what was created and left out."""
     stats = PlanStats(draft.campaign.key, draft.occurrence.key, draft.mode, skipped=draft.skipped)
@@ -478,6 +461,7 @@ def write_plan(conn: Connection, draft: Draft, now: datetime) -> PlanStats:
         return stats
     if draft.mode == "posts":
         return _write_posts(conn, draft, now, stats)
+    _adopt_legacy_keys(conn, draft)
     for cell in draft.cells:
         if cell.excluded is not None:
             stats.excluded[cell.excluded] = stats.excluded.get(cell.excluded, 0) + count_cell(
@@ -486,31 +470,65 @@ def write_plan(conn: Connection, draft: Draft, now: datetime) -> PlanStats:
             continue
         if draft.mode == "deliveries":
             step = draft.campaign.steps[0]
-            statement = _insert(conn, DELIVERY).from_select(
-                DELIVERY_COLUMNS, _delivery_select(draft, cell, step, now)
+            assert isinstance(step, SendStep)
+            statement = (
+                insert_for(conn, DELIVERY)
+                .from_select(DELIVERY_COLUMNS, _delivery_select(draft, cell, step, now))
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
             )
-            statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
         else:
-            statement = _insert(conn, ENROLMENT).from_select(
-                ENROLMENT_COLUMNS, _enrolment_select(draft, cell, now)
+            statement = (
+                insert_for(conn, ENROLMENT)
+                .from_select(ENROLMENT_COLUMNS, _enrolment_select(draft, cell, now))
+                .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
             )
-            statement = statement.on_conflict_do_nothing(
-                index_elements=["campaign_id", "contact_id", "occurrence"]
-            )
-        stats.created += max(
-            int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0
-        )
+        stats.created += _rowcount(conn, statement)
     return stats
+
+
+def _adopt_legacy_keys(conn: Connection, draft: Draft) -> None:
+    """Rows planned before per-contact calendar keys named their season (``shipping_cutoff-7d``) are
+    renamed to this season's key (``shipping_cutoff-7d@2026-12-24``) when their send time falls in
+    this season, so upgrading in the middle of a season never sends a reminder twice.
+
+    A season is the 60 days before the date the cutoffs count towards; one indexed UPDATE per
+    table, a no-op once nothing legacy is left.
+    """
+    occurrence = draft.occurrence
+    if occurrence.kind != "calendar" or not occurrence.per_contact_date or occurrence.season is None:
+        return
+    legacy = occurrence.key.split("@", 1)[0]
+    end = datetime.combine(occurrence.season + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo("UTC"))
+    start = end - timedelta(days=61)
+    suffix = literal("@" + occurrence.season.isoformat(), String())
+    conn.execute(
+        update(DELIVERY)
+        .where(
+            DELIVERY.c.campaign_id == draft.campaign.key,
+            DELIVERY.c.occurrence == legacy,
+            DELIVERY.c.scheduled_for >= start,
+            DELIVERY.c.scheduled_for < end,
+        )
+        .values(occurrence=occurrence.key, idempotency_key=DELIVERY.c.idempotency_key + suffix)
+    )
+    conn.execute(
+        update(ENROLMENT)
+        .where(
+            ENROLMENT.c.campaign_id == draft.campaign.key,
+            ENROLMENT.c.occurrence == legacy,
+            ENROLMENT.c.created_at >= start,
+            ENROLMENT.c.created_at < end,
+        )
+        .values(occurrence=occurrence.key)
+    )
 
 
 def _write_posts(conn: Connection, draft: Draft, now: datetime, stats: PlanStats) -> PlanStats:
     (cell,) = draft.cells
     assert cell.instant is not None
-    for step in draft.campaign.iter_steps():
-        if getattr(step, "kind", "") != "post":
-            continue
+    for step in draft.campaign.post_steps():
         row = {
-            "idempotency_key": f"{draft.campaign.key}:{step.step_id}:{draft.occurrence.key}",
+            "idempotency_key": post_key(draft.campaign.key, step.step_id, draft.occurrence.key),
             "campaign_id": draft.campaign.key,
             "step_id": step.step_id,
             "channel": str(step.post.channel),
@@ -520,20 +538,19 @@ def _write_posts(conn: Connection, draft: Draft, now: datetime, stats: PlanStats
             "state": "pending",
             "attempts": 0,
             "created_at": now,
+            "context": cell.facts.to_json(),
         }
         statement = (
-            _insert(conn, POST).values(**row).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            insert_for(conn, POST).values(**row).on_conflict_do_nothing(index_elements=["idempotency_key"])
         )
-        stats.created += max(
-            int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0
-        )
+        stats.created += _rowcount(conn, statement)
     return stats
 
 
 def plan_occurrence(
     engine: Engine,
-    workspace: Any,
-    campaign: Any,
+    workspace: Workspace,
+    campaign: Campaign,
     occurrence: Occurrence,
     *,
     clock: Clock,
@@ -546,325 +563,88 @@ def plan_occurrence(
     """
     mode = plan_mode(campaign)
     if not is_active(campaign):
-        status = str(getattr(campaign.status, "value", campaign.status))
-        return PlanStats(campaign.key, occurrence.key, mode, skipped=status)
+        return PlanStats(campaign.key, occurrence.key, mode, skipped=campaign.status.value)
     now = clock.now()
     with engine.begin() as conn:
         draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now, due_now=due_now)
         return write_plan(conn, draft, now)
 
 
-# --- events --------------------------------------------------------------------------------------------
+# --- one contact -----------------------------------------------------------------------------------------
 
 
-def _event_context(
-    conn: Connection, event: Any, contact: Any, campaign: Any, now: datetime, settings: Settings
-) -> dict[str, Any]:
-    """The template context a trigger's ``where`` sees: the event, its order or gift card (by the ids in
-    its payload, else the contact's latest order and latest card with a balance) — as the flow stepper
-    builds it for ``if`` steps, so one expression means the same in both places."""
-    from engine.render.context import build_context
+@dataclass(frozen=True)
+class ContactPlan:
+    """What planning ``occurrence`` decides for one contact: when and from which facts, or why not."""
 
-    order, card = related_order_and_card(conn, contact["id"], event)
-    return build_context(
-        settings,
-        contact=Contact.model_validate(dict(contact)),
-        now=now,
-        campaign={"id": campaign.key, "name": campaign.name},
-        occurrence=event.occurred_at,
-        order=ShopOrder.model_validate(dict(order._mapping)) if order is not None else None,
-        gift_card=GiftCard.model_validate(dict(card._mapping)) if card is not None else None,
-        event=ShopEvent.model_validate(dict(event._mapping)),
-    )
+    contact_id: int
+    occurrence: Occurrence
+    instant: datetime | None
+    facts: MessageFacts
+    excluded: str | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.excluded is None
 
 
-def _matches(
-    where: str, conn: Connection, event: Any, contact: Any, campaign: Any, now: datetime, settings: Settings
-) -> bool:
-    """The trigger's ``where`` over the event; an expression that fails on this event (``None > 0``)
-    does not enrol, and is logged, rather than stopping every other event of the batch."""
-    from engine.workspace.expressions import evaluate
+def plan_contact(
+    conn: Connection,
+    workspace: Workspace,
+    campaign: Campaign,
+    occurrence: Occurrence,
+    contact_id: int,
+    *,
+    settings: Settings,
+    now: datetime,
+    due_now: bool = False,
+) -> ContactPlan:
+    """The planner's decision for one contact, from the same cells it writes for the whole audience.
 
-    try:
-        return evaluate(where, _event_context(conn, event, contact, campaign, now, settings))
-    except Exception as exc:  # noqa: BLE001 — a marketer's expression, evaluated in the sandbox
-        LOG.warning(
-            "campaign %s: trigger where %r failed on event %s: %s", campaign.key, where, event.id, exc
-        )
-        return False
-
-
-def enrol_for_events(
-    engine: Engine, workspace: Any, event_ids: Iterable[int], clock: Clock, settings: Settings
-) -> int:
-    """Enrol each event's contact in every active campaign whose event trigger matches; returns how many new.
-
-    The trigger's ``where`` is evaluated with the workspace's expression evaluator over the event
-    context. ``once_per_contact`` campaigns use the occurrence ``once``, so the unique
-    (campaign, contact, occurrence) key keeps a second event from enrolling the contact again.
-    Contacts outside the campaign's audience or not eligible (consent, suppression) are not enrolled.
+    ``excluded`` names why the contact would get nothing: ``not_in_audience``, ``not_eligible``
+    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``). A contact
+    outside the audience still gets the facts their message would have (their own cutoff and zone),
+    so a preview shows what they would read.
     """
-    ids = sorted(set(event_ids))
-    if not ids:
-        return 0
-    now = clock.now()
-    campaigns = [c for c in _campaigns(workspace) if c.trigger.kind == "event" and is_active(c)]
-    if not campaigns:
-        return 0
-    created = 0
-    with engine.begin() as conn:
-        events = conn.execute(select(EVENT).where(EVENT.c.id.in_(ids), EVENT.c.contact_id.is_not(None))).all()
-        for event in events:
-            contact = conn.execute(select(CONTACT).where(CONTACT.c.id == event.contact_id)).mappings().first()
-            if contact is None:
-                continue
-            for campaign in campaigns:
-                spec = campaign.trigger.spec
-                if spec.type != event.type:
-                    continue
-                zone = _campaign_zone(campaign, settings)
-                if not _window_ok(campaign, event.occurred_at, zone):
-                    continue
-                if spec.where and not _matches(spec.where, conn, event, contact, campaign, now, settings):
-                    continue
-                occurrence = event_occurrence(event.id, event.occurred_at, once=spec.once_per_contact)
-                ctx = AudienceContext(reference=event.occurred_at, zone=zone)
-                selected = and_(
-                    CONTACT.c.id == event.contact_id,
-                    audience_condition(workspace, campaign, ctx),
-                    eligibility(campaign, campaign_filters(workspace, campaign)),
-                )
-                values = select(
-                    literal(campaign.key, String()),
-                    CONTACT.c.id,
-                    literal(occurrence.key, String()),
-                    literal(event.id, Integer()),
-                    literal("active", String()),
-                    literal(campaign.first_path(), String()),
-                    _stamp(now),
-                    _json_empty(),
-                    _json_empty(),
-                    _stamp(now),
-                    _stamp(now),
-                ).where(selected)
-                columns = (
-                    "campaign_id",
-                    "contact_id",
-                    "occurrence",
-                    "event_id",
-                    "state",
-                    "step_path",
-                    "wake_at",
-                    "variants",
-                    "context",
-                    "created_at",
-                    "updated_at",
-                )
-                statement = (
-                    _insert(conn, ENROLMENT)
-                    .from_select(columns, values)
-                    .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
-                )
-                created += max(
-                    int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0),
-                    0,
-                )
-    return created
-
-
-def _campaigns(workspace: Any) -> list[Any]:
-    campaigns = getattr(workspace, "campaigns", workspace)
-    if isinstance(campaigns, Mapping):
-        return list(campaigns.values())
-    return list(campaigns)
+    only = CONTACT.c.id == contact_id
+    draft = draft_plan(
+        conn, workspace, campaign, occurrence, settings=settings, now=now, due_now=due_now, only=only
+    )
+    base = MessageFacts(occurrence_at=occurrence.fire_at, trigger_date=occurrence.trigger_date)
+    if draft.skipped:
+        return ContactPlan(contact_id, occurrence, None, base, draft.skipped)
+    for cell in draft.cells:
+        if count_cell(conn, draft, cell):
+            return ContactPlan(contact_id, occurrence, cell.instant, cell.facts, cell.excluded)
+    in_audience = conn.execute(select(func.count()).select_from(CONTACT).where(draft.audience)).scalar_one()
+    reason = "not_eligible" if in_audience else "not_in_audience"
+    # What the message would say were they reached: the same cells, over this contact alone.
+    draft.audience, draft.eligible = only, true()
+    draft.cells = _cells(
+        conn, draft, workspace, settings, campaign_zone(campaign, settings.zone), now if due_now else None
+    )
+    for cell in draft.cells:
+        if cell.excluded is None and count_cell(conn, draft, cell):
+            return ContactPlan(contact_id, occurrence, None, cell.facts, reason)
+    return ContactPlan(contact_id, occurrence, None, base, reason)
 
 
 __all__ = [
     "Cell",
+    "ContactPlan",
     "Draft",
-    "DryRun",
-    "PlannedRow",
-    "dry_run",
     "PlanError",
     "PlanStats",
+    "audience_condition",
+    "campaign_filters",
+    "category",
     "count_cell",
     "draft_plan",
-    "enrol_for_events",
+    "eligibility",
+    "first_channel",
+    "plan_contact",
     "plan_mode",
     "plan_occurrence",
+    "send_variants",
     "write_plan",
 ]
-
-
-# --- the dry run (``tidings plan``) ------------------------------------------------------------------
-
-
-@dataclass
-class PlannedRow:
-    """One contact the plan would reach, as ``tidings plan`` shows it."""
-
-    contact_id: int
-    email: str
-    timezone: str
-    scheduled_for: datetime
-    local_time: str
-    template: str | None
-    locale: str | None
-    variant: str | None
-    step_id: str | None
-
-
-@dataclass
-class DryRun:
-    """What planning an occurrence would do, counted with the planner's own SELECTs; nothing written."""
-
-    campaign: str
-    occurrence: Occurrence
-    mode: str
-    matched: int = 0  # the segment and where, consent set aside
-    reach: int = 0
-    excluded: dict[str, int] = field(default_factory=dict)
-    breakdown: list[dict[str, Any]] = field(default_factory=list)  # locale, country, variant, count
-    first_rows: list[PlannedRow] = field(default_factory=list)
-    step_id: str | None = None
-    skipped: str | None = None
-    event_type: str | None = (
-        None  # event-triggered campaigns enrol per event; the counts are today's audience
-    )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "occurrence": self.occurrence.key,
-            "fires_at": self.occurrence.fire_at.isoformat(),
-            "mode": self.mode,
-            "step": self.step_id,
-            "matched": self.matched,
-            "reach": self.reach,
-            "excluded": dict(self.excluded),
-            "breakdown": list(self.breakdown),
-            "skipped": self.skipped,
-            "event_type": self.event_type,
-        }
-
-
-def _count(conn: Connection, *conditions: ColumnElement[bool]) -> int:
-    statement = select(func.count()).select_from(CONTACT).where(*conditions)
-    return int(conn.execute(statement).scalar_one())
-
-
-def _first_send(campaign: Any) -> Any:
-    first = campaign.steps[0] if campaign.steps else None
-    return first if getattr(first, "kind", "") == "send" else None
-
-
-def _capped(campaign: Any, reference: datetime) -> ColumnElement[bool] | None:
-    """Contacts already at the campaign's frequency cap of marketing messages before ``reference``."""
-    cap = getattr(campaign.limits, "frequency_cap", None)
-    if cap is None:
-        return None
-    recent = (
-        select(func.count())
-        .select_from(DELIVERY)
-        .where(
-            DELIVERY.c.contact_id == CONTACT.c.id,
-            DELIVERY.c.category == "marketing",
-            DELIVERY.c.state == "sent",
-            DELIVERY.c.sent_at > reference - cap.per.delta,
-            DELIVERY.c.sent_at <= reference,
-        )
-        .scalar_subquery()
-    )
-    return recent >= cap.max
-
-
-def dry_run(
-    conn: Connection,
-    workspace: Any,
-    campaign: Any,
-    occurrence: Occurrence,
-    *,
-    settings: Settings,
-    now: datetime,
-    sample: int = 10,
-) -> DryRun:
-    """Count who the occurrence would reach and why others are left out, and list the first rows."""
-    draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now)
-    result = DryRun(campaign.key, occurrence, draft.mode, skipped=draft.skipped)
-    if campaign.trigger.kind == "event":
-        result.event_type = str(campaign.trigger.spec.type)
-    if draft.mode == "posts":
-        return result
-    channel = first_channel(campaign)
-    zone = _campaign_zone(campaign, settings)
-    ctx = AudienceContext(reference=draft.reference, zone=zone)
-    filters = campaign_filters(workspace, campaign)
-    base = compile_filters(strip_consent(filters), ctx)
-    result.matched = _count(conn, base)
-    marketing = _category(campaign) == "marketing"
-    if marketing:
-        granted = consent_granted(channel)
-        blocked = suppressed(channel, "marketing")
-        result.excluded["no_consent"] = _count(conn, base, not_(granted))
-        result.excluded["suppressed"] = _count(conn, base, granted, blocked)
-    else:
-        result.excluded["suppressed"] = _count(conn, base, suppressed(channel, "transactional"))
-    # Filters other than consent that the audience states (segment AND where) are already in base.
-    included = [cell for cell in draft.cells if cell.excluded is None]
-    for cell in draft.cells:
-        if cell.excluded is not None:
-            result.excluded[cell.excluded] = result.excluded.get(cell.excluded, 0) + count_cell(
-                conn, draft, cell
-            )
-    reachable = or_(false(), *(cell.condition for cell in included))
-    capped = _capped(campaign, draft.reference)
-    if capped is not None:
-        result.excluded["frequency_cap"] = _count(conn, draft.selected, reachable, capped)
-        reachable = and_(reachable, not_(capped))
-    result.reach = _count(conn, draft.selected, reachable)
-    step = _first_send(campaign)
-    variant: ColumnElement[Any] = literal(None, String())
-    template: ColumnElement[Any] = literal(None, String())
-    if step is not None:
-        result.step_id = step.step_id
-        choices = send_variants(step)
-        template = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "template")
-        if len(choices) > 1:
-            variant = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "label")
-    grouped = (
-        select(CONTACT.c.locale, CONTACT.c.country, variant.label("variant"), func.count().label("n"))
-        .where(draft.selected, reachable)
-        .group_by(CONTACT.c.locale, CONTACT.c.country, variant)
-        .order_by(func.count().desc())
-    )
-    result.breakdown = [
-        {"locale": loc, "country": country, "variant": var, "count": int(n)}
-        for loc, country, var, n in conn.execute(grouped)
-    ]
-    for cell in included:
-        if len(result.first_rows) >= sample:
-            break
-        assert cell.instant is not None
-        rows = conn.execute(
-            select(CONTACT.c.id, CONTACT.c.email, CONTACT.c.timezone, CONTACT.c.locale, template, variant)
-            .where(draft.selected, cell.condition, *([not_(capped)] if capped is not None else []))
-            .order_by(CONTACT.c.id)
-            .limit(sample - len(result.first_rows))
-        )
-        for contact_id, email, tz_name, locale, chosen, label in rows:
-            contact_zone = zone_or(tz_name, settings.zone)
-            local = cell.instant.astimezone(contact_zone)
-            result.first_rows.append(
-                PlannedRow(
-                    contact_id,
-                    email,
-                    contact_zone.key,
-                    cell.instant,
-                    local.strftime("%Y-%m-%d %H:%M %Z"),
-                    chosen,
-                    locale,
-                    label,
-                    result.step_id,
-                )
-            )
-    return result

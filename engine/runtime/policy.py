@@ -23,34 +23,44 @@ Checks, in order (the first that refuses wins):
     ``forgotten`` (and any reason this code does not know) block transactional mail
     too, because mailing a dead or complaining address hurts every later send.
 ``no_consent``
-    Marketing needs an open consent row (``withdrawn_at`` empty) for the channel.
-    Transactional messages do not.
+    Marketing needs an open consent row (``withdrawn_at`` empty) for the channel — or, for a
+    campaign relying on the EU soft opt-in (``consent: {email: existing_customer}``), a
+    customer with a previous purchase who never withdrew consent on the channel.
+    Transactional messages need neither.
 ``frequency_cap``
     The contact already received ``max`` marketing messages (from any campaign) in
-    the last ``per``. Counts sends approved earlier in the same batch as well.
+    the last ``per``. Counts sends approved earlier in the same batch as well. The rule is
+    written once, in Python (:meth:`FrequencyCap.reached`) and as SQL (:func:`capped_sql`,
+    for ``plan``'s counts) side by side.
 ``quiet_hours``
     It is inside the campaign's quiet hours in the contact's zone: with
     ``action: delay`` the row waits until the quiet hours end (*defer*); with
     ``action: skip`` it is skipped.
 
+Broadcast posts have no recipient: :func:`decide_post` applies the campaign-level checks only
+(cancelled, held, outside the window).
+
 The decision functions are pure (no I/O); :func:`load_recipient_facts` is the one
-small set of bulk queries that feeds them for a whole batch.
+small set of bulk queries that feeds them for a whole batch. Quiet hours are judged in the zone
+the planner decided for the message (its facts), the zone its send time was computed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, DeliveryState, Suppression
 from engine.store.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
+from engine.workspace.models import Campaign
 
 Action = Literal["send", "skip", "defer", "hold"]
 
@@ -104,8 +114,40 @@ class QuietHours:
 
 @dataclass(frozen=True, slots=True)
 class FrequencyCap:
+    """At most ``max`` marketing messages per contact in any ``per``, across marketing campaigns."""
+
     max: int
     per: timedelta
+
+    def reached(self, sends: Iterable[datetime], now: datetime) -> bool:
+        since = now - self.per
+        return sum(1 for sent in sends if sent > since) >= self.max
+
+
+def _marketing_sent(delivery: Table, since: datetime) -> ColumnElement[bool]:
+    """Delivery rows that count towards a frequency cap: marketing, sent after ``since``."""
+    return and_(
+        delivery.c.state == DeliveryState.sent.value,
+        delivery.c.category == MARKETING,
+        delivery.c.sent_at > since,
+    )
+
+
+def capped_sql(cap: FrequencyCap, reference: datetime) -> ColumnElement[bool]:
+    """:meth:`FrequencyCap.reached` as a condition over ``contact`` (correlated), at ``reference``."""
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    contact = Contact.__table__  # type: ignore[attr-defined]
+    recent = (
+        select(func.count())
+        .select_from(delivery)
+        .where(
+            delivery.c.contact_id == contact.c.id,
+            _marketing_sent(delivery, reference - cap.per),
+            delivery.c.sent_at <= reference,
+        )
+        .scalar_subquery()
+    )
+    return recent >= cap.max
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +162,7 @@ class CampaignRules:
     window: tuple[date, date] | None = None
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
+    basis: str = "consent"  # the legal basis for marketing: consent | existing_customer
 
     @property
     def marketing(self) -> bool:
@@ -138,6 +181,8 @@ class RecipientFacts:
     email: str
     zone: ZoneInfo | None = None
     consented_channels: frozenset[str] = frozenset()
+    withdrawn_channels: frozenset[str] = frozenset()  # opted out once (a withdrawn consent row)
+    customer: bool = False  # bought from the shop before (the soft opt-in's condition)
     suppressions: tuple[tuple[str, str], ...] = ()  # (channel, reason)
     marketing_sends: list[datetime] = field(default_factory=list)
 
@@ -179,8 +224,12 @@ def decide(
     *,
     channel: str,
     now: datetime,
+    zone: ZoneInfo | None = None,
 ) -> Decision:
-    """The gate for one message; see the module docstring for each named refusal."""
+    """The gate for one message; see the module docstring for each named refusal.
+
+    ``zone`` is the zone the message was planned in (its facts); without one, the contact's own.
+    """
     if rules.control == "cancelled":
         return skip("cancelled")
     if rules.held:
@@ -192,20 +241,36 @@ def decide(
     suppressed = blocking_suppression(facts, channel, rules.marketing)
     if suppressed is not None:
         return skip(f"suppressed:{suppressed}")
-    if rules.marketing and channel not in facts.consented_channels:
+    if rules.marketing and not _permitted(rules, facts, channel):
         return skip("no_consent")
     cap = rules.frequency_cap
-    if rules.marketing and cap is not None:
-        since = now - cap.per
-        if sum(1 for sent in facts.marketing_sends if sent > since) >= cap.max:
-            return skip("frequency_cap")
+    if rules.marketing and cap is not None and cap.reached(facts.marketing_sends, now):
+        return skip("frequency_cap")
     quiet = rules.quiet_hours
     if quiet is not None:
-        local = now.astimezone(facts.zone or rules.zone)
+        local = now.astimezone(zone or facts.zone or rules.zone)
         if quiet.contains(local.timetz()):
             if quiet.action == "skip":
                 return skip("quiet_hours")
             return Decision("defer", "quiet_hours", quiet.ends_after(local))
+    return SEND
+
+
+def _permitted(rules: CampaignRules, facts: RecipientFacts, channel: str) -> bool:
+    if channel in facts.consented_channels:
+        return True
+    soft = rules.basis == "existing_customer"
+    return soft and facts.customer and channel not in facts.withdrawn_channels
+
+
+def decide_post(rules: CampaignRules, now: datetime) -> Decision:
+    """The gate for a broadcast post: only the campaign-level checks apply (no recipient)."""
+    if rules.control == "cancelled":
+        return skip("cancelled")
+    if rules.held:
+        return HOLD if rules.control == "paused" or rules.status == "paused" else Decision("hold", "draft")
+    if outside_window(rules, now):
+        return skip("outside_window")
     return SEND
 
 
@@ -243,25 +308,30 @@ def load_recipient_facts(
     contact = Contact.__table__  # type: ignore[attr-defined]
     for chunk in _chunks(ids):
         rows = conn.execute(
-            select(contact.c.id, contact.c.email, contact.c.timezone).where(contact.c.id.in_(chunk))
+            select(contact.c.id, contact.c.email, contact.c.timezone, contact.c.orders_count).where(
+                contact.c.id.in_(chunk)
+            )
         ).all()
-        for cid, email, zone in rows:
-            facts[cid] = RecipientFacts(contact_id=cid, email=email, zone=_zone(zone))
+        for cid, email, zone, orders in rows:
+            facts[cid] = RecipientFacts(contact_id=cid, email=email, zone=_zone(zone), customer=bool(orders))
     if not facts:
         return facts
     known = sorted(facts)
 
     consent = Consent.__table__  # type: ignore[attr-defined]
     channels: dict[int, set[str]] = {}
+    withdrawn: dict[int, set[str]] = {}
     for chunk in _chunks(known):
-        for cid, channel in conn.execute(
-            select(consent.c.contact_id, consent.c.channel)
-            .where(consent.c.contact_id.in_(chunk), consent.c.withdrawn_at.is_(None))
+        for cid, channel, is_open in conn.execute(
+            select(consent.c.contact_id, consent.c.channel, consent.c.withdrawn_at.is_(None))
+            .where(consent.c.contact_id.in_(chunk))
             .distinct()
         ):
-            channels.setdefault(cid, set()).add(channel)
+            (channels if is_open else withdrawn).setdefault(cid, set()).add(channel)
     for cid, found in channels.items():
         facts[cid].consented_channels = frozenset(found)
+    for cid, found in withdrawn.items():
+        facts[cid].withdrawn_channels = frozenset(found)
 
     suppression = Suppression.__table__  # type: ignore[attr-defined]
     by_key: dict[str, list[int]] = {}
@@ -286,31 +356,11 @@ def load_recipient_facts(
         for chunk in _chunks(known):
             for cid, sent_at in conn.execute(
                 select(delivery.c.contact_id, delivery.c.sent_at).where(
-                    and_(
-                        delivery.c.contact_id.in_(chunk),
-                        delivery.c.state == DeliveryState.sent.value,
-                        delivery.c.category == MARKETING,
-                        delivery.c.sent_at > since,
-                    )
+                    delivery.c.contact_id.in_(chunk), _marketing_sent(delivery, since)
                 )
             ):
                 facts[cid].marketing_sends.append(sent_at)
     return facts
-
-
-def count_recent_marketing(conn: Connection, contact_id: int, since: datetime) -> int:
-    """Marketing messages sent to one contact since ``since`` (for reports and tests)."""
-    delivery = Delivery.__table__  # type: ignore[attr-defined]
-    return int(
-        conn.execute(
-            select(func.count()).where(
-                delivery.c.contact_id == contact_id,
-                delivery.c.state == DeliveryState.sent.value,
-                delivery.c.category == MARKETING,
-                delivery.c.sent_at > since,
-            )
-        ).scalar_one()
-    )
 
 
 def _chunks(values: Sequence[object], size: int = 900) -> Iterable[list[object]]:
@@ -322,17 +372,11 @@ def _chunks(values: Sequence[object], size: int = 900) -> Iterable[list[object]]
 # --- from the workspace ----------------------------------------------------------------------
 
 
-def campaigns_of(workspace: Any) -> dict[str, Any]:
-    """The workspace's campaigns by id (a loaded workspace, a mapping, or a list of campaigns)."""
-    found = getattr(workspace, "campaigns", workspace)
-    if isinstance(found, Mapping):
-        return dict(found)
-    return {campaign.key: campaign for campaign in found}
-
-
-def campaign_rules(campaign: Any, settings: Settings, control: str = "active") -> CampaignRules:
-    """The gate's view of a workspace campaign plus its operator control."""
-    zone = ZoneInfo(campaign.timezone or settings.timezone)
+def campaign_rules(
+    campaign: Campaign, settings: Settings, control: str = "active", basis: str = "consent"
+) -> CampaignRules:
+    """The gate's view of a workspace campaign plus its operator control and legal basis."""
+    zone = campaign.zone if campaign.timezone else settings.zone
     limits = campaign.limits
     cap = None
     if limits.frequency_cap is not None:
@@ -344,11 +388,12 @@ def campaign_rules(campaign: Any, settings: Settings, control: str = "active") -
     window = (campaign.window.start, campaign.window.end) if campaign.window is not None else None
     return CampaignRules(
         campaign_id=campaign.key,
-        category=str(campaign.category.value if hasattr(campaign.category, "value") else campaign.category),
-        status=str(campaign.status.value if hasattr(campaign.status, "value") else campaign.status),
+        category=campaign.category.value,
+        status=campaign.status.value,
         control=control,
         zone=zone,
         window=window,
         frequency_cap=cap,
         quiet_hours=quiet,
+        basis=basis,
     )

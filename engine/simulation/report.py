@@ -20,6 +20,7 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from engine.simulation.copy import Baseline
 from engine.store.models import Delivery, Post
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
@@ -155,7 +156,10 @@ def build_report(
     fired: int,
     elapsed: float,
     outbox_dir: Path,
+    baseline: Baseline,
 ) -> SeasonReport:
+    """The season as this simulation played it: rows it planned, and older rows it sent or refused
+    (``baseline``); what the store held before and left untouched is not this season's."""
     campaigns: dict[str, CampaignSummary] = {
         key: CampaignSummary(key, getattr(c, "name", key)) for key, c in workspace.campaigns.items()
     }
@@ -187,6 +191,7 @@ def build_report(
             entry.pending += 1
 
     columns = (
+        DELIVERY.c.id,
         DELIVERY.c.campaign_id,
         DELIVERY.c.channel,
         DELIVERY.c.locale,
@@ -198,6 +203,8 @@ def build_report(
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True).execute(select(*columns))
         for row in result:
+            if not baseline.counts_delivery(row.id):
+                continue
             dims = {
                 "channel": row.channel,
                 "locale": _language(row.locale, default_locale),
@@ -205,8 +212,12 @@ def build_report(
             }
             count(row.campaign_id, row.state, row.reason, row.sent_at, dims)
         for post in conn.execute(
-            select(POST.c.campaign_id, POST.c.channel, POST.c.state, POST.c.reason, POST.c.posted_at)
+            select(
+                POST.c.id, POST.c.campaign_id, POST.c.channel, POST.c.state, POST.c.reason, POST.c.posted_at
+            )
         ):
+            if not baseline.counts_post(post.id):
+                continue
             count(post.campaign_id, post.state, post.reason, post.posted_at, {"channel": post.channel})
     return SeasonReport(
         start=start,

@@ -245,6 +245,20 @@ class CampaignState(SQLModel, table=True):
     note: str | None = None
 
 
+class ChannelState(SQLModel, table=True):
+    """A channel that cannot send, whatever the message (a revoked key, no credits, a daily cap).
+
+    ``suspended_until`` empty: until an operator resumes it (``tidings resume --channel``).
+    """
+
+    __tablename__ = "channel_state"
+
+    channel: str = Field(primary_key=True)
+    reason: str
+    suspended_at: datetime = _dt(nullable=False)
+    suspended_until: datetime | None = _dt()
+
+
 class Enrolment(SQLModel, table=True):
     """A contact's walk through a campaign's steps for one occurrence."""
 
@@ -306,7 +320,8 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
     updated_at: datetime | None = _dt()
-    context: dict[str, Any] = _json(dict)
+    context: dict[str, Any] = _json(dict)  # the facts the planner decided (engine.runtime.facts)
+    message_token: str | None = Field(default=None, max_length=64)  # random, per row: the Message-ID
 
 
 class Post(SQLModel, table=True):
@@ -335,6 +350,7 @@ class Post(SQLModel, table=True):
     posted_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
     updated_at: datetime | None = _dt()
+    context: dict[str, Any] = _json(dict)  # the facts the planner decided (engine.runtime.facts)
 
 
 class DeliveryEvent(SQLModel, table=True):
@@ -367,6 +383,7 @@ ALL_TABLES = [
     Suppression,
     Coupon,
     CampaignState,
+    ChannelState,
     Enrolment,
     Delivery,
     Post,

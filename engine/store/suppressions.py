@@ -37,13 +37,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, event, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
+from engine.store.dialect import UpsertInsert, insert_for
 from engine.store.models import Suppression
 
 ALL_CHANNELS = "all"
@@ -175,11 +175,8 @@ class SuppressionRow:
         }
 
 
-def _insert(conn: Connection) -> Any:
-    table = Suppression.__table__  # type: ignore[attr-defined]
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(conn: Connection) -> UpsertInsert:
+    return insert_for(conn, Suppression.__table__)  # type: ignore[attr-defined]
 
 
 def add_suppression(

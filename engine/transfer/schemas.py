@@ -33,6 +33,7 @@ from pydantic import (
 
 from engine.inbound import InvalidValue, email_address, single_line, unstorable_json
 from engine.store.models import OrderStatus, valid_zone
+from engine.transfer.event_data import DATA_SCHEMAS
 from engine.transfer.kinds import Kind
 from engine.workspace.values import EVENT_TYPES as KNOWN_EVENT_TYPES
 
@@ -202,6 +203,8 @@ class GiftCardRow(_Row):
 
 
 class EventRow(_Row):
+    """A shop event; its payload is checked against its type's data schema, as ``POST /events`` does."""
+
     external_id: Key
     type: Annotated[str, AfterValidator(_event_type)]
     email: Email | None = None
@@ -209,6 +212,19 @@ class EventRow(_Row):
     received_at: AwareDatetime | None = None
     processed_at: AwareDatetime | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _payload_fits_its_type(self) -> EventRow:
+        schema = DATA_SCHEMAS.get(self.type)
+        if schema is not None:
+            try:
+                schema.model_validate(self.payload)  # checked, kept as written: export gives it back
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first.get("loc", ()))
+                message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+                raise ValueError(f"payload.{where}: {message}") from None
+        return self
 
 
 MODELS: dict[Kind, type[_Row]] = {

@@ -20,6 +20,8 @@ Paths and answers (DESIGN.md "Interfaces"):
   a 2xx, because what was valid is stored and sending it again changes nothing (the shop's
   retry-on-5xx never loops on it), and a distinct one, because the rejected events need
   fixing. Every answer is 4xx or 2xx for anything a shop can send: nothing it posts is a 500.
+* ``GET /cutoffs`` and ``GET /cutoffs/banner?country=EE&locale=et`` — order-by dates from the
+  workspace's schedules, as JSON and as an embeddable HTML fragment (:mod:`engine.web.cutoffs`).
 * ``GET /healthz`` — 200 when the database answers and the probe says alive, else 503.
 * ``GET /metrics`` — Prometheus text.
 
@@ -57,9 +59,20 @@ from engine.feedback.sendgrid_events import (
 )
 from engine.feedback.shop_events import MAX_BATCH, InvalidEvents, check_events, ingest_events
 from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, preferences
+from engine.runtime.attention import attention
+from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.cutoffs import (
+    Answer,
+    BadRequest,
+    NotFound,
+    SchedulesFiles,
+    SchedulesSource,
+    banner_html,
+    cutoffs_json,
+)
 from engine.web.unsubscribe_text import pick_language, strings
 
 log = logging.getLogger(__name__)
@@ -129,17 +142,23 @@ def create_public_app(
     *,
     health_probe: HealthProbe | None = None,
     on_events_stored: EventsHook | None = None,
+    schedules: SchedulesSource | None = None,
 ) -> FastAPI:
-    """The public app over ``engine``; see the module docstring for its paths and answers."""
+    """The public app over ``engine``; see the module docstring for its paths and answers.
+
+    ``schedules`` gives the workspace's current schedules (the daemon passes its last good
+    workspace's); by default they are read from ``TIDINGS_WORKSPACE`` and re-read on change.
+    """
     tokens = UnsubscribeTokens(settings.secret_key_value())
     verifier = WebhookVerifier(settings)
     pages = _pages()
     shop = settings.shop.as_context()
     events_token = settings.events_token.get_secret_value().encode() if settings.events_token else None
+    current_schedules = schedules or SchedulesFiles(settings.workspace_dir, settings.default_locale)
     app = FastAPI(
         title="Tidings public API",
         version="1",
-        description="Unsubscribe, SendGrid event webhook, shop events, health and metrics.",
+        description="Unsubscribe, SendGrid event webhook, shop events, order-by dates, health and metrics.",
         docs_url=None,
         redoc_url=None,
     )
@@ -232,9 +251,16 @@ def create_public_app(
             events = parse_events(body)
         except InvalidPayload as exc:
             return _error(400, str(exc))
-        result = await run_in_threadpool(store_events, engine, events, now=clock.now())
+        result = await run_in_threadpool(
+            store_events, engine, events, clock=clock, breaker=BreakerLimits.from_settings(settings)
+        )
         return JSONResponse(
-            {"received": result.received, "stored": result.stored, "duplicate": result.duplicates}
+            {
+                "received": result.received,
+                "stored": result.stored,
+                "duplicate": result.duplicates,
+                "paused": result.paused,
+            }
         )
 
     # --- shop events ---------------------------------------------------------------------
@@ -275,11 +301,58 @@ def create_public_app(
             return JSONResponse(answer)
         return JSONResponse(answer | {"rejected": batch.rejected, "errors": errors}, status_code=207)
 
+    # --- order-by dates ----------------------------------------------------------------
+
+    def cutoff_response(answer: Answer, response: Response) -> Response:
+        response.headers["Cache-Control"] = f"public, max-age={answer.max_age}"
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if answer.language:
+            response.headers["Content-Language"] = answer.language
+        return response
+
+    def cutoff_error(status: int, message: str) -> Response:
+        return cutoff_response(Answer(None, 60), _error(status, message))
+
+    @app.get("/cutoffs", summary="Order-by dates per country and shipping method (JSON)")
+    async def cutoffs(country: str | None = None) -> Response:
+        try:
+            answer = cutoffs_json(await run_in_threadpool(current_schedules), clock.now(), country)
+        except BadRequest as exc:
+            return cutoff_error(400, str(exc))
+        except NotFound as exc:
+            return cutoff_error(404, str(exc))
+        return cutoff_response(answer, JSONResponse(answer.body))
+
+    @app.get(
+        "/cutoffs/banner",
+        response_class=HTMLResponse,
+        summary="One country's order-by dates as an HTML fragment to embed in the shop's pages",
+    )
+    async def cutoff_banner(country: str | None = None, locale: str | None = None) -> Response:
+        try:
+            answer = banner_html(
+                pages,
+                await run_in_threadpool(current_schedules),
+                clock.now(),
+                country=country,
+                locale=locale,
+                default_locale=settings.default_locale,
+            )
+        except BadRequest as exc:
+            return cutoff_error(400, str(exc))
+        except NotFound as exc:
+            return cutoff_error(404, str(exc))
+        response = HTMLResponse(answer.body)
+        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return cutoff_response(answer, response)
+
     # --- operations ----------------------------------------------------------------------
 
     def health() -> tuple[int, dict[str, Any]]:
         report: dict[str, Any] = {"status": "ok", "database": "ok"}
         healthy = True
+        needs = None
         table = Delivery.__table__  # type: ignore[attr-defined]
         try:
             with engine.connect() as conn:
@@ -292,6 +365,7 @@ def create_public_app(
                         )
                     ).scalar_one()
                 )
+                needs = attention(conn, clock.now())
         except SQLAlchemyError as exc:
             healthy = False
             report["database"] = "unreachable"
@@ -306,6 +380,10 @@ def create_public_app(
                 healthy = False
         if not healthy:
             report["status"] = "unavailable"
+        elif report["database"] == "ok" and needs:
+            # Alive, but not sending everything it should: say which and why (200: not a restart case).
+            report["status"] = "degraded"
+            report["problems"] = needs.problems
         return (200 if healthy else 503), report
 
     @app.get("/healthz", summary="Liveness and readiness")
@@ -315,7 +393,7 @@ def create_public_app(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        body = await run_in_threadpool(metrics.scrape, engine)
+        body = await run_in_threadpool(metrics.scrape, engine, clock.now)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

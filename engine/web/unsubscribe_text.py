@@ -8,6 +8,8 @@ translator can read and fix them in one screen. A contact's locale picks the tab
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "Email preferences",
@@ -57,11 +59,12 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 
-def pick_language(locale: str | None, default_locale: str) -> str:
+def pick_language(locale: str | None, default_locale: str, available: Collection[str] = TEXT.keys()) -> str:
+    """The first of ``locale``'s language, the default locale's, English, found in ``available``."""
     for candidate in (locale, default_locale):
         if candidate:
             language = candidate.replace("_", "-").split("-")[0].lower()
-            if language in TEXT:
+            if language in available:
                 return language
     return "en"
 

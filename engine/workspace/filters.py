@@ -6,6 +6,8 @@ A ``where`` list is ANDed. Each item is exactly one condition:
 YAML                                   model
 =====================================  =====================================================
 ``consent: email``                     :class:`ConsentFilter` (an open consent row, not suppressed)
+``consent: {email: existing_customer}`` :class:`ConsentFilter`, the EU soft opt-in: express consent,
+                                       or a customer (a previous purchase) who never opted out
 ``tag: vip``                           :class:`TagFilter` (``vip`` in ``contact.tags``)
 ``country: EE``                        :class:`FieldFilter` ``[FieldCondition("eq", "EE")]``
 ``country: [EE, RO]``                  :class:`FieldFilter` ``[FieldCondition("in", [...])]``
@@ -14,6 +16,10 @@ YAML                                   model
 ``order: {placed_within: …, …}``       :class:`OrderFilter` (the contact has an order matching all)
 ``gift_card: {received: …, …}``        :class:`GiftCardFilter` (as recipient)
 ``event: {type: T, within: …}``        :class:`EventFilter` (the contact has such an event)
+``clicked: {within: 90d}``             :class:`ClickedFilter` (clicked a link in a message)
+``opened: {within: 90d}``              :class:`OpenedFilter` (a person opened one; machine opens —
+                                       Apple Mail Privacy Protection's prefetch — never count)
+``engaged: {within: 120d}``            :class:`EngagedFilter` (clicked, or ordered, in the window)
 ``any: [ … ]``                         :class:`AnyFilter` (at least one holds)
 ``not: [ … ]``                         :class:`NotFilter` (none holds)
 =====================================  =====================================================
@@ -54,7 +60,18 @@ TIME_FIELDS = ("first_seen_at", "last_order_at", "created_at")
 CONTACT_FIELDS: tuple[str, ...] = ("id", *TEXT_FIELDS, "orders_count", "total_spent", *TIME_FIELDS)
 ATTRIBUTE_PREFIX = "attributes."
 _ATTRIBUTE = re.compile(r"^attributes\.[A-Za-z0-9_][A-Za-z0-9_-]*$")
-FILTER_KEYWORDS = ("consent", "tag", "order", "gift_card", "event", "any", "not")
+FILTER_KEYWORDS = (
+    "consent",
+    "tag",
+    "order",
+    "gift_card",
+    "event",
+    "clicked",
+    "opened",
+    "engaged",
+    "any",
+    "not",
+)
 ORDER_STATUSES = ("placed", "shipped", "delivered", "returned", "problem", "cancelled")
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -146,10 +163,38 @@ def _as_date(value: object) -> date | None:
 # Keyword filters
 
 
-class ConsentFilter(StrictModel):
-    """The contact has an open consent for the channel and is not suppressed on it."""
+ConsentChannel = Literal["email", "x"]
+LegalBasis = Literal["consent", "existing_customer"]
 
-    consent: Literal["email", "x"]
+
+class ConsentFilter(StrictModel):
+    """Who may receive marketing on a channel, and on which legal basis.
+
+    ``consent: email`` — express prior consent (an open consent row; Romania and Estonia require it
+    for marketing email). ``consent: {email: existing_customer}`` — the EU soft opt-in (ePrivacy
+    Art. 13(2)): a contact who bought from the shop, for similar products, as long as they were
+    offered an opt-out at collection and in every message and never took it (no withdrawn consent
+    row, no unsubscribe); express consent qualifies too. Either way a suppressed address is out.
+    """
+
+    consent: ConsentChannel | dict[ConsentChannel, LegalBasis]
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> ConsentFilter:
+        if isinstance(self.consent, dict) and len(self.consent) != 1:
+            raise PydanticCustomError(
+                "consent_basis",
+                "consent: {CHANNEL: BASIS} names one channel, e.g. {email: existing_customer}",
+            )
+        return self
+
+    @property
+    def channel(self) -> str:
+        return self.consent if isinstance(self.consent, str) else next(iter(self.consent))
+
+    @property
+    def basis(self) -> str:
+        return "consent" if isinstance(self.consent, str) else next(iter(self.consent.values()))
 
 
 class TagFilter(StrictModel):
@@ -197,6 +242,30 @@ class EventCriteria(StrictModel):
 
 class EventFilter(StrictModel):
     event: EventCriteria
+
+
+class EngagementCriteria(StrictModel):
+    """When the contact engaged: a duration back from the occurrence or a ``[from, to]`` pair of dates."""
+
+    within: TimeWindow
+
+
+class ClickedFilter(StrictModel):
+    """The contact clicked a link in one of our messages in the window."""
+
+    clicked: EngagementCriteria
+
+
+class OpenedFilter(StrictModel):
+    """A person opened one of our messages in the window (machine opens never count)."""
+
+    opened: EngagementCriteria
+
+
+class EngagedFilter(StrictModel):
+    """The contact clicked a link or placed an order in the window (a sunset rule keeps the others out)."""
+
+    engaged: EngagementCriteria
 
 
 class AnyFilter(StrictModel):
@@ -424,6 +493,9 @@ Filter = Annotated[
         Annotated[OrderFilter, Tag("<order>")],
         Annotated[GiftCardFilter, Tag("<gift_card>")],
         Annotated[EventFilter, Tag("<event>")],
+        Annotated[ClickedFilter, Tag("<clicked>")],
+        Annotated[OpenedFilter, Tag("<opened>")],
+        Annotated[EngagedFilter, Tag("<engaged>")],
         Annotated[AnyFilter, Tag("<any>")],
         Annotated[NotFilter, Tag("<not>")],
         Annotated[FieldFilter, Tag("<field>")],
@@ -440,6 +512,9 @@ AnyFilterNode = (
     | OrderFilter
     | GiftCardFilter
     | EventFilter
+    | ClickedFilter
+    | OpenedFilter
+    | EngagedFilter
     | AnyFilter
     | NotFilter
     | FieldFilter
@@ -451,6 +526,9 @@ _TAG_BY_CLASS: dict[type, str] = {
     OrderFilter: "<order>",
     GiftCardFilter: "<gift_card>",
     EventFilter: "<event>",
+    ClickedFilter: "<clicked>",
+    OpenedFilter: "<opened>",
+    EngagedFilter: "<engaged>",
     AnyFilter: "<any>",
     NotFilter: "<not>",
     FieldFilter: "<field>",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import Problem, SourceLocation
+from engine.workspace.labels import Labels, missing_locales
 from engine.workspace.models import Campaign, CampaignSource, PostStep, SendStep
 from engine.workspace.schedules import PER_CONTACT_DATES, ScheduleFile, Schedules
 from engine.workspace.segments import Segment, SegmentsFile
@@ -167,8 +168,12 @@ def _cutoff_problems(parsed: ScheduleFile, source: SourceMap) -> list[Problem]:
 # The whole workspace
 
 
-def load_workspace(path: Path, *, default_timezone: str = "UTC") -> LoadResult:
-    """Load and check everything under ``path``; never raises for a user's mistake."""
+def load_workspace(path: Path, *, default_timezone: str = "UTC", default_locale: str = "en") -> LoadResult:
+    """Load and check everything under ``path``; never raises for a user's mistake.
+
+    ``default_locale`` (``TIDINGS_DEFAULT_LOCALE``) is the locale of the templates' default
+    files, which labels need a text in as well.
+    """
     root = Path(path)
     workspace = Workspace(root=root, templates=scan_templates(root / "templates"))
     problems: list[Problem] = []
@@ -177,7 +182,7 @@ def load_workspace(path: Path, *, default_timezone: str = "UTC") -> LoadResult:
         return LoadResult(workspace, problems)
 
     _load_segments(workspace, problems)
-    _load_schedules(workspace, problems)
+    _load_schedules(workspace, problems, default_locale)
 
     loaded: list[Campaign] = []
     for campaign_path in campaign_files(root):
@@ -224,18 +229,23 @@ def _load_segments(workspace: Workspace, problems: list[Problem]) -> None:
         workspace.segments.update(segments)
 
 
-def _load_schedules(workspace: Workspace, problems: list[Problem]) -> None:
+def _load_schedules(workspace: Workspace, problems: list[Problem], default_locale: str = "en") -> None:
     folder = workspace.schedules_dir
     if not folder.is_dir():
         return
     schedules = workspace.schedules
     origin: dict[str, Path] = {}
     shipping_path: Path | None = None
+    label_origin: dict[tuple[str, str], Path] = {}
+    template_locales = sorted(
+        {default_locale} | {code for info in workspace.templates.templates.values() for code in info.locales}
+    )
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES):
         parsed, source, found = load_schedule_file(path)
         problems.extend(found)
         if parsed is None or source is None:
             continue
+        _merge_labels(parsed, source, schedules, label_origin, template_locales, problems)
         for section, values in (("dates", parsed.dates), ("ranges", parsed.ranges)):
             for name, value in values.items():
                 if name in PER_CONTACT_DATES:
@@ -269,6 +279,59 @@ def _load_schedules(workspace: Workspace, problems: list[Problem]) -> None:
             else:
                 shipping_path = path
                 schedules.shipping = parsed.shipping_cutoffs
+
+
+def _merge_labels(
+    parsed: ScheduleFile,
+    source: SourceMap,
+    schedules: Schedules,
+    origin: dict[tuple[str, str], Path],
+    template_locales: list[str],
+    problems: list[Problem],
+) -> None:
+    """One file's ``labels:`` into the workspace's; a code labelled twice is an error at the second."""
+    for kind, codes in parsed.labels.items():
+        fresh: dict[str, dict[str, str]] = {}
+        for code, texts in codes.items():
+            where = source.location(("labels", kind, code), at_key=True)
+            key = (kind, code.casefold())
+            if key in origin:
+                problems.append(
+                    Problem(
+                        where,
+                        f"label {kind}.{code} is already defined in {origin[key]}; "
+                        "each code has one label per kind across schedules/",
+                    )
+                )
+                continue
+            origin[key] = source.path
+            fresh[code] = texts
+            missing = missing_locales(texts, template_locales)
+            if missing:
+                problems.append(
+                    Problem(
+                        where,
+                        f"label {kind}.{code} has no {', '.join(missing)} text; templates are written in "
+                        f"{', '.join(template_locales)} (that mail shows the default locale's words)",
+                        severity="warning",
+                    )
+                )
+        schedules.labels.add(kind, fresh)
+
+
+def load_schedules(root: Path, *, default_locale: str = "en") -> tuple[Schedules, list[Problem]]:
+    """Only schedules/ of the workspace at ``root`` (dates, cutoffs, labels), with its problems."""
+    workspace = Workspace(root=Path(root), templates=scan_templates(Path(root) / "templates"))
+    problems: list[Problem] = []
+    _load_schedules(workspace, problems, default_locale)
+    return workspace.schedules, problems
+
+
+def load_labels(root: Path) -> Labels:
+    """The valid ``labels:`` of a workspace's schedules/ (for rendering; ``validate`` reports the rest)."""
+    workspace = Workspace(root=Path(root))
+    _load_schedules(workspace, [])
+    return workspace.schedules.labels
 
 
 # ---------------------------------------------------------------------------------------------

@@ -636,6 +636,10 @@ class Campaign(StrictModel):
                 seen.setdefault(name, None)
         return list(seen)
 
+    def post_steps(self) -> list[PostStep]:
+        """A broadcast's post steps, in reading order."""
+        return [step for step in self.iter_steps() if isinstance(step, PostStep)]
+
     def step_by_id(self, step_id: str) -> AnyStep | None:
         return next((s for s in self.iter_steps() if s.step_id == step_id), None)
 

@@ -1,4 +1,4 @@
-"""Calendars in schedules/*.yaml: named dates, date ranges, shipping cutoffs; public holidays.
+"""Calendars in schedules/*.yaml: named dates, date ranges, shipping cutoffs, labels; public holidays.
 
 ``dates`` are global (``christmas: 12-25`` every year, ``january_return: 2027-01-04`` once).
 ``shipping_cutoff`` is the one per-contact date: it resolves from the contact's country and
@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from engine.workspace.labels import Labels, LabelsSection
 from engine.workspace.values import DateValue, Name, StrictModel, ZoneName
 
 SHIPPING_CUTOFF = "shipping_cutoff"
@@ -206,6 +207,10 @@ class ScheduleFile(StrictModel):
     dates: dict[Name, NamedDate] = Field(default_factory=dict)
     ranges: dict[Name, DateRange] = Field(default_factory=dict)
     shipping_cutoffs: ShippingCutoffs | None = None
+    labels: LabelsSection = Field(
+        default_factory=dict,
+        description="per-locale texts for codes the shop sends: labels: {KIND: {CODE: {LOCALE: text}}}",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +250,7 @@ class Schedules:
     dates: dict[str, date | MonthDay] = field(default_factory=dict)
     ranges: dict[str, tuple[date, date]] = field(default_factory=dict)
     shipping: ShippingCutoffs | None = None
+    labels: Labels = field(default_factory=Labels)
 
     def date_names(self) -> list[str]:
         """Names a calendar trigger may use: the global dates, plus ``shipping_cutoff`` when defined."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from preview_server import RunningPreview
 from servers.smtp_server import SmtpServer
 from test_preview_pages import BROKEN, make_workspace
@@ -36,17 +36,11 @@ def preview(workspace: Path, smtp: SmtpServer) -> Iterator[RunningPreview]:
         secret_key="b" * 40,
         email_channel="smtp",
         smtp_url=smtp.url(),
+        smtp_require_tls=False,  # a local relay without credentials
+        public_url="https://shop.example.com",
     )
     with RunningPreview(settings) as running:
         yield running
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def _frame_width(page: Page) -> float:

@@ -150,6 +150,11 @@ def bad_request(message: str = "invalid request", field: str | None = None) -> F
     return Fault(Reply(400, error_body(message, field)))
 
 
+def forbidden(message: str = "access forbidden") -> Fault:
+    """403: a key without the mail.send scope, or a suspended account."""
+    return Fault(Reply(403, error_body(message)))
+
+
 def slow(seconds: float) -> Fault:
     """Wait ``seconds`` before answering normally (a client with a shorter timeout gives up)."""
     return Fault(None, delay=seconds)

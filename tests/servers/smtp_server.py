@@ -1,7 +1,10 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives.
 
-Optional AUTH (PLAIN/LOGIN, allowed on the plain connection so tests need no certificate),
-optional STARTTLS (required once offered),
+Optional AUTH (PLAIN/LOGIN). With ``tls_context`` the server offers STARTTLS, requires it,
+and offers AUTH only once the connection is encrypted, as a well-run server does; without
+one it is the server a careless provider runs: AUTH offered on the plain connection, no
+STARTTLS (``auth_attempts`` records every AUTH command it received, and whether it came
+over TLS, so a test can prove that no password crossed in clear);
 per-recipient refusals (``server.refuse("a@x.org", "450 4.2.1 Mailbox busy")``),
 one-shot refusals of the next message (``server.refuse_next_data("554 5.7.1 Rejected")``)
 and dropping every open connection (``server.drop_connections()``), which is what a
@@ -24,6 +27,14 @@ from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """An AUTH command as the server received it (its argument carries PLAIN credentials)."""
+
+    argument: str
+    tls: bool
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,22 @@ class _Controller(Controller):
         super()._trigger_server()
 
     def factory(self) -> SMTP:
-        smtp = super().factory()
+        smtp = _RecordingSMTP(self.owner, self.handler, **self.SMTP_kwargs)
         self.owner.sessions.append(smtp)
         return smtp
+
+
+class _RecordingSMTP(SMTP):
+    """aiosmtpd's session, noting each AUTH command before handling it."""
+
+    def __init__(self, owner: SmtpServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    async def smtp_AUTH(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
+        tls = self._tls_protocol is not None or self.owner.implicit_tls
+        self.owner.record_auth(AuthAttempt(arg, tls))
+        await super().smtp_AUTH(arg)
 
 
 class SmtpServer:
@@ -103,20 +127,24 @@ class SmtpServer:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
     ) -> None:
-        """With ``tls_context`` the server offers STARTTLS and refuses to go on without it;
-        with ``implicit_tls`` too, it speaks TLS from the first byte instead (``smtps://``)."""
+        """With ``tls_context`` the server offers STARTTLS, refuses to go on without it and offers AUTH
+        only after it; with ``implicit_tls`` too, it speaks TLS from the first byte (``smtps://``).
+        Without ``tls_context``, AUTH is offered on the plain connection."""
         self.username = username
         self.password = password
         self._lock = threading.Lock()
         self._received: list[ReceivedEmail] = []
         self._refusals: dict[str, str] = {}
         self._data_refusals: deque[str] = deque()
+        self._auth_attempts: list[AuthAttempt] = []
         self.sessions: list[SMTP] = []
         kwargs: dict[str, Any] = {}
         if username is not None:
-            # AUTH over the plain connection (no certificate needed in tests); the MAIL hook refuses
-            # senders that did not authenticate, which is what auth_required would do, minus its warning.
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+            # The MAIL hook refuses senders that did not authenticate, which is what auth_required
+            # would do, minus its warning. Without TLS, AUTH is offered in clear (the careless server).
+            # (With implicit TLS every byte is encrypted already: aiosmtpd's check only knows STARTTLS.)
+            starttls = tls_context is not None and not implicit_tls
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": starttls}
         self.implicit_tls = implicit_tls and tls_context is not None
         if tls_context is not None and self.implicit_tls:
             kwargs["ssl_context"] = tls_context
@@ -192,6 +220,15 @@ class SmtpServer:
         asyncio.run_coroutine_threadsafe(close_all(), self._controller.loop).result(timeout=5)
 
     # -- recordings ----------------------------------------------------------------------------------
+
+    def record_auth(self, attempt: AuthAttempt) -> None:
+        with self._lock:
+            self._auth_attempts.append(attempt)
+
+    @property
+    def auth_attempts(self) -> list[AuthAttempt]:
+        with self._lock:
+            return list(self._auth_attempts)
 
     def record(self, email: ReceivedEmail) -> None:
         with self._lock:

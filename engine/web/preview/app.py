@@ -86,7 +86,7 @@ class PreviewState:
     limiter: SendTestLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.catalog = WorkspaceCatalog(self.settings, self.clock)
+        self.catalog = WorkspaceCatalog(self.settings, self.clock, self.engine)
         self.previews = TemplatePreviews(self.settings, self.clock, self.engine, self.catalog)
         self.limiter = SendTestLimiter(self.clock)
 

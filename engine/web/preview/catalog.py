@@ -14,11 +14,20 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.clock import Clock
 from engine.errors import Problem, SourceLocation
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from engine.runtime.upcoming import NextSend
+    from engine.workspace.loader import Workspace
+    from engine.workspace.models import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,7 @@ class TemplateInfo:
     has_sample: bool
     senders: list[Sender] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    written_as_marketing: bool = True  # shows the unsubscribe link (see engine.render.checks)
 
     @property
     def campaigns(self) -> list[str]:
@@ -76,8 +86,10 @@ class TemplateInfo:
 
     @property
     def marketing(self) -> bool:
-        """DESIGN: marketing when a marketing campaign sends it, or when no campaign does."""
-        return not self.senders or any(s.marketing for s in self.senders)
+        """Marketing when a marketing campaign sends it; when no campaign does, as it is written."""
+        if self.senders:
+            return any(s.marketing for s in self.senders)
+        return self.written_as_marketing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +151,7 @@ class WorkspaceView:
     all_problems: list[Problem]
     workspace_dir: Path
     now: datetime
+    workspace: Workspace
     horizon_days: int = HORIZON_DAYS
 
     @property
@@ -155,14 +168,19 @@ class WorkspaceView:
 class WorkspaceCatalog:
     """Loads, checks and summarises the workspace once per change; thread-safe."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, engine: Engine | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.engine = engine
         self._view: WorkspaceView | None = None
         self._checks: CheckResults | None = None
         self._generation = 0  # bumped by every invalidate: a result computed across a save is not kept
         self._lock = threading.Lock()
         self._checks_lock = threading.Lock()
+
+    def workspace(self) -> Workspace:
+        """The loaded workspace (its valid campaigns), as the index shows it."""
+        return self.current().workspace
 
     def invalidate(self) -> None:
         with self._lock:
@@ -192,7 +210,7 @@ class WorkspaceCatalog:
         loaded = load_workspace(workspace_dir, default_timezone=self.settings.timezone)
         problems: list[Problem] = list(loaded.problems)
         workspace = loaded.workspace
-        renderer = Renderer(self.settings, workspace_dir / "templates")
+        renderer = Renderer(self.settings, workspace_dir / "templates", labels=workspace.schedules.labels)
 
         files = self._campaign_files(workspace)
         templates = self._templates(renderer, [c for _path, c in files if c is not None], problems)
@@ -211,7 +229,7 @@ class WorkspaceCatalog:
                     claimed.add(id(problem))
             infos.append(info)
         general = [problem_view(p, workspace_dir) for p in problems if id(p) not in claimed]
-        return WorkspaceView(infos, templates, general, problems, workspace_dir, now)
+        return WorkspaceView(infos, templates, general, problems, workspace_dir, now, workspace)
 
     def _campaign_files(self, workspace: Any) -> list[tuple[Path, Any]]:
         """Every campaign file with its campaign; one that failed the workspace's checks (an unknown
@@ -281,6 +299,7 @@ class WorkspaceCatalog:
 
     def _templates(self, renderer: Any, campaigns: list[Any], problems: list[Problem]) -> list[TemplateInfo]:
         from engine.render import RenderError
+        from engine.render.checks import written_as_marketing
 
         senders: dict[str, list[Sender]] = {}
         for campaign in sorted(campaigns, key=lambda c: c.key):
@@ -301,7 +320,13 @@ class WorkspaceCatalog:
                 continue
             folder = renderer.templates_dir / name
             info = TemplateInfo(
-                name, kind, locales, (folder / "sample.yaml").is_file(), senders.get(name, [])
+                name,
+                kind,
+                locales,
+                (folder / "sample.yaml").is_file(),
+                senders.get(name, []),
+                # Only a template no campaign sends is judged by how it is written (a parse per file).
+                written_as_marketing=name in senders or written_as_marketing(renderer, name),
             )
             for problem in problems:
                 path = Path(problem.location.path).resolve()
@@ -309,6 +334,24 @@ class WorkspaceCatalog:
                     info.problems.append(problem_view(problem, self.settings.workspace_dir))
             infos.append(info)
         return infos
+
+    def _first_sends(
+        self, campaign: Campaign, workspace: Workspace, now: datetime
+    ) -> list[tuple[str, str]] | None:
+        """The campaign's next sends from its own audience (:mod:`engine.runtime.upcoming`), as the
+        daemon's banner and ``plan`` show them; None without a database to count the audience in."""
+        if self.engine is None:
+            return None
+        from engine.runtime.upcoming import next_sends
+
+        try:
+            with self.engine.connect() as conn:
+                sends = next_sends(
+                    conn, workspace, campaign, settings=self.settings, now=now, limit=FIRES_SHOWN
+                )
+        except SQLAlchemyError:  # a database without tables yet: show the fires as triggered
+            return None
+        return [(send.occurrence, _describe_send(send)) for send in sends]
 
     def _campaign(self, campaign: Any, workspace: Any, now: datetime, *, loaded: bool) -> CampaignInfo:
         info = CampaignInfo(
@@ -337,7 +380,13 @@ class WorkspaceCatalog:
         except Exception as exc:  # a campaign whose dates cannot be resolved still shows its problem
             info.next_fires_note = f"cannot compute: {exc}"
             return info
-        info.fires = [(o.key, describe_occurrence(o, campaign.zone)) for o in found[:FIRES_SHOWN]]
+        sends = self._first_sends(campaign, workspace, now) if loaded else None
+        if sends:
+            info.fires = sends
+        else:  # no database, nobody in the audience yet, or a campaign that does not load
+            info.fires = [(o.key, describe_occurrence(o, campaign.zone)) for o in found[:FIRES_SHOWN]]
+            if sends == [] and found:
+                info.next_fires_note = "nobody in its audience yet: fires as listed"
         if not info.fires:
             info.next_fires_note = f"none in the next {HORIZON_DAYS} days"
         elif not loaded:
@@ -345,6 +394,10 @@ class WorkspaceCatalog:
         elif info.status != "active":
             info.next_fires_note = f"{info.status}: would fire as listed once active"
         return info
+
+
+def _describe_send(send: NextSend) -> str:
+    return send.describe() if send.state != "upcoming" else f"first send {send.describe()}"
 
 
 def describe_trigger(campaign: Any) -> str:

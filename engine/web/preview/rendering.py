@@ -24,18 +24,16 @@ from twitter_text import parse_tweet
 from engine.clock import Clock
 from engine.errors import Problem
 from engine.message import EmailMessage
-from engine.render import Record, Renderer, RenderError, build_context, load_sample, sample_context
+from engine.render import Record, Renderer, RenderError, load_sample, sample_context
 from engine.render.checks import check_template
-from engine.render.stored import find_contact, latest_order_and_card
 from engine.settings import Settings
-from engine.store.models import Contact, GiftCard, ShopOrder
+from engine.store.models import Contact
 from engine.web.preview.catalog import TemplateInfo, WorkspaceCatalog, problem_view
 
 X_MAX_LENGTH = 280
 GMAIL_CLIP_BYTES = 102 * 1024
 WIDTHS = ("desktop", "mobile")
 THEMES = ("light", "dark")
-SAMPLE_ONLY = ("coupon", "event", "trigger_date", "occurrence", "cutoff")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +183,12 @@ class TemplatePreviews:
     def _context(
         self, info: TemplateInfo, options: ViewOptions
     ) -> tuple[dict[str, Any], str | None, str | None]:
-        """The template context, the contact's locale (if any) and a note on where the data came from."""
+        """The template context, the contact's locale (if any) and a note on where the data came from.
+
+        A real contact's context is the message the campaign that sends this template would send
+        them (:mod:`engine.runtime.contact_view`: their own cutoff, zone and send time), exactly what
+        ``tidings render --contact`` shows.
+        """
         sample = self._sample(info)
         now = self.clock.now()
         if not options.contact:
@@ -195,38 +198,41 @@ class TemplatePreviews:
             raise RenderError(
                 "no database configured: the contact picker needs one (rendering the sample instead)"
             )
-        contact, order, card = self._load_contact(options.contact)
-        from_sample = [name for name in SAMPLE_ONLY if sample.get(name) is not None]
-        base = sample_context(sample, self.settings, now=now)
-        context = build_context(
-            self.settings,
-            contact=contact,
-            now=now,
-            campaign=base["campaign"],
-            occurrence=base["occurrence"],
-            order=order,
-            gift_card=card,
-            cutoff=base["cutoff"],
-            coupon=base["coupon"],
-            event=base["event"],
-            trigger_date=base["trigger_date"],
-            shop={**self.settings.shop.as_context(), **dict(sample.get("shop") or {})},
-        )
-        note = f"Contact #{contact.id} {contact.email} from the database"
-        if from_sample:
-            note += f"; {', '.join(from_sample)} from sample.yaml (not stored per contact)"
-        return context, contact.locale, note + "."
+        from engine.runtime.contact_view import ContactNotFound, contact_view, find_contact
 
-    def _load_contact(self, ref: str) -> tuple[Contact, ShopOrder | None, GiftCard | None]:
-        assert self.engine is not None
-        with Session(self.engine) as session:
-            contact = find_contact(session, ref)
-            if contact is None:
-                raise RenderError(f"no contact {ref!r} in the database (give an email address or an id)")
-            assert contact.id is not None
-            order, card = latest_order_and_card(session, contact.id)
-            session.expunge_all()
-        return contact, order, card
+        if info.sender is None:  # no campaign's facts to show: the contact's stored data only
+            from engine.runtime.facts import MessageFacts
+            from engine.runtime.message_context import StoredData, message_context
+
+            with self.engine.connect() as conn:
+                found = find_contact(conn, options.contact)
+                if found is None:
+                    raise RenderError(
+                        f"no contact {options.contact!r} in the database (give an email address or an id)"
+                    )
+                data = StoredData.load(conn, [found.id])
+            context = message_context(self.settings, None, MessageFacts(), data, contact_id=found.id, now=now)
+            context["campaign"] = sample_context(sample, self.settings, now=now)["campaign"]
+            note = f"Contact #{found.id} {found.email} from the database (no campaign sends this template)."
+            return context, found.locale, note
+
+        workspace = self.catalog.workspace()
+        campaign = workspace.campaigns.get(info.sender.campaign_id)
+        if campaign is None:
+            raise RenderError(f"campaign {info.sender.campaign_id} does not load: fix its problems first")
+        with self.engine.connect() as conn:
+            try:
+                view = contact_view(
+                    conn, workspace, campaign, info.name, options.contact, settings=self.settings, now=now
+                )
+            except ContactNotFound as exc:
+                raise RenderError(str(exc)) from None
+        contact = view.contact
+        note = (
+            f"Contact #{contact.id} {contact.email} from the database, as {campaign.key} sends it: "
+            + "; ".join(view.notes)
+        )
+        return view.context(self.settings), contact.locale, note + "."
 
     def recent_contacts(self, limit: int = 20) -> list[str]:
         """A few addresses for the picker's suggestions (the newest contacts)."""

@@ -1,0 +1,216 @@
+"""The dry run behind ``tidings plan``: what planning an occurrence would do, nothing written.
+
+The counts come from the planner's own SELECTs (:func:`engine.runtime.planner.draft_plan`): the
+same audience, eligibility and cells, so what ``plan`` shows is what ``trigger`` and the daemon
+will write. The first rows carry the very facts the planner would store on them, so rendering
+them (``plan`` does) shows the message exactly as it will be sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Table, and_, false, func, literal, not_, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.audience import (
+    CONTACT,
+    AudienceContext,
+    compile_filters,
+    legal_basis,
+    permission,
+    strip_consent,
+    suppressed,
+)
+from engine.runtime import variants as ab
+from engine.runtime.facts import MessageFacts
+from engine.runtime.occurrences import Occurrence, campaign_zone
+from engine.runtime.planner import (
+    Mode,
+    campaign_filters,
+    category,
+    count_cell,
+    draft_plan,
+    first_channel,
+    send_variants,
+)
+from engine.runtime.policy import FrequencyCap, capped_sql
+from engine.settings import Settings
+from engine.store.models import Delivery, Post
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign, SendStep
+
+
+@dataclass
+class PlannedRow:
+    """One contact the plan would reach, as ``tidings plan`` shows it, with the facts it would store."""
+
+    contact_id: int
+    email: str
+    timezone: str
+    scheduled_for: datetime
+    local_time: str
+    template: str | None
+    locale: str | None
+    variant: str | None
+    step_id: str | None
+    facts: MessageFacts
+
+
+@dataclass
+class DryRun:
+    """What planning an occurrence would do, counted with the planner's own SELECTs; nothing written."""
+
+    campaign: str
+    occurrence: Occurrence
+    mode: Mode
+    matched: int = 0  # the segment and where, consent set aside
+    reach: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    breakdown: list[dict[str, Any]] = field(default_factory=list)  # locale, country, variant, count
+    first_rows: list[PlannedRow] = field(default_factory=list)
+    step_id: str | None = None
+    skipped: str | None = None
+    event_type: str | None = (
+        None  # event-triggered campaigns enrol per event; the counts are today's audience
+    )
+    first_send: datetime | None = None  # the earliest instant a reached contact is due
+    #: Rows this occurrence has already (by state): it fired — on schedule or ahead of it with
+    #: ``trigger --now`` — and planning it again adds nothing for those contacts.
+    already: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "occurrence": self.occurrence.key,
+            "fires_at": self.occurrence.fire_at.isoformat(),
+            "first_send": self.first_send.isoformat() if self.first_send else None,
+            "mode": self.mode,
+            "step": self.step_id,
+            "matched": self.matched,
+            "reach": self.reach,
+            "excluded": dict(self.excluded),
+            "breakdown": list(self.breakdown),
+            "skipped": self.skipped,
+            "event_type": self.event_type,
+            "already": dict(self.already),
+        }
+
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+POST: Table = Post.__table__  # type: ignore[attr-defined]
+
+
+def _count(conn: Connection, *conditions: ColumnElement[bool]) -> int:
+    statement = select(func.count()).select_from(CONTACT).where(*conditions)
+    return int(conn.execute(statement).scalar_one())
+
+
+def _first_send_step(campaign: Campaign) -> SendStep | None:
+    first = campaign.steps[0] if campaign.steps else None
+    return first if isinstance(first, SendStep) else None
+
+
+def dry_run(
+    conn: Connection,
+    workspace: Workspace,
+    campaign: Campaign,
+    occurrence: Occurrence,
+    *,
+    settings: Settings,
+    now: datetime,
+    sample: int = 10,
+) -> DryRun:
+    """Count who the occurrence would reach and why others are left out, and list the first rows."""
+    draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now)
+    result = DryRun(campaign.key, occurrence, draft.mode, skipped=draft.skipped)
+    for table in (DELIVERY, POST):
+        states = select(table.c.state, func.count()).where(
+            table.c.campaign_id == campaign.key, table.c.occurrence == occurrence.key
+        )
+        for state, count in conn.execute(states.group_by(table.c.state)):
+            result.already[state] = result.already.get(state, 0) + int(count)
+    if campaign.trigger.event is not None:
+        result.event_type = str(campaign.trigger.event.type)
+    if draft.mode == "posts":
+        result.first_send = draft.cells[0].instant
+        return result
+    channel = first_channel(campaign)
+    ctx = AudienceContext(reference=draft.reference, zone=campaign_zone(campaign, settings.zone))
+    base = compile_filters(strip_consent(campaign_filters(workspace, campaign)), ctx)
+    result.matched = _count(conn, base)
+    if category(campaign) == "marketing":
+        granted = permission(channel, legal_basis(campaign_filters(workspace, campaign), channel))
+        result.excluded["no_consent"] = _count(conn, base, not_(granted))
+        result.excluded["suppressed"] = _count(conn, base, granted, suppressed(channel, "marketing"))
+    else:
+        result.excluded["suppressed"] = _count(conn, base, suppressed(channel, "transactional"))
+    included = [cell for cell in draft.cells if cell.excluded is None]
+    for cell in draft.cells:
+        if cell.excluded is not None:
+            result.excluded[cell.excluded] = result.excluded.get(cell.excluded, 0) + count_cell(
+                conn, draft, cell
+            )
+    reachable = or_(false(), *(cell.condition for cell in included))
+    limit = campaign.limits.frequency_cap
+    capped = capped_sql(FrequencyCap(limit.max, limit.per.delta), draft.reference) if limit else None
+    if capped is not None:
+        result.excluded["frequency_cap"] = _count(conn, draft.selected, reachable, capped)
+        reachable = and_(reachable, not_(capped))
+    result.reach = _count(conn, draft.selected, reachable)
+    step = _first_send_step(campaign)
+    variant: ColumnElement[Any] = literal(None, String())
+    template: ColumnElement[Any] = literal(None, String())
+    if step is not None:
+        result.step_id = step.step_id
+        choices = send_variants(step)
+        template = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "template")
+        if len(choices) > 1:
+            variant = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "label")
+    grouped = (
+        select(CONTACT.c.locale, CONTACT.c.country, variant.label("variant"), func.count().label("n"))
+        .where(draft.selected, reachable)
+        .group_by(CONTACT.c.locale, CONTACT.c.country, variant)
+        .order_by(func.count().desc())
+    )
+    result.breakdown = [
+        {"locale": loc, "country": country, "variant": var, "count": int(n)}
+        for loc, country, var, n in conn.execute(grouped)
+    ]
+    uncapped = [not_(capped)] if capped is not None else []
+    for cell in sorted(included, key=lambda c: c.instant or now):
+        assert cell.instant is not None
+        if result.first_send is None and _count(conn, draft.selected, cell.condition, *uncapped):
+            result.first_send = cell.instant
+        if len(result.first_rows) >= sample:
+            continue
+        rows = conn.execute(
+            select(CONTACT.c.id, CONTACT.c.email, CONTACT.c.locale, template, variant)
+            .where(draft.selected, cell.condition, *uncapped)
+            .order_by(CONTACT.c.id)
+            .limit(sample - len(result.first_rows))
+        )
+        zone = cell.facts.zone_info
+        assert zone is not None
+        for contact_id, email, locale, chosen, label in rows:
+            result.first_rows.append(
+                PlannedRow(
+                    contact_id,
+                    email,
+                    zone.key,
+                    cell.instant,
+                    cell.instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+                    chosen,
+                    locale,
+                    label,
+                    result.step_id,
+                    cell.facts,
+                )
+            )
+    return result
+
+
+__all__ = ["DryRun", "PlannedRow", "dry_run"]

@@ -1,0 +1,167 @@
+"""Shop events → enrolments in event-triggered campaigns.
+
+Each stored event whose type an active campaign is triggered by enrols its contact, when the
+trigger's ``where`` holds over the message context (:mod:`engine.runtime.message_context`: the
+event, its order or gift card, the contact — exactly what the flow's messages will see) and the
+contact is in the campaign's audience and eligible (consent, suppressions). ``once_per_contact``
+campaigns use the occurrence ``once``, so the unique (campaign, contact, occurrence) key keeps a
+second event from enrolling the contact again.
+
+A ``where`` that fails on one event (``None > 0``) does not enrol and is counted by its named
+outcome ``expression_error`` (:class:`EnrolStats`), never stopping the other events of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Integer, String, Table, and_, literal, select
+from sqlalchemy.engine import Connection, Engine
+
+from engine.audience import CONTACT, AudienceContext
+from engine.clock import Clock
+from engine.runtime.facts import MessageFacts
+from engine.runtime.message_context import StoredData, StoreRow, message_context
+from engine.runtime.occurrences import campaign_zone, event_occurrence, is_active
+from engine.runtime.planner import audience_condition, campaign_filters, eligibility
+from engine.runtime.zones import resolve_zone
+from engine.settings import Settings
+from engine.store.dialect import insert_for
+from engine.store.models import Enrolment, ShopEvent
+from engine.store.types import JSONType, UTCDateTime
+from engine.workspace.expressions import evaluate
+from engine.workspace.loader import Workspace
+from engine.workspace.models import Campaign
+
+LOG = logging.getLogger(__name__)
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
+EVENT: Table = ShopEvent.__table__  # type: ignore[attr-defined]
+COLUMNS = (
+    "campaign_id",
+    "contact_id",
+    "occurrence",
+    "event_id",
+    "state",
+    "step_path",
+    "wake_at",
+    "variants",
+    "context",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass
+class EnrolStats:
+    """New enrolments, and events a trigger's ``where`` could not be evaluated on (by campaign)."""
+
+    created: int = 0
+    expression_errors: Counter[str] = field(default_factory=Counter)
+
+
+def event_facts(event: StoreRow, contact: StoreRow, settings: Settings) -> MessageFacts:
+    """The facts of a message about ``event``: the event, its moment, the contact's zone."""
+    facts = MessageFacts(occurrence_at=event.occurred_at, event_id=int(event.id))
+    return facts.with_zone(
+        resolve_zone(contact.timezone, contact.country, cutoff_zone=None, default=settings.zone)
+    )
+
+
+def _matches(
+    campaign: Campaign, where: str, event: StoreRow, data: StoredData, settings: Settings, now: datetime
+) -> bool:
+    contact = data.contacts[event.contact_id]
+    facts = event_facts(event, contact, settings)
+    context = message_context(settings, campaign, facts, data, contact_id=contact.id, now=now)
+    return bool(evaluate(where, context))
+
+
+def enrol_for_events(
+    engine: Engine, workspace: Workspace, event_ids: Iterable[int], clock: Clock, settings: Settings
+) -> EnrolStats:
+    """Enrol each event's contact in every active campaign whose event trigger matches."""
+    stats = EnrolStats()
+    ids = sorted(set(event_ids))
+    campaigns = [c for c in workspace.campaigns.values() if c.trigger.event is not None and is_active(c)]
+    if not ids or not campaigns:
+        return stats
+    now = clock.now()
+    with engine.begin() as conn:
+        events = conn.execute(select(EVENT).where(EVENT.c.id.in_(ids), EVENT.c.contact_id.is_not(None))).all()
+        data = StoredData.load(conn, [e.contact_id for e in events], [e.id for e in events])
+        for event in events:
+            if event.contact_id not in data.contacts:
+                continue
+            for campaign in campaigns:
+                stats.created += _enrol(conn, workspace, campaign, event, data, settings, now, stats)
+    return stats
+
+
+def _enrol(
+    conn: Connection,
+    workspace: Workspace,
+    campaign: Campaign,
+    event: StoreRow,
+    data: StoredData,
+    settings: Settings,
+    now: datetime,
+    stats: EnrolStats,
+) -> int:
+    spec = campaign.trigger.event
+    assert spec is not None
+    if spec.type != event.type:
+        return 0
+    zone = campaign_zone(campaign, settings.zone)
+    if campaign.window is not None and not campaign.window.contains(
+        event.occurred_at.astimezone(zone).date()
+    ):
+        return 0
+    if spec.where:
+        try:
+            if not _matches(campaign, spec.where, event, data, settings, now):
+                return 0
+        except Exception as exc:  # noqa: BLE001 — a marketer's expression, evaluated in the sandbox
+            stats.expression_errors[campaign.key] += 1
+            LOG.warning(
+                "campaign %s: trigger where %r failed on event %s: %s",
+                campaign.key,
+                spec.where,
+                event.id,
+                exc,
+            )
+            return 0
+    occurrence = event_occurrence(event.id, event.occurred_at, once=spec.once_per_contact)
+    ctx = AudienceContext(reference=event.occurred_at, zone=zone)
+    selected = and_(
+        CONTACT.c.id == event.contact_id,
+        audience_condition(workspace, campaign, ctx),
+        eligibility(campaign, campaign_filters(workspace, campaign)),
+    )
+    facts = event_facts(event, data.contacts[event.contact_id], settings)
+    stamp = literal(now, UTCDateTime())
+    values = select(
+        literal(campaign.key, String()),
+        CONTACT.c.id,
+        literal(occurrence.key, String()),
+        literal(event.id, Integer()),
+        literal("active", String()),
+        literal(campaign.first_path(), String()),
+        stamp,
+        literal({}, JSONType),
+        literal(facts.to_json(), JSONType),
+        stamp,
+        stamp,
+    ).where(selected)
+    statement = (
+        insert_for(conn, ENROLMENT)
+        .from_select(COLUMNS, values)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
+    )
+    return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
+
+
+__all__ = ["EnrolStats", "enrol_for_events", "event_facts"]
