@@ -35,10 +35,10 @@ Steps and time need a render to count against: the renderer opens one per messag
 :mod:`engine.workspace.render_budget`). Outside one (a campaign EXPR, Jinja folding constants
 at compile time), only the size budgets apply, and they apply everywhere.
 
-Measured cost (``bench/render.py``, shipped templates, alternating runs on one machine): the
-compile-once render went from 1.36× to 1.41× the plain-Jinja floor, about 3 % per message —
-the budget's context variable per message and the output check; a template without loops,
-macros or arithmetic pays nothing else, and one with loops about 0.1 µs per iteration.
+Measured cost (``bench/render.py`` on the shipped marketing templates, runs alternating with
+the code before the budgets on one machine): 1.34–1.36× the plain-Jinja floor before, 1.38–1.41×
+after, 3–4 % per message — the budget's context variable and the output check; a template
+without loops, macros or arithmetic pays nothing else, one with loops ~0.1 µs per iteration.
 """
 
 from __future__ import annotations
