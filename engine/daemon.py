@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine, make_url
 from engine import scheduler as jobs
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
+from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
@@ -190,6 +191,13 @@ class Daemon:
         self.lock = DaemonLock(engine, settings)
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
+        # Sends render from a reviewed copy of the templates: a later edit that fails under the send
+        # budget keeps its last good version (engine.render.accepted).
+        self.accepted_templates = AcceptedTemplates(settings)
+        first_review = self.accepted_templates.review(self.workspace)
+        for line in first_review.lines():
+            log.warning("start: %s", line)
+        self.dispatcher.renderer.templates_dir = first_review.directory
         # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
         self.publisher: Publisher | None = None
         if settings.broker_url:
@@ -222,7 +230,13 @@ class Daemon:
         return result.workspace
 
     def reload(self, reason: str = "files changed") -> bool:
-        """Re-read the workspace; apply it only when it validates."""
+        """Re-read the workspace; apply it only when it validates, and send from templates that render.
+
+        Every template that changed is rendered against its samples under the send budget
+        (``AcceptedTemplates.review``) before the dispatcher's renderer reads the new copy; one
+        that fails keeps its last good version, and the console and log say why in one line.
+        ``self.accepted_templates`` is made at start, where every template is checked once.
+        """
         with self._reload_lock:
             result = load_workspace(self.settings.workspace_dir, default_timezone=self.settings.timezone)
             if not result.ok:
@@ -235,14 +249,18 @@ class Daemon:
                     f"— first: {result.errors[0]}"
                 )
                 return False
+            review = self.accepted_templates.review(result.workspace)
+            held_back = review.lines()
+            for line in held_back:
+                log.warning("reload (%s): %s", reason, line)
+                self.say(f"Reload: {line}")
             self.workspace = result.workspace
             self.dispatcher.workspace = result.workspace
-            renderer = getattr(self.dispatcher, "renderer", None)
-            if renderer is not None and hasattr(renderer, "invalidate"):
-                renderer.invalidate()
+            self.dispatcher.renderer.templates_dir = review.directory
+            self.dispatcher.renderer.invalidate()
             report = self._sync()
             self.status.reloads += 1
-            self.status.last_problems = []
+            self.status.last_problems = held_back
             self.say(f"Reloaded the workspace ({reason}): jobs {report.summary()}")
             return True
 
