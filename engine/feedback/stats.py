@@ -294,6 +294,20 @@ def _plus_days_sqlite(element: plus_days, compiler: Any, **kw: Any) -> str:
     return f"(substr({shifted}, 1, 19) || '.999999')"
 
 
+def order_within(
+    orders: Any, contact_id: ColumnElement[Any], moment: ColumnElement[Any], window_days: int
+) -> ColumnElement[bool]:
+    """An order of ``contact_id`` that converts a touch at ``moment``: placed after it and within
+    ``window_days`` (``TIDINGS_CONVERSION_WINDOW_DAYS``), not cancelled. The one definition of a
+    conversion: stats, A/B verdicts by conversions or revenue and holdout lifts all join on it."""
+    return and_(
+        orders.c.contact_id == contact_id,
+        orders.c.placed_at > moment,
+        orders.c.placed_at <= plus_days(moment, literal(int(window_days))),
+        orders.c.status != "cancelled",
+    )
+
+
 def _t(model: Any) -> Table:
     return model.__table__  # type: ignore[no-any-return]
 
@@ -375,16 +389,8 @@ def _queries(m: Subquery, level: Level, window_days: int) -> dict[str, Select[An
         select(*touch_keys, o.c.id, o.c.total, o.c.currency)
         .distinct()
         .select_from(
-            touches.join(
-                o,
-                and_(
-                    o.c.contact_id == touches.c.contact_id,
-                    o.c.placed_at > touches.c.touched_at,
-                    o.c.placed_at <= plus_days(touches.c.touched_at, literal(int(window_days))),
-                ),
-            )
+            touches.join(o, order_within(o, touches.c.contact_id, touches.c.touched_at, window_days))
         )
-        .where(o.c.status != "cancelled")
         .subquery("attributed")
     )
     attributed_keys = _keys(attributed, level)
