@@ -107,6 +107,9 @@ class VariantVerdict:
         if self.status == "decided" and self.winner:
             sure = f" ({self.confidence:.0%} sure)" if self.confidence is not None else ""
             return f"{self.winner} wins on {self.metric}{sure}"
+        sure = f", {self.confidence:.0%} sure" if self.confidence is not None else ""
+        if self.status == "tie" and self.winner:
+            return f"tie on {self.metric}{sure}: the control {self.winner} goes to the rest"
         return f"{self.status} on {self.metric}"
 
 
@@ -122,10 +125,13 @@ class HoldoutLift:
     high: float
     confidence: float  # e.g. 0.95
     holdout_contacts: int
+    treated_contacts: int = 0
+    currency: str | None = None  # revenue per recipient is per currency
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
+            "currency": self.currency,
             "treated": self.treated,
             "holdout": self.holdout,
             "lift": self.lift,
@@ -133,16 +139,20 @@ class HoldoutLift:
             "high": self.high,
             "confidence": self.confidence,
             "holdout_contacts": self.holdout_contacts,
+            "treated_contacts": self.treated_contacts,
         }
 
     def text(self) -> str:
-        return f"{self.lift:+.1%} {self.metric} ({self.confidence:.0%} CI {self.low:+.1%}…{self.high:+.1%})"
+        what = self.metric.replace("_", " ") + (f" ({self.currency})" if self.currency else "")
+        interval = f"{self.confidence:.0%} CI {self.low:+.1%}…{self.high:+.1%}"
+        return f"{self.lift:+.1%} {what} ({interval}, holdout {self.holdout_contacts:,})"
 
 
 #: The runtime's A/B verdict for a step row's key (campaign and step set), or None.
 VerdictSource = Callable[[StatsKey], VariantVerdict | None]
-#: The runtime's holdout lift for a campaign id, or None.
-LiftSource = Callable[[str], HoldoutLift | None]
+#: The runtime's holdout lifts for a campaign id (conversion rate first, then revenue per
+#: recipient per currency); empty without a holdout.
+LiftSource = Callable[[str], list[HoldoutLift]]
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -201,7 +211,12 @@ class StatsRow:
     conversions: int = 0
     revenue: dict[str, Decimal] = field(default_factory=dict)
     verdict: VariantVerdict | None = None
-    lift: HoldoutLift | None = None
+    lifts: list[HoldoutLift] = field(default_factory=list)
+
+    @property
+    def lift(self) -> HoldoutLift | None:
+        """The headline lift (conversion rate), when the campaign has a holdout."""
+        return self.lifts[0] if self.lifts else None
 
     @property
     def reached(self) -> int:
@@ -253,6 +268,7 @@ class StatsRow:
             "rates": self.rates.as_dict(),
             "verdict": self.verdict.as_dict() if self.verdict else None,
             "lift": self.lift.as_dict() if self.lift else None,
+            "lifts": [lift.as_dict() for lift in self.lifts],
         }
 
 
@@ -495,5 +511,5 @@ def campaign_stats(
     for row in levels.get(Level.step, {}).values():
         row.verdict = verdicts(row.key) if verdicts is not None else None
     for row in levels[Level.campaign].values():
-        row.lift = lifts(row.key.campaign) if lifts is not None else None
+        row.lifts = lifts(row.key.campaign) if lifts is not None else []
     return StatsReport(window_days, _ordered(levels))

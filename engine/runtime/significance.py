@@ -10,8 +10,9 @@
 * :func:`ratio_interval` — a relative lift ``r - 1`` with a confidence interval computed on the log
   of the ratio (the delta method: ``Var(log m) ≈ Var(m) / m²``), then exponentiated, so the interval
   is never below -100 % and is asymmetric as a ratio's is. For proportions ``Var(log p̂) = (1 - p)/x``
-  (Katz's interval for a risk ratio); a group with no conversions gets the Haldane–Anscombe
-  correction (0.5 added to successes and failures) rather than an infinite lift.
+  (Katz's interval for a risk ratio). A group with no conversions has no ratio to show: the
+  Haldane–Anscombe correction (adding 0.5) would print a number, but with a small holdout that
+  number is the correction's, not the data's (a 50-contact holdout with no order read as -60 %).
 
 Each returns plain floats; deciding what they mean (95 %, the tie rule) is the caller's.
 """
@@ -87,15 +88,14 @@ def _z(confidence: float) -> float:
 
 
 def proportion_ratio(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> RatioInterval | None:
-    """Group 1's proportion over group 2's, as a lift with Katz's log interval; None for an empty group."""
+    """Group 1's proportion over group 2's, as a lift with Katz's log interval; None when a group is
+    empty or has no successes (the ratio is then zero or infinite, and no interval says anything)."""
     if n1 <= 0 or n2 <= 0:
         return None
-    if x1 == 0 or x2 == 0 or x1 == n1 or x2 == n2:  # Haldane–Anscombe: keep the log finite
-        a, b, c, d = x1 + 0.5, n1 + 1.0, x2 + 0.5, n2 + 1.0
-    else:
-        a, b, c, d = float(x1), float(n1), float(x2), float(n2)
-    p1, p2 = a / b, c / d
-    spread = math.sqrt((1 - p1) / a + (1 - p2) / c)
+    if x1 <= 0 or x2 <= 0:
+        return None
+    p1, p2 = x1 / n1, x2 / n2
+    spread = math.sqrt((1 - p1) / x1 + (1 - p2) / x2)
     return _interval(math.log(p1 / p2), spread, confidence)
 
 
