@@ -55,12 +55,12 @@ class EngagementRates:
 
 
 #: The demo shop's customers. Variant B of the holiday greeting (a warmer subject line, in the demo's
-#: story) is clicked 2.5 times as often as A: on the 5,000-contact demo shop the ~250 messages per
-#: variant that the 20 % test has sent by its decision are enough to tell at 95 %.
+#: story) is clicked 3.5 times as often as A (14 % against 4 %): on the 5,000-contact demo shop the
+#: ~240 messages per variant the 20 % test has sent by its decision tell them apart at 95 %.
 DEMO_ENGAGEMENT = EngagementRates(
     template_click=MappingProxyType(
         {
-            "holiday-greeting-b": 2.5,
+            "holiday-greeting-b": 3.5,
             "last-minute-gift-card": 1.3,
             "shipping-reminder": 1.2,
             "apology-coupon": 1.5,

@@ -213,7 +213,7 @@ def simulate(
                 decide_due_tests(engine, workspace, clock, sim_settings)
             with phases("dispatch"):
                 stats = dispatcher.drain()
-            if engagement is not None:
+            if engagement is not None and stats.sent:
                 with phases("engagement"):
                     engagement.after_dispatch(clock.now())
             if progress is not None:

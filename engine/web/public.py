@@ -344,6 +344,7 @@ def create_public_app(
         response = HTMLResponse(answer.body)
         response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return cutoff_response(answer, response)
+
     # --- status page ---------------------------------------------------------------------
 
     workspace_source: WorkspaceSource = workspace or CachedWorkspace(settings)
