@@ -159,6 +159,20 @@ def stats_cmd(
     STATE.out.print(
         _results(report, f"Results (conversions: orders within {window} days of a send or click)")
     )
+    for line in _findings(report):
+        STATE.out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _findings(report: StatsReport) -> list[str]:
+    """The A/B verdicts and holdout lifts again, one line each: the table squeezes them on a narrow
+    terminal, and they are what a marketer came for."""
+    lines = []
+    for row in report.rows:
+        if row.verdict is not None:
+            lines.append(f"A/B test {row.key.campaign} · step {row.key.step}: {row.verdict.text()}")
+        for lift in row.lifts:
+            lines.append(f"Holdout lift {row.key.campaign}: {lift.text()}")
+    return lines
 
 
 def register(root: typer.Typer) -> None:
