@@ -2,9 +2,10 @@
 
 One simulation (13–23 December, 1,000 demo contacts) runs once for the module with the demo shop's
 engagement rates, two of them raised as a marketer's what-if: the holiday greeting's variant B is
-clicked eight times as often as A (the test slice is small on 1,000 contacts), and the last-minute gift-card offer is clicked and bought from
-far more than the rest. The tests read what a user would: the season report (JSON and HTML), the
-simulated store through ``tidings stats``, ``tidings plan`` on the shop, and the preview.
+clicked eight times as often as A (the test slice is small on 1,000 contacts), and the last-minute
+gift-card offer is clicked and bought from far more than the rest. The tests read what a user
+would: the season report (JSON and HTML), the simulated store through ``tidings stats``,
+``tidings plan`` on the shop, and the preview.
 """
 
 from __future__ import annotations

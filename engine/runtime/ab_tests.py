@@ -383,6 +383,7 @@ class TestRecord:
             "variants": list(self.variants),
             "decide_at": self.decide_at.isoformat(),
             **self.verdict.as_dict(),
+            "verdict": self.verdict.text(),
             "figures": self.figures,
         }
 

@@ -225,7 +225,7 @@ def build_report(
         season_start = datetime.combine(start, datetime.min.time(), zone)
         tests = [t for t in load_tests(conn) if t.decide_at >= season_start]
         lifts = {
-            cid: [lift.as_dict() for lift in campaign_lifts(conn, cid, window_days)]
+            cid: [{**lift.as_dict(), "text": lift.text()} for lift in campaign_lifts(conn, cid, window_days)]
             for cid in sorted(holdout_campaigns(conn))
         }
     return SeasonReport(
