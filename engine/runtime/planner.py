@@ -60,7 +60,15 @@ from engine.runtime.facts import MessageFacts
 from engine.runtime.keys import delivery_key_sql, message_token_sql, post_key
 from engine.runtime.local_time import local_instant, skip_holidays
 from engine.runtime.occurrences import Occurrence, campaign_zone, cutoff_day, is_active
-from engine.runtime.splits import HOLDOUT, holdout_sql, in_holdout, send_variants, step_test, test_slice_sql
+from engine.runtime.splits import (
+    HOLDOUT,
+    holdout_sql,
+    in_holdout,
+    in_test_slice,
+    send_variants,
+    step_test,
+    test_slice_sql,
+)
 from engine.runtime.zones import resolve_zone
 from engine.settings import Settings
 from engine.store.dialect import insert_for
@@ -537,6 +545,15 @@ def write_plan(conn: Connection, draft: Draft, now: datetime) -> PlanStats:
     return stats
 
 
+def _test_delay(campaign: Campaign, contact_id: int) -> timedelta:
+    """How much later than its cell's instant a one-send campaign's row is due: ``decide_after`` for
+    the rest of an A/B test's audience (outside the test slice), nothing otherwise."""
+    step = campaign.steps[0]
+    if not isinstance(step, SendStep) or (test := step_test(step)) is None:
+        return timedelta(0)
+    return timedelta(0) if in_test_slice(campaign, step, contact_id) else test.decide_after.delta
+
+
 def _record_test(conn: Connection, draft: Draft, now: datetime) -> None:
     """Record a deliveries-mode A/B test, due when the first awaiting row is: the occurrence's
     earliest send + ``decide_after`` (see :mod:`engine.runtime.ab_tests` for why the earliest)."""
@@ -685,7 +702,10 @@ def plan_contact(
         if count_cell(conn, draft, cell):
             if cell.excluded is None and in_holdout(campaign, contact_id):
                 return ContactPlan(contact_id, occurrence, None, cell.facts, HOLDOUT)
-            return ContactPlan(contact_id, occurrence, cell.instant, cell.facts, cell.excluded)
+            instant = cell.instant
+            if instant is not None and draft.mode == "deliveries":
+                instant += _test_delay(campaign, contact_id)
+            return ContactPlan(contact_id, occurrence, instant, cell.facts, cell.excluded)
     in_audience = conn.execute(select(func.count()).select_from(CONTACT).where(draft.audience)).scalar_one()
     reason = "not_eligible" if in_audience else "not_in_audience"
     # What the message would say were they reached: the same cells, over this contact alone.
