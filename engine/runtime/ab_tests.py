@@ -193,8 +193,10 @@ def decide_due_tests(
 ) -> list[Decision]:
     """Decide every A/B test whose ``decide_at`` has come and release its waiting rows to the winner.
 
-    Each test is decided in its own transaction; a test whose campaign left the workspace is still
-    decided from what it recorded (its variants are stored with it), so no row waits forever.
+    Each test is decided in its own transaction, from what it recorded when it was planned (its
+    variants, metric and moment) and never from the workspace as it is now: a campaign edited or
+    removed mid-test still releases its waiting rows, so none waits forever. ``workspace`` is in the
+    signature of every runtime step the daemon's tick calls (``advance_due``, ``pump_due_events``).
     """
     now = clock.now()
     with engine.connect() as conn:
