@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+from pydantic_core import core_schema
+
+from engine.workspace.durations import text_value_schema
 
 PERCENT_PATTERN = r"^\d{1,2}(\.\d{1,2})?%$"
 _PERCENT = re.compile(r"^(\d{1,3}(\.\d{1,2})?)\s*%?$")
@@ -55,17 +57,7 @@ class Percent:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        def validate(value: object) -> Percent:
-            if isinstance(value, cls):
-                return value
-            try:
-                return cls.parse(value)
-            except ValueError as exc:
-                raise PydanticCustomError("percent", str(exc)) from None
-
-        return core_schema.no_info_plain_validator_function(
-            validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
+        return text_value_schema(cls, "percent")
 
     @classmethod
     def __get_pydantic_json_schema__(
