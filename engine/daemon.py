@@ -42,6 +42,7 @@ from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
 from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
+from engine.runtime.ab_tests import decide_due_tests
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
 from engine.runtime.fire import fire
@@ -308,6 +309,7 @@ class Daemon:
             with self._fire_lock:
                 pump_due_events(self.engine, self.workspace, self.clock, self.settings)
                 flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
+                decide_due_tests(self.engine, self.workspace, self.clock, self.settings)
             if self.publisher is not None:
                 self.publisher.publish_due()
                 self.publisher.sweep()

@@ -247,7 +247,7 @@ def test_the_runtime_verdict_and_lift_land_on_step_and_campaign_rows(store_engin
         return verdict if key.step == "offer" else None
 
     report = campaign_stats(
-        store_engine, window_days=7, verdicts=verdicts, lifts=lambda cid: lift if cid == "holiday" else None
+        store_engine, window_days=7, verdicts=verdicts, lifts=lambda cid: [lift] if cid == "holiday" else []
     )
 
     assert sorted(key.step or "" for key in asked) == ["offer", "reminder"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import socket
 import subprocess
 import time
@@ -58,8 +57,14 @@ class Run:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
-def _cap() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, ADDRESS_SPACE_CAP))
+def _capped(*command: str) -> list[str]:
+    """``command`` under the address-space cap, set by the shell that then execs it.
+
+    Not ``preexec_fn=setrlimit``: that makes Python fork the whole test process, and the child's
+    peak RSS (``wait4``) would then count the pages it shared with a test run grown to hundreds of
+    MB. ``sh`` is spawned without copying them, and ``exec`` keeps its own small peak.
+    """
+    return ["sh", "-c", f'ulimit -v {ADDRESS_SPACE_CAP >> 10} && exec "$@"', "sh", *command]
 
 
 def base_env(workspace: Path) -> dict[str, str]:
@@ -77,12 +82,11 @@ def measured(workspace: Path, *args: str) -> Run:
     """``tidings ARGS`` on ``workspace`` under the caps: exit code, output, its own peak RSS (wait4)."""
     environment = dict(os.environ) | base_env(workspace)
     process = subprocess.Popen(
-        [TIDINGS, *args],
+        _capped(TIDINGS, *args),
         env=environment,
         cwd=workspace,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=_cap,  # noqa: PLW1509 — only setrlimit, before exec
     )
     deadline = time.monotonic() + TIME_BOUND_SECONDS
     out = err = b""
@@ -209,12 +213,11 @@ def served(workspace: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     environment = dict(os.environ) | base_env(workspace) | {"TIDINGS_PUBLIC_BIND": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
-        [TIDINGS, "serve"],
+        _capped(TIDINGS, "serve"),
         env=environment,
         cwd=workspace,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        preexec_fn=_cap,  # noqa: PLW1509 — only setrlimit, before exec
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + TIME_BOUND_SECONDS

@@ -297,6 +297,22 @@ def _print_report(result: object, report: Path | None) -> None:
                 day["date"], *(str(counts.get(c, "")) for c in campaign_ids), str(sum(counts.values()))
             )
     STATE.out.print(days)
+    for test in data.get("ab_tests", []):
+        STATE.out.print(
+            f"A/B test {test['campaign']} · step {test['step']} ({test['occurrence']}): {test['verdict']}",
+            markup=False,
+            highlight=False,
+        )
+    for campaign_id, lifts in data.get("holdout_lifts", {}).items():
+        for lift in lifts:
+            STATE.out.print(f"Holdout lift {campaign_id}: {lift['text']}", markup=False, highlight=False)
+    engagement = data.get("engagement") or {}
+    if engagement:
+        STATE.out.print(
+            f"Simulated engagement: {engagement['clicks']:,} clicks, {engagement['orders']:,} orders "
+            f"for {engagement['messages']:,} emails",
+            markup=False,
+        )
     totals = data["totals"]
     STATE.out.print(
         f"{totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed in "

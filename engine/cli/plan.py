@@ -34,6 +34,7 @@ REASONS = {
     "outside_window": "outside the window",
     "frequency_cap": "capped by frequency cap",
     "no_cutoff": "no shipping cutoff for their country",
+    "holdout": "held out (to measure the campaign's lift)",
 }
 
 
@@ -125,6 +126,17 @@ def _print(result: DryRun, renders: list[Rendered]) -> None:
     what = "deliveries" if result.mode == "deliveries" else "enrolments in the flow"
     step = f" (step {result.step_id})" if result.step_id else ""
     out.print(f"  matches {result.matched:,}; would reach {result.reach:,} as {what}{step}")
+    for test in result.tests:
+        counts = ""
+        if test.test is not None and test.rest is not None:
+            counts = f": {test.test:,} get the variants first, {test.rest:,} get the winner"
+        where = f" (step {test.step_id})" if test.step_id != result.step_id else ""
+        out.print(f"  {test.description}{where}{counts}", highlight=False)
+    if result.holdout is not None and result.holdout_share is not None:
+        out.print(
+            f"  holdout {result.holdout_share:.0%}: {result.holdout:,} kept unsent to measure the lift",
+            highlight=False,
+        )
     reasons = Table(title="Left out", show_edge=False)
     reasons.add_column("reason")
     reasons.add_column("contacts", justify="right")

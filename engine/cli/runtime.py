@@ -93,6 +93,7 @@ def _earliest_open(engine: Engine, campaign_id: str, occurrence: str) -> Any:
 
 def _wait_for(engine: Engine, workspace: Any, campaign: Any, occurrence: str, quiet: bool) -> None:
     """Advance flows and dispatch until the occurrence has no open row (or only rows held for hours)."""
+    from engine.runtime.ab_tests import decide_due_tests
     from engine.runtime.dispatcher import dispatcher_for
     from engine.runtime.flows import advance_due
 
@@ -102,6 +103,7 @@ def _wait_for(engine: Engine, workspace: Any, campaign: Any, occurrence: str, qu
     with dispatcher_for(engine, settings, clock, workspace) as dispatcher:
         while True:
             advance_due(engine, workspace, clock, settings)
+            decide_due_tests(engine, workspace, clock, settings)
             stats = dispatcher.drain(campaign=campaign.key, occurrence=occurrence)
             states, _ = _counts(engine, campaign.key, occurrence)
             open_rows = sum(states[s] for s in OPEN)

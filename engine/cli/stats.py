@@ -1,4 +1,9 @@
-"""``tidings stats``: did it work — per campaign, step, variant and language, with rates."""
+"""``tidings stats``: did it work — per campaign, step, variant and language, with rates.
+
+The A/B verdict of each tested step (:func:`engine.runtime.ab_tests.verdict_source`) and the
+holdout lifts of each campaign with a holdout (:func:`engine.runtime.holdouts.lift_source`) ride on
+the same rows, in the table, ``--json`` and ``--csv``.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +98,7 @@ def _results(report: StatsReport, title: str) -> Table:
         if verdicts:
             cells.append(row.verdict.text() if row.verdict else "")
         if lifts:
-            cells.append(row.lift.text() if row.lift else "")
+            cells.append("\n".join(lift.text() for lift in row.lifts))
         table.add_row(*cells, style=_style(row))
     return table
 
@@ -111,6 +116,8 @@ def stats_cmd(
     """Results per campaign, step, A/B variant and language: planned, pending, sent, opens, revenue…"""
     from engine.feedback.stats import Level, campaign_stats
     from engine.feedback.stats_csv import write_csv
+    from engine.runtime.ab_tests import verdict_source
+    from engine.runtime.holdouts import lift_source
 
     try:
         depth = Level(by)
@@ -119,12 +126,15 @@ def stats_cmd(
             f"expected campaign, step, variant or locale, got {by!r}", param_hint="--by"
         ) from None
     settings = STATE.settings
+    engine = STATE.engine(migrate=True)
     report = campaign_stats(
-        STATE.engine(migrate=True),
+        engine,
         window_days=settings.conversion_window_days,
         default_locale=settings.default_locale,
         campaign_id=campaign,
         depth=depth,
+        verdicts=verdict_source(engine),
+        lifts=lift_source(engine, settings.conversion_window_days),
     )
     if csv_file is not None:
         if str(csv_file) == "-":
@@ -149,6 +159,20 @@ def stats_cmd(
     STATE.out.print(
         _results(report, f"Results (conversions: orders within {window} days of a send or click)")
     )
+    for line in _findings(report):
+        STATE.out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _findings(report: StatsReport) -> list[str]:
+    """The A/B verdicts and holdout lifts again, one line each: the table squeezes them on a narrow
+    terminal, and they are what a marketer came for."""
+    lines = []
+    for row in report.rows:
+        if row.verdict is not None:
+            lines.append(f"A/B test {row.key.campaign} · step {row.key.step}: {row.verdict.text()}")
+        for lift in row.lifts:
+            lines.append(f"Holdout lift {row.key.campaign}: {lift.text()}")
+    return lines
 
 
 def register(root: typer.Typer) -> None:

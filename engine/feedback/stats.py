@@ -107,6 +107,9 @@ class VariantVerdict:
         if self.status == "decided" and self.winner:
             sure = f" ({self.confidence:.0%} sure)" if self.confidence is not None else ""
             return f"{self.winner} wins on {self.metric}{sure}"
+        sure = f", {self.confidence:.0%} sure" if self.confidence is not None else ""
+        if self.status == "tie" and self.winner:
+            return f"tie on {self.metric}{sure}: the control {self.winner} goes to the rest"
         return f"{self.status} on {self.metric}"
 
 
@@ -122,10 +125,13 @@ class HoldoutLift:
     high: float
     confidence: float  # e.g. 0.95
     holdout_contacts: int
+    treated_contacts: int = 0
+    currency: str | None = None  # revenue per recipient is per currency
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
+            "currency": self.currency,
             "treated": self.treated,
             "holdout": self.holdout,
             "lift": self.lift,
@@ -133,16 +139,20 @@ class HoldoutLift:
             "high": self.high,
             "confidence": self.confidence,
             "holdout_contacts": self.holdout_contacts,
+            "treated_contacts": self.treated_contacts,
         }
 
     def text(self) -> str:
-        return f"{self.lift:+.1%} {self.metric} ({self.confidence:.0%} CI {self.low:+.1%}…{self.high:+.1%})"
+        what = self.metric.replace("_", " ") + (f" ({self.currency})" if self.currency else "")
+        interval = f"{self.confidence:.0%} CI {self.low:+.1%}…{self.high:+.1%}"
+        return f"{self.lift:+.1%} {what} ({interval}, holdout {self.holdout_contacts:,})"
 
 
 #: The runtime's A/B verdict for a step row's key (campaign and step set), or None.
 VerdictSource = Callable[[StatsKey], VariantVerdict | None]
-#: The runtime's holdout lift for a campaign id, or None.
-LiftSource = Callable[[str], HoldoutLift | None]
+#: The runtime's holdout lifts for a campaign id (conversion rate first, then revenue per
+#: recipient per currency); empty without a holdout.
+LiftSource = Callable[[str], list[HoldoutLift]]
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -201,7 +211,12 @@ class StatsRow:
     conversions: int = 0
     revenue: dict[str, Decimal] = field(default_factory=dict)
     verdict: VariantVerdict | None = None
-    lift: HoldoutLift | None = None
+    lifts: list[HoldoutLift] = field(default_factory=list)
+
+    @property
+    def lift(self) -> HoldoutLift | None:
+        """The headline lift (conversion rate), when the campaign has a holdout."""
+        return self.lifts[0] if self.lifts else None
 
     @property
     def reached(self) -> int:
@@ -253,6 +268,7 @@ class StatsRow:
             "rates": self.rates.as_dict(),
             "verdict": self.verdict.as_dict() if self.verdict else None,
             "lift": self.lift.as_dict() if self.lift else None,
+            "lifts": [lift.as_dict() for lift in self.lifts],
         }
 
 
@@ -292,6 +308,20 @@ def _plus_days_sqlite(element: plus_days, compiler: Any, **kw: Any) -> str:
     # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC; keep that shape so string comparison stays correct.
     shifted = f"datetime({compiler.process(moment, **kw)}, '+' || {compiler.process(days, **kw)} || ' days')"
     return f"(substr({shifted}, 1, 19) || '.999999')"
+
+
+def order_within(
+    orders: Any, contact_id: ColumnElement[Any], moment: ColumnElement[Any], window_days: int
+) -> ColumnElement[bool]:
+    """An order of ``contact_id`` that converts a touch at ``moment``: placed after it and within
+    ``window_days`` (``TIDINGS_CONVERSION_WINDOW_DAYS``), not cancelled. The one definition of a
+    conversion: stats, A/B verdicts by conversions or revenue and holdout lifts all join on it."""
+    return and_(
+        orders.c.contact_id == contact_id,
+        orders.c.placed_at > moment,
+        orders.c.placed_at <= plus_days(moment, literal(int(window_days))),
+        orders.c.status != "cancelled",
+    )
 
 
 def _t(model: Any) -> Table:
@@ -375,16 +405,8 @@ def _queries(m: Subquery, level: Level, window_days: int) -> dict[str, Select[An
         select(*touch_keys, o.c.id, o.c.total, o.c.currency)
         .distinct()
         .select_from(
-            touches.join(
-                o,
-                and_(
-                    o.c.contact_id == touches.c.contact_id,
-                    o.c.placed_at > touches.c.touched_at,
-                    o.c.placed_at <= plus_days(touches.c.touched_at, literal(int(window_days))),
-                ),
-            )
+            touches.join(o, order_within(o, touches.c.contact_id, touches.c.touched_at, window_days))
         )
-        .where(o.c.status != "cancelled")
         .subquery("attributed")
     )
     attributed_keys = _keys(attributed, level)
@@ -489,5 +511,5 @@ def campaign_stats(
     for row in levels.get(Level.step, {}).values():
         row.verdict = verdicts(row.key) if verdicts is not None else None
     for row in levels[Level.campaign].values():
-        row.lift = lifts(row.key.campaign) if lifts is not None else None
+        row.lifts = lifts(row.key.campaign) if lifts is not None else []
     return StatsReport(window_days, _ordered(levels))

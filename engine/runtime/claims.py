@@ -20,6 +20,13 @@ A row whose lease expired while ``claimed`` belongs to a worker that crashed (or
 it is claimable again. That is the only way a message can be sent twice, and the
 dispatcher bounds it by its concurrency (see DESIGN.md "Delivery semantics").
 
+A ``pending`` row whose ``reason`` is ``awaiting_test`` is the rest of an A/B test's audience
+(:mod:`engine.runtime.ab_tests`): it has no variant yet and is never claimed, even when due, until
+the test's decision gives it one and clears the reason. The check is a plain comparison on the row
+the due index (``state``, ``scheduled_for``) already found — no join, no function on an indexed
+column — so neither dialect's plan changes; and since the decision runs before every drain, the
+awaiting rows that are due at a claim are only those of a test not decided yet.
+
 The same code claims ``delivery`` (email) and ``post`` (social) rows.
 """
 
@@ -38,11 +45,18 @@ DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 POST: Table = Post.__table__  # type: ignore[attr-defined]
 
 DUE_STATES = (DeliveryState.pending.value, DeliveryState.retry.value)
+#: ``delivery.reason`` of a pending row that waits for its A/B test's winner (never claimed).
+AWAITING_TEST = "awaiting_test"
+
+
+def not_awaiting_test(table: Table) -> ColumnElement[bool]:
+    """Rows that do not wait for an A/B decision (``reason`` is NULL for most pending rows)."""
+    return or_(table.c.reason.is_(None), table.c.reason != AWAITING_TEST)
 
 
 def _due_condition(table: Table, now: datetime) -> object:
     return or_(
-        and_(table.c.state.in_(DUE_STATES), table.c.scheduled_for <= now),
+        and_(table.c.state.in_(DUE_STATES), table.c.scheduled_for <= now, not_awaiting_test(table)),
         and_(table.c.state == DeliveryState.claimed.value, table.c.lease_until < now),
     )
 
@@ -109,7 +123,11 @@ def _oldest_due(
     """The ids of the ``limit`` oldest due rows (by ``scheduled_for``, then id), one index-ordered
     query per way of being due; the caller holds SQLite's write lock, so they stay due."""
     ways = (
-        and_(table.c.state == DeliveryState.pending.value, table.c.scheduled_for <= now),
+        and_(
+            table.c.state == DeliveryState.pending.value,
+            table.c.scheduled_for <= now,
+            not_awaiting_test(table),
+        ),
         and_(table.c.state == DeliveryState.retry.value, table.c.scheduled_for <= now),
         and_(table.c.state == DeliveryState.claimed.value, table.c.lease_until < now),
     )

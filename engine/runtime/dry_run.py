@@ -9,10 +9,10 @@ them (``plan`` does) shows the message exactly as it will be sent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, and_, false, func, literal, not_, or_, select
+from sqlalchemy import Integer, String, Table, and_, case, false, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,6 +26,7 @@ from engine.audience import (
     suppressed,
 )
 from engine.runtime import variants as ab
+from engine.runtime.ab_tests import describe_test
 from engine.runtime.facts import MessageFacts
 from engine.runtime.occurrences import Occurrence, campaign_zone
 from engine.runtime.planner import (
@@ -38,10 +39,38 @@ from engine.runtime.planner import (
     send_variants,
 )
 from engine.runtime.policy import FrequencyCap, capped_sql
+from engine.runtime.splits import holdout_sql, step_test, test_slice_sql
 from engine.settings import Settings
 from engine.store.models import Delivery, Post
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign, SendStep
+
+#: The variant shown for the rest of an A/B test's audience: it is the winner, decided later.
+AWAITING_WINNER = "(the winner, after the test)"
+
+
+@dataclass
+class TestPlan:
+    """A send step's A/B test as ``plan`` shows it: what it does and how the reach splits."""
+
+    step_id: str
+    description: str  # "A/B test: 20% first, the winner by clicks after 4h"
+    share: float
+    decide_after_seconds: float
+    metric: str
+    test: int | None = None  # contacts in the test slice (one-send campaigns)
+    rest: int | None = None  # contacts who get the winner
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step_id,
+            "description": self.description,
+            "share": self.share,
+            "decide_after_seconds": self.decide_after_seconds,
+            "by": self.metric,
+            "test": self.test,
+            "rest": self.rest,
+        }
 
 
 @dataclass
@@ -81,6 +110,11 @@ class DryRun:
     #: Rows this occurrence has already (by state): it fired — on schedule or ahead of it with
     #: ``trigger --now`` — and planning it again adds nothing for those contacts.
     already: dict[str, int] = field(default_factory=dict)
+    #: Contacts the campaign's holdout keeps unsent (None without a holdout); not in ``reach``.
+    holdout: int | None = None
+    holdout_share: float | None = None
+    #: The A/B tests of the campaign's send steps (counts for a one-send campaign).
+    tests: list[TestPlan] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +131,9 @@ class DryRun:
             "skipped": self.skipped,
             "event_type": self.event_type,
             "already": dict(self.already),
+            "holdout": self.holdout,
+            "holdout_share": self.holdout_share,
+            "ab_tests": [test.as_dict() for test in self.tests],
         }
 
 
@@ -112,6 +149,24 @@ def _count(conn: Connection, *conditions: ColumnElement[bool]) -> int:
 def _first_send_step(campaign: Campaign) -> SendStep | None:
     first = campaign.steps[0] if campaign.steps else None
     return first if isinstance(first, SendStep) else None
+
+
+def _tests(campaign: Campaign) -> list[TestPlan]:
+    tests = []
+    for step in campaign.iter_steps():
+        if isinstance(step, SendStep) and (test := step_test(step)) is not None:
+            description = describe_test(step)
+            assert description is not None
+            tests.append(
+                TestPlan(
+                    step.step_id,
+                    description,
+                    test.share.fraction,
+                    test.decide_after.delta.total_seconds(),
+                    test.by,
+                )
+            )
+    return tests
 
 
 def dry_run(
@@ -155,6 +210,12 @@ def dry_run(
                 conn, draft, cell
             )
     reachable = or_(false(), *(cell.condition for cell in included))
+    if campaign.holdout is not None:
+        held = holdout_sql(campaign, CONTACT.c.id)
+        result.holdout = _count(conn, draft.selected, reachable, held)
+        result.holdout_share = campaign.holdout.fraction
+        result.excluded["holdout"] = result.holdout
+        reachable = and_(reachable, not_(held))
     limit = campaign.limits.frequency_cap
     capped = capped_sql(FrequencyCap(limit.max, limit.per.delta), draft.reference) if limit else None
     if capped is not None:
@@ -164,12 +225,25 @@ def dry_run(
     step = _first_send_step(campaign)
     variant: ColumnElement[Any] = literal(None, String())
     template: ColumnElement[Any] = literal(None, String())
+    in_slice: ColumnElement[Any] = literal(1, Integer())
+    delay = timedelta(0)
+    result.tests = _tests(campaign)
     if step is not None:
         result.step_id = step.step_id
         choices = send_variants(step)
         template = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "template")
         if len(choices) > 1:
             variant = ab.choose_sql(CONTACT.c.id, campaign.key, choices, "label")
+        test = step_test(step)
+        if test is not None and draft.mode == "deliveries":
+            in_test = test_slice_sql(campaign, step, CONTACT.c.id)
+            counted = next(t for t in result.tests if t.step_id == step.step_id)
+            counted.test = _count(conn, draft.selected, reachable, in_test)
+            counted.rest = result.reach - counted.test
+            variant = case((in_test, variant), else_=literal(AWAITING_WINNER))
+            template = case((in_test, template), else_=literal(choices[0].template))
+            in_slice = case((in_test, 1), else_=0)
+            delay = test.decide_after.delta
     grouped = (
         select(CONTACT.c.locale, CONTACT.c.country, variant.label("variant"), func.count().label("n"))
         .where(draft.selected, reachable)
@@ -188,21 +262,22 @@ def dry_run(
         if len(result.first_rows) >= sample:
             continue
         rows = conn.execute(
-            select(CONTACT.c.id, CONTACT.c.email, CONTACT.c.locale, template, variant)
-            .where(draft.selected, cell.condition, *uncapped)
+            select(CONTACT.c.id, CONTACT.c.email, CONTACT.c.locale, template, variant, in_slice)
+            .where(draft.selected, cell.condition, reachable, *uncapped)
             .order_by(CONTACT.c.id)
             .limit(sample - len(result.first_rows))
         )
         zone = cell.facts.zone_info
         assert zone is not None
-        for contact_id, email, locale, chosen, label in rows:
+        for contact_id, email, locale, chosen, label, first in rows:
+            due = cell.instant if first else cell.instant + delay
             result.first_rows.append(
                 PlannedRow(
                     contact_id,
                     email,
                     zone.key,
-                    cell.instant,
-                    cell.instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+                    due,
+                    due.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
                     chosen,
                     locale,
                     label,
@@ -213,4 +288,4 @@ def dry_run(
     return result
 
 
-__all__ = ["DryRun", "PlannedRow", "dry_run"]
+__all__ = ["AWAITING_WINNER", "DryRun", "PlannedRow", "TestPlan", "dry_run"]

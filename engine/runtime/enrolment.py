@@ -7,6 +7,10 @@ contact is in the campaign's audience and eligible (consent, suppressions). ``on
 campaigns use the occurrence ``once``, so the unique (campaign, contact, occurrence) key keeps a
 second event from enrolling the contact again.
 
+A contact in the campaign's ``holdout`` share (:mod:`engine.runtime.splits`) is enrolled all the
+same and ended at once (``exited``, reason ``holdout``): never sent, but counted, so the holdout's
+lift is measured from the very events that enrolled the others.
+
 A ``where`` that fails on one event (``None > 0``) does not enrol and is counted by its named
 outcome ``expression_error`` (:class:`EnrolStats`), never stopping the other events of the batch.
 """
@@ -28,6 +32,7 @@ from engine.runtime.facts import MessageFacts
 from engine.runtime.message_context import StoredData, StoreRow, message_context
 from engine.runtime.occurrences import campaign_zone, event_occurrence, is_active
 from engine.runtime.planner import audience_condition, campaign_filters, eligibility
+from engine.runtime.splits import HOLDOUT, in_holdout
 from engine.runtime.zones import resolve_zone
 from engine.settings import Settings
 from engine.store.dialect import insert_for
@@ -52,6 +57,8 @@ COLUMNS = (
     "context",
     "created_at",
     "updated_at",
+    "ended_at",
+    "end_reason",
 )
 
 
@@ -143,18 +150,21 @@ def _enrol(
     )
     facts = event_facts(event, data.contacts[event.contact_id], settings)
     stamp = literal(now, UTCDateTime())
+    held = in_holdout(campaign, int(event.contact_id))  # enrolled, and ended at once: counted, never sent
     values = select(
         literal(campaign.key, String()),
         CONTACT.c.id,
         literal(occurrence.key, String()),
         literal(event.id, Integer()),
-        literal("active", String()),
+        literal("exited" if held else "active", String()),
         literal(campaign.first_path(), String()),
-        stamp,
+        literal(None if held else now, UTCDateTime()),
         literal({}, JSONType),
         literal(facts.to_json(), JSONType),
         stamp,
         stamp,
+        literal(now if held else None, UTCDateTime()),
+        literal(HOLDOUT if held else None, String()),
     ).where(selected)
     statement = (
         insert_for(conn, ENROLMENT)

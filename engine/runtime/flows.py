@@ -11,7 +11,8 @@ enrolment whose ``wake_at`` has come, step after step, until it has to wait or e
     decided — cutoff, trigger date, zone — plus its event and coupon); the dispatcher's policy
     gate decides later whether it goes out. A/B variants are assigned with the same hash
     as the planner (:mod:`engine.runtime.variants`) and recorded in ``delivery.variant``
-    and ``enrolment.variants``.
+    and ``enrolment.variants``; a step with a ``test`` gives the variants to its test slice
+    and the winner to the rest (:func:`engine.runtime.ab_tests.flow_assignment`).
 ``wait``
     ``2d``: wake in two days. ``{duration, until_time}``: then on to the next such time
     of day in the contact's zone. ``{for_event, timeout}``: state ``waiting`` until the
@@ -45,14 +46,13 @@ from sqlalchemy import Table, func, select, true, update
 from sqlalchemy.engine import Connection, Engine
 
 from engine.clock import Clock
-from engine.runtime import variants as ab
+from engine.runtime.ab_tests import flow_assignment
 from engine.runtime.controls import controls
 from engine.runtime.coupons import issue_coupon
 from engine.runtime.facts import CouponFact, MessageFacts
 from engine.runtime.keys import delivery_key, new_message_token
 from engine.runtime.local_time import local_instant
 from engine.runtime.message_context import StoredData, StoreRow, message_context, message_zone
-from engine.runtime.planner import send_variants
 from engine.settings import Settings
 from engine.store.dialect import insert_for
 from engine.store.models import Delivery, DeliveryState, Enrolment, EnrolmentState, ShopEvent
@@ -369,9 +369,8 @@ def _send(
     values: dict[str, Any],
     now: datetime,
 ) -> int:
-    choices = send_variants(step)
-    chosen = ab.assign(row.contact_id, campaign.key, choices)
-    label = chosen.label or None
+    chosen = flow_assignment(conn, campaign, step, row.contact_id, now)
+    label = chosen.label
     if label:
         values["variants"][step.step_id] = label
     statement = (
@@ -388,8 +387,9 @@ def _send(
             locale=contact.locale,
             variant=label,
             occurrence=row.occurrence,
-            scheduled_for=now,
+            scheduled_for=chosen.scheduled_for,
             state=DeliveryState.pending.value,
+            reason=chosen.reason,
             attempts=0,
             created_at=now,
             context=facts.to_json(),

@@ -16,6 +16,13 @@ instant (local 09:00 there, the cutoff of that country and method, the next day 
 public holiday) and facts in Python, then writes one ``INSERT … SELECT`` per cell with the facts
 as a JSON literal. The dispatcher renders from those facts and never decides them again.
 
+Holdouts and A/B tests split each cell once more, by stable hashes (:mod:`engine.runtime.splits`):
+a campaign's ``holdout`` share is written as ``skipped`` rows with reason ``holdout`` (deliveries)
+or enrolments ended ``exited``/``holdout`` (flows), so ``stats`` counts them and planned still adds
+up; a send step's ``test`` slice gets its variants at the cell's instant, and the rest is written
+at the instant + ``decide_after``, awaiting the winner (:mod:`engine.runtime.ab_tests`), with the
+test recorded in ``ab_test`` in the same transaction.
+
 :func:`draft_plan` builds the cells; :func:`write_plan` writes them; ``tidings plan``
 (:mod:`engine.runtime.dry_run`) counts them, and :func:`plan_contact` answers for one contact
 (``render --contact --campaign``, the preview's contact picker) with the very same cells.
@@ -47,10 +54,21 @@ from engine.audience import (
 from engine.clock import Clock
 from engine.errors import TidingsError
 from engine.runtime import variants as ab
+from engine.runtime.ab_tests import record_test
+from engine.runtime.claims import AWAITING_TEST
 from engine.runtime.facts import MessageFacts
 from engine.runtime.keys import delivery_key_sql, message_token_sql, post_key
 from engine.runtime.local_time import local_instant, skip_holidays
 from engine.runtime.occurrences import Occurrence, campaign_zone, cutoff_day, is_active
+from engine.runtime.splits import (
+    HOLDOUT,
+    holdout_sql,
+    in_holdout,
+    in_test_slice,
+    send_variants,
+    step_test,
+    test_slice_sql,
+)
 from engine.runtime.zones import resolve_zone
 from engine.settings import Settings
 from engine.store.dialect import insert_for
@@ -136,17 +154,6 @@ def plan_mode(campaign: Campaign) -> Mode:
     if campaign.trigger.kind != "event" and len(steps) == 1 and isinstance(steps[0], SendStep):
         return "deliveries"
     return "enrolments"
-
-
-def send_variants(step: SendStep) -> list[ab.Variant]:
-    """A send step's templates as variants (one variant, labelled "" in the outbox, when not A/B)."""
-    spec = step.send
-    if spec.variants:
-        return [
-            ab.Variant(label=v.template, template=v.template, weight=float(v.weight)) for v in spec.variants
-        ]
-    assert spec.template is not None
-    return [ab.Variant(label="", template=spec.template, weight=1.0)]
 
 
 def first_channel(campaign: Campaign) -> str:
@@ -354,7 +361,7 @@ def _decide(
 # --- writing -------------------------------------------------------------------------------------------
 
 
-def _stamp(moment: datetime) -> ColumnElement[datetime]:
+def _stamp(moment: datetime | None) -> ColumnElement[datetime]:
     return literal(moment, UTCDateTime())
 
 
@@ -362,13 +369,52 @@ def _json(value: dict[str, Any]) -> ColumnElement[Any]:
     return literal(value, JSONType)
 
 
-def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) -> Select[Any]:
-    campaign_id = draft.campaign.key
+@dataclass(frozen=True)
+class Part:
+    """One way a cell's contacts are written: who (within the cell), with which variants, in which
+    state and why, and how long after the cell's instant."""
+
+    condition: ColumnElement[bool]
+    choices: list[ab.Variant]
+    labelled: bool
+    state: str = "pending"
+    reason: str | None = None
+    delay: timedelta = timedelta(0)
+
+
+def delivery_parts(campaign: Campaign, step: SendStep) -> list[Part]:
+    """The holdout (skipped), the test slice and the rest awaiting its winner, or everyone at once."""
     choices = send_variants(step)
+    control = choices[:1]  # the first listed variant: the holdout's label and the tie's default
+    held = holdout_sql(campaign, CONTACT.c.id)
+    parts = []
+    if campaign.holdout is not None:
+        parts.append(Part(held, control, False, "skipped", HOLDOUT))
+    test = step_test(step)
+    if test is None:
+        parts.append(Part(not_(held), choices, len(choices) > 1))
+        return parts
+    in_slice = test_slice_sql(campaign, step, CONTACT.c.id)
+    parts.append(Part(and_(not_(held), in_slice), choices, True))
+    parts.append(
+        Part(
+            and_(not_(held), not_(in_slice)),
+            control,
+            False,
+            reason=AWAITING_TEST,
+            delay=test.decide_after.delta,
+        )
+    )
+    return parts
+
+
+def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime, part: Part) -> Select[Any]:
+    campaign_id = draft.campaign.key
+    choices = part.choices
     template = ab.choose_sql(CONTACT.c.id, campaign_id, choices, "template")
     variant = (
         ab.choose_sql(CONTACT.c.id, campaign_id, choices, "label")
-        if len(choices) > 1
+        if part.labelled
         else literal(None, String())
     )
     assert cell.instant is not None
@@ -385,13 +431,14 @@ def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime) ->
         CONTACT.c.locale.label("locale"),
         variant.label("variant"),
         literal(draft.occurrence.key, String()).label("occurrence"),
-        _stamp(cell.instant).label("scheduled_for"),
-        literal("pending", String()).label("state"),
+        _stamp(cell.instant + part.delay).label("scheduled_for"),
+        literal(part.state, String()).label("state"),
+        literal(part.reason, String()).label("reason"),
         literal(0, Integer()).label("attempts"),
         _stamp(now).label("created_at"),
         _json(cell.facts.to_json()).label("context"),
         message_token_sql().label("message_token"),
-    ).where(cell.condition, draft.selected)
+    ).where(cell.condition, draft.selected, part.condition)
 
 
 DELIVERY_COLUMNS = (
@@ -407,6 +454,7 @@ DELIVERY_COLUMNS = (
     "occurrence",
     "scheduled_for",
     "state",
+    "reason",
     "attempts",
     "created_at",
     "context",
@@ -423,23 +471,30 @@ ENROLMENT_COLUMNS = (
     "context",
     "created_at",
     "updated_at",
+    "ended_at",
+    "end_reason",
 )
 
 
-def _enrolment_select(draft: Draft, cell: Cell, now: datetime) -> Select[Any]:
+def _enrolment_select(draft: Draft, cell: Cell, now: datetime, held: bool) -> Select[Any]:
+    """Enrolments of the cell: active from the cell's instant, or (``held``) the holdout's, ended at
+    once as ``exited`` with reason ``holdout``."""
     assert cell.instant is not None
+    holdout = holdout_sql(draft.campaign, CONTACT.c.id)
     return select(
         literal(draft.campaign.key, String()),
         CONTACT.c.id,
         literal(draft.occurrence.key, String()),
-        literal("active", String()),
+        literal("exited" if held else "active", String()),
         literal(draft.campaign.first_path(), String()),
-        _stamp(cell.instant),
+        _stamp(None if held else cell.instant),
         _json({}),
         _json(cell.facts.to_json()),
         _stamp(now),
         _stamp(now),
-    ).where(cell.condition, draft.selected)
+        _stamp(now if held else None),
+        literal(HOLDOUT if held else None, String()),
+    ).where(cell.condition, draft.selected, holdout if held else not_(holdout))
 
 
 def count_cell(conn: Connection, draft: Draft, cell: Cell) -> int:
@@ -471,19 +526,48 @@ def write_plan(conn: Connection, draft: Draft, now: datetime) -> PlanStats:
         if draft.mode == "deliveries":
             step = draft.campaign.steps[0]
             assert isinstance(step, SendStep)
-            statement = (
-                insert_for(conn, DELIVERY)
-                .from_select(DELIVERY_COLUMNS, _delivery_select(draft, cell, step, now))
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )
-        else:
+            for part in delivery_parts(draft.campaign, step):
+                statement = (
+                    insert_for(conn, DELIVERY)
+                    .from_select(DELIVERY_COLUMNS, _delivery_select(draft, cell, step, now, part))
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                )
+                stats.created += _rowcount(conn, statement)
+            continue
+        for held in (False, True) if draft.campaign.holdout is not None else (False,):
             statement = (
                 insert_for(conn, ENROLMENT)
-                .from_select(ENROLMENT_COLUMNS, _enrolment_select(draft, cell, now))
+                .from_select(ENROLMENT_COLUMNS, _enrolment_select(draft, cell, now, held))
                 .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
             )
-        stats.created += _rowcount(conn, statement)
+            stats.created += _rowcount(conn, statement)
+    _record_test(conn, draft, now)
     return stats
+
+
+def _test_delay(campaign: Campaign, contact_id: int) -> timedelta:
+    """How much later than its cell's instant a one-send campaign's row is due: ``decide_after`` for
+    the rest of an A/B test's audience (outside the test slice), nothing otherwise."""
+    step = campaign.steps[0]
+    if not isinstance(step, SendStep) or (test := step_test(step)) is None:
+        return timedelta(0)
+    return timedelta(0) if in_test_slice(campaign, step, contact_id) else test.decide_after.delta
+
+
+def _record_test(conn: Connection, draft: Draft, now: datetime) -> None:
+    """Record a deliveries-mode A/B test, due when the first awaiting row is: the occurrence's
+    earliest send + ``decide_after`` (see :mod:`engine.runtime.ab_tests` for why the earliest)."""
+    if draft.mode != "deliveries":
+        return
+    step = draft.campaign.steps[0]
+    assert isinstance(step, SendStep)
+    test = step_test(step)
+    instants = [cell.instant for cell in draft.cells if cell.excluded is None and cell.instant is not None]
+    if test is None or not instants:
+        return
+    record_test(
+        conn, draft.campaign, step, draft.occurrence.key, min(instants) + test.decide_after.delta, now
+    )
 
 
 def _adopt_legacy_keys(conn: Connection, draft: Draft) -> None:
@@ -602,7 +686,8 @@ def plan_contact(
     """The planner's decision for one contact, from the same cells it writes for the whole audience.
 
     ``excluded`` names why the contact would get nothing: ``not_in_audience``, ``not_eligible``
-    (consent or a suppression), or a cell's reason (``no_cutoff``, ``outside_window``). A contact
+    (consent or a suppression), a cell's reason (``no_cutoff``, ``outside_window``), or
+    ``holdout`` (kept unsent by the campaign's holdout, to measure its lift). A contact
     outside the audience still gets the facts their message would have (their own cutoff and zone),
     so a preview shows what they would read.
     """
@@ -615,7 +700,12 @@ def plan_contact(
         return ContactPlan(contact_id, occurrence, None, base, draft.skipped)
     for cell in draft.cells:
         if count_cell(conn, draft, cell):
-            return ContactPlan(contact_id, occurrence, cell.instant, cell.facts, cell.excluded)
+            if cell.excluded is None and in_holdout(campaign, contact_id):
+                return ContactPlan(contact_id, occurrence, None, cell.facts, HOLDOUT)
+            instant = cell.instant
+            if instant is not None and draft.mode == "deliveries":
+                instant += _test_delay(campaign, contact_id)
+            return ContactPlan(contact_id, occurrence, instant, cell.facts, cell.excluded)
     in_audience = conn.execute(select(func.count()).select_from(CONTACT).where(draft.audience)).scalar_one()
     reason = "not_eligible" if in_audience else "not_in_audience"
     # What the message would say were they reached: the same cells, over this contact alone.
@@ -639,6 +729,7 @@ __all__ = [
     "campaign_filters",
     "category",
     "count_cell",
+    "delivery_parts",
     "draft_plan",
     "eligibility",
     "first_channel",

@@ -4,6 +4,9 @@ Counts come from the simulation's own outbox table, so they are what was written
 file outbox, by construction. The same report is printed as a Rich table, written as JSON
 (``var/simulation.json``, which the preview's timeline page reads) and as a standalone HTML
 page with a chart of sends per day per campaign (inline SVG: the page works offline).
+Each A/B test the season decided is listed with its verdict and figures, and each campaign with
+a holdout with its lift (:mod:`engine.runtime.ab_tests`, :mod:`engine.runtime.holdouts`), from the
+simulation's own store and the engagement its model drew.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.display import campaign_colours, local_text, zone_label
+from engine.runtime.ab_tests import TestRecord, load_tests
+from engine.runtime.holdouts import campaign_lifts, holdout_campaigns
 from engine.simulation.copy import Baseline
 from engine.store.models import Delivery, Post
 
@@ -80,6 +85,11 @@ class SeasonReport:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     #: When the simulation was run (the command's clock), so a page showing it can say so.
     generated_at: datetime | None = None
+    #: A/B tests the season ran (verdicts and figures), holdout lifts by campaign, and the
+    #: engagement model's rates and what it drew.
+    tests: list[TestRecord] = field(default_factory=list)
+    lifts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    engagement: dict[str, Any] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -108,6 +118,9 @@ class SeasonReport:
             "outbox_dir": str(self.outbox_dir),
             "totals": self.totals,
             "campaigns": {key: c.as_dict(self.zone) for key, c in sorted(self.campaigns.items())},
+            "ab_tests": [test.as_dict() for test in self.tests],
+            "holdout_lifts": dict(sorted(self.lifts.items())),
+            "engagement": dict(self.engagement),
             "days": [
                 {
                     "date": day.isoformat(),
@@ -146,6 +159,7 @@ def build_report(
     elapsed: float,
     outbox_dir: Path,
     baseline: Baseline,
+    window_days: int = 7,
 ) -> SeasonReport:
     """The season as this simulation played it: rows it planned, and older rows it sent or refused
     (``baseline``); what the store held before and left untouched is not this season's."""
@@ -208,6 +222,12 @@ def build_report(
             if not baseline.counts_post(post.id):
                 continue
             count(post.campaign_id, post.state, post.reason, post.posted_at, {"channel": post.channel})
+        season_start = datetime.combine(start, datetime.min.time(), zone)
+        tests = [t for t in load_tests(conn) if t.decide_at >= season_start]
+        lifts = {
+            cid: [{**lift.as_dict(), "text": lift.text()} for lift in campaign_lifts(conn, cid, window_days)]
+            for cid in sorted(holdout_campaigns(conn))
+        }
     return SeasonReport(
         start=start,
         end=end,
@@ -218,6 +238,8 @@ def build_report(
         campaigns=campaigns,
         per_day=dict(per_day),
         per_day_detail={d: {c: dict(v) for c, v in camps.items()} for d, camps in detail.items()},
+        tests=tests,
+        lifts={cid: found for cid, found in lifts.items() if found},
     )
 
 
@@ -258,6 +280,21 @@ def _chart(report: SeasonReport, series: list[dict[str, str]]) -> dict[str, Any]
     return {"width": width, "height": height, "bars": bars, "labels": labels, "ticks": ticks}
 
 
+def _test_view(test: TestRecord, zone: ZoneInfo) -> dict[str, Any]:
+    """A test as the report's table shows it: verdict text, decision time, each arm's figures."""
+    return {
+        "campaign": test.campaign_id,
+        "step": test.step_id,
+        "occurrence": test.occurrence,
+        "metric": test.metric,
+        "share": f"{test.share:.0%}",
+        "verdict": test.verdict.text(),
+        "status": test.status,
+        "decided": local_text(test.decided_at, zone) if test.decided_at else None,
+        "arms": test.figures.get("arms", []),
+    }
+
+
 def render_html(report: SeasonReport) -> str:
     ids = sorted(report.campaigns)
     colours = campaign_colours(ids)
@@ -280,6 +317,8 @@ def render_html(report: SeasonReport) -> str:
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     return env.from_string(_HTML).render(
         r=report,
+        tests=[_test_view(test, report.zone) for test in report.tests],
+        lifts=report.lifts,
         t=report.totals,
         series=series,
         chart=_chart(report, series),

@@ -2,11 +2,14 @@
 
 Nothing here re-implements the daemon: occurrences come from the same APScheduler trigger
 objects (``due_occurrences`` walks their ``get_next_fire_time``), firing goes through
-``fire``, events through the daemon's event pump, flows through ``advance_due`` and sends
-through the same :class:`~engine.runtime.dispatcher.Dispatcher` with file-outbox channels.
-Only the clock differs, and it jumps straight to the next moment anything can happen: a
-trigger fire, a shop event that starts a flow, a flow waking up, a message coming due, or
-the rate limiter freeing up.
+``fire``, events through the daemon's event pump, flows through ``advance_due``, A/B tests
+through ``decide_due_tests`` and sends through the same
+:class:`~engine.runtime.dispatcher.Dispatcher` with file-outbox channels. Only the clock differs,
+and it jumps straight to the next moment anything can happen: a trigger fire, a shop event that
+starts a flow, a flow waking up, an A/B test coming due, a message coming due, or the rate limiter
+freeing up. What the daemon cannot know — how recipients respond — comes from a seeded engagement
+model (:mod:`engine.simulation.engagement`) that draws clicks and orders after each dispatch, so
+tests are decided and holdouts measured as they would be on real feedback.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
+from engine.demo.engagement import DEMO_ENGAGEMENT, EngagementRates
 from engine.runtime import flows
+from engine.runtime.ab_tests import decide_due_tests
 from engine.runtime.dispatcher import Dispatcher
 from engine.runtime.event_pump import pump_due_events, trigger_types
 from engine.runtime.fire import fire
 from engine.runtime.occurrences import Occurrence, due_occurrences
 from engine.settings import EmailChannelKind, Settings, SocialChannelKind
 from engine.simulation.copy import copy_store, prepare_runtime
+from engine.simulation.engagement import EngagementModel
 from engine.simulation.report import SeasonReport, build_report
-from engine.store.models import Delivery, DeliveryState, Enrolment, EnrolmentState, Post, ShopEvent
+from engine.store.models import AbTest, Delivery, DeliveryState, Enrolment, EnrolmentState, Post, ShopEvent
 from engine.workspace.loader import Workspace
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 POST = Post.__table__  # type: ignore[attr-defined]
 ENROLMENT = Enrolment.__table__  # type: ignore[attr-defined]
 EVENT = ShopEvent.__table__  # type: ignore[attr-defined]
+AB_TEST = AbTest.__table__  # type: ignore[attr-defined]
 WAITING = (DeliveryState.pending.value, DeliveryState.retry.value)
 LIVE = (EnrolmentState.active.value, EnrolmentState.waiting.value)
 
@@ -57,6 +64,10 @@ class SimulationOptions:
     #: extra thread only adds GIL hand-offs. Measured on the 1,000-contact season: 1 thread 24 s
     #: CPU / 25 s wall, 4 threads 32 s CPU / 31 s wall.
     concurrency: int = 1
+    #: How simulated recipients click and buy (None: nobody does); the demo shop's rates by default.
+    engagement: EngagementRates | None = DEMO_ENGAGEMENT
+    #: Seeds the engagement draws: the same seed, the same clicks and orders.
+    seed: int = 2026
 
 
 class _Phases:
@@ -116,6 +127,11 @@ def _next_moment(engine: Engine, now: datetime, event_types: set[str]) -> dateti
                     ENROLMENT.c.state.in_(LIVE), ENROLMENT.c.wake_at > now
                 )
             ).scalar(),
+            conn.execute(
+                select(func.min(AB_TEST.c.decide_at)).where(
+                    AB_TEST.c.status == "testing", AB_TEST.c.decide_at > now
+                )
+            ).scalar(),
         ]
         if event_types:
             candidates.append(
@@ -172,6 +188,11 @@ def simulate(
         OutboxSocialChannel.from_settings(sim_settings, now=clock.now, durable=False),
         workspace,
     )
+    engagement = (
+        EngagementModel(engine, options.engagement, seed=options.seed, since=start)
+        if options.engagement is not None
+        else None
+    )
     fired = 0
     stops = 0
     phases = _Phases()
@@ -188,8 +209,13 @@ def simulate(
                 pump_due_events(engine, workspace, clock, sim_settings)
             with phases("flows"):
                 flows.advance_due(engine, workspace, clock, sim_settings)
+            with phases("tests"):
+                decide_due_tests(engine, workspace, clock, sim_settings)
             with phases("dispatch"):
                 stats = dispatcher.drain()
+            if engagement is not None and stats.sent:
+                with phases("engagement"):
+                    engagement.after_dispatch(clock.now())
             if progress is not None:
                 progress(start, now, end)
             with phases("walk"):
@@ -218,7 +244,10 @@ def simulate(
         elapsed=time.perf_counter() - wall_started,
         outbox_dir=options.outbox_dir,
         baseline=baseline,
+        window_days=settings.conversion_window_days,
     )
+    if engagement is not None:
+        report.engagement = {**options.engagement.as_dict(), **engagement.stats.as_dict()}  # type: ignore[union-attr]
     report.stops = stops
     report.phase_seconds = dict(phases.seconds)
     engine.dispose()

@@ -374,6 +374,36 @@ class DeliveryEvent(SQLModel, table=True):
     payload: dict[str, Any] = _json(dict)
 
 
+class AbTest(SQLModel, table=True):
+    """An A/B test of a send step (``test: {share, decide_after, by}``) and how it was decided.
+
+    One row per campaign, step and occurrence (``*`` for a flow's step: one test across every
+    enrolment). ``variants`` lists the arms as the step listed them (``[{label, template}]``, the
+    first is the control); ``figures`` holds, once decided, each arm's counts and the test statistic.
+    """
+
+    __tablename__ = "ab_test"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "step_id", "occurrence", name="uq_ab_test"),
+        Index("ix_ab_test_due", "status", "decide_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    step_id: str
+    occurrence: str
+    metric: str  # clicks | conversions | revenue
+    share: float  # 0..1 of the audience in the test slice
+    variants: list[dict[str, Any]] = _json(list)
+    decide_at: datetime = _dt(nullable=False)
+    status: str = "testing"  # testing | decided | tie
+    winner: str | None = None  # the variant label sent to the rest
+    confidence: float | None = None  # 1 - p of the one-sided test that the best beats the runner-up
+    figures: dict[str, Any] = _json(dict)
+    created_at: datetime = _dt(nullable=False)
+    decided_at: datetime | None = _dt()
+
+
 ALL_TABLES = [
     Contact,
     Consent,
@@ -388,4 +418,5 @@ ALL_TABLES = [
     Delivery,
     Post,
     DeliveryEvent,
+    AbTest,
 ]

@@ -71,17 +71,7 @@ class Duration:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        def validate(value: object) -> Duration:
-            if isinstance(value, cls):
-                return value
-            try:
-                return cls.parse(value)
-            except ValueError as exc:
-                raise PydanticCustomError("duration", str(exc)) from None
-
-        return core_schema.no_info_plain_validator_function(
-            validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
+        return text_value_schema(cls, "duration")
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -100,6 +90,23 @@ class Offset(Duration):
 
     signed: ClassVar[bool] = True
     example: ClassVar[str] = "whole days or weeks before (-) or after the date, such as -7d, -2d or 1w"
+
+
+def text_value_schema(cls: Any, error_type: str) -> core_schema.CoreSchema:
+    """The pydantic schema of a value written as text: ``cls.parse(text)`` validates it (a
+    ``ValueError`` becomes an ``error_type`` error with its message), ``str()`` writes it back."""
+
+    def validate(value: object) -> Any:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls.parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError(error_type, str(exc)) from None
+
+    return core_schema.no_info_plain_validator_function(
+        validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
+    )
 
 
 def parse_duration(text: str) -> timedelta:

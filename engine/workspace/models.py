@@ -35,7 +35,9 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -45,6 +47,7 @@ from engine.workspace.cron import CronError, check_cron
 from engine.workspace.durations import Duration, Offset
 from engine.workspace.expressions import ExpressionError, check_expression
 from engine.workspace.filters import Filter
+from engine.workspace.shares import HoldoutPercent, Percent
 from engine.workspace.values import (
     DateValue,
     EventType,
@@ -239,6 +242,28 @@ class Variant(StrictModel):
     weight: float = Field(gt=0, description="relative weight, a positive number")
 
 
+TestMetric = Literal["clicks", "conversions", "revenue"]
+
+
+class TestSpec(StrictModel):
+    """An A/B test that picks its winner: ``share`` of the audience gets the variants first; after
+    ``decide_after`` the variant that did best ``by`` the metric goes to the rest."""
+
+    share: Percent
+    decide_after: Duration
+    by: TestMetric = "clicks"
+
+    @model_validator(mode="after")
+    def _some_time(self) -> TestSpec:
+        if self.decide_after.delta.total_seconds() <= 0:
+            raise PydanticCustomError(
+                "decide_after",
+                "decide_after must leave the test some time, e.g. 4h (got {got})",
+                {"got": str(self.decide_after)},
+            )
+        return self
+
+
 class SendSpec(StrictModel):
     model_config = ConfigDict(
         json_schema_extra={"oneOf": [{"required": ["template"]}, {"required": ["variants"]}]}
@@ -247,6 +272,19 @@ class SendSpec(StrictModel):
     channel: Literal["email"] = "email"
     template: Name | None = None
     variants: list[Variant] | None = Field(default=None, min_length=1)
+    test: TestSpec | None = None
+
+    @field_validator("test")
+    @classmethod
+    def _test_needs_variants(cls, value: TestSpec | None, info: ValidationInfo) -> TestSpec | None:
+        variants = info.data.get("variants")
+        if value is not None and (variants is None or len(variants) < 2):
+            raise PydanticCustomError(
+                "test_variants",
+                "a test picks a winner among variants: list at least two under variants: "
+                "[{template, weight}, …]",
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> SendSpec:
@@ -576,8 +614,23 @@ class Campaign(StrictModel):
     goal: Goal | None = None
     steps: list[Step] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
+    holdout: HoldoutPercent | None = None
 
     _source: CampaignSource | None = PrivateAttr(default=None)
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_needs_contacts(
+        cls, value: HoldoutPercent | None, info: ValidationInfo
+    ) -> HoldoutPercent | None:
+        trigger = info.data.get("trigger")
+        broadcast = info.data.get("audience") is None and (trigger is None or trigger.event is None)
+        if value is not None and broadcast:
+            raise PydanticCustomError(
+                "holdout_broadcast",
+                "a holdout keeps contacts unsent: it needs an audience (a broadcast post reaches everyone)",
+            )
+        return value
 
     @model_validator(mode="after")
     def _number_steps(self) -> Campaign:

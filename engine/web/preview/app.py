@@ -46,6 +46,7 @@ from engine.clock import Clock
 from engine.display import local_text, zone_label
 from engine.settings import Settings
 from engine.web.images import image_response, local_images
+from engine.web.preview.ab_verdicts import template_tests
 from engine.web.preview.catalog import WorkspaceCatalog, WorkspaceView
 from engine.web.preview.livereload import ChangeHub, event_stream, watch_workspace
 from engine.web.preview.names import outbox_file
@@ -328,7 +329,11 @@ class _Pages:
             per_minute=PER_MINUTE,
             recent_contacts=self.state.previews.recent_contacts(),
             images_note=self._images_note(),
+            ab_tests=self._ab_tests(info.name),
         )
+
+    def _ab_tests(self, name: str) -> list[dict[str, Any]]:
+        return template_tests(self.state.catalog.current().workspace, self.state.engine, name)
 
     def _images_note(self) -> str | None:
         settings = self.state.settings
@@ -345,7 +350,9 @@ class _Pages:
         if info is None:
             return JSONResponse({"error": f"no template {name!r}"}, status_code=404)
         result = self.state.previews.render(info, ViewOptions.from_query(request.query_params))
-        return JSONResponse({"template": info.as_dict(), **result.as_dict()})
+        return JSONResponse(
+            {"template": info.as_dict(), **result.as_dict(), "ab_tests": self._ab_tests(name)}
+        )
 
     def rendered_html(self, request: Request) -> Response:
         name = request.path_params["name"]
