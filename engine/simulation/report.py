@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.display import campaign_colours, local_text, zone_label
+from engine.runtime.policy import reason_group
 from engine.simulation.copy import Baseline
 from engine.store.models import Delivery, Post
 
@@ -175,7 +176,7 @@ def build_report(
         elif state == "failed":
             entry.failed += 1
         elif state == "skipped":
-            entry.skipped[(reason or "unknown").split(":")[0] if reason else "unknown"] += 1
+            entry.skipped[reason_group(reason)] += 1
         else:
             entry.pending += 1
 
