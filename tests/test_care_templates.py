@@ -231,5 +231,7 @@ def test_the_preview_shows_a_service_message_no_campaign_sends_yet_as_a_service_
     # The agents' apology is sent by customer care's built-in campaign, not by a workspace file.
     assert listed["goodwill-apology"]["campaigns"] == [] and listed["goodwill-apology"]["marketing"] is False
     assert listed["win-back"]["marketing"] is True
-    assert apology["subject"] == "Despre comanda NB-10977: 15% reducere la următoarea comandă, cu scuzele noastre"
+    assert apology["subject"] == (
+        "Despre comanda NB-10977: 15% reducere la următoarea comandă, cu scuzele noastre"
+    )
     assert "List-Unsubscribe" not in apology["headers"]
