@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
+from engine.feedback.contact_data import export_contact, forget_contact
 from engine.feedback.preferences import pause_options
 from engine.store.models import Consent, Snooze, Suppression, TopicOptOut
 from engine.tokens import UnsubscribeTokens
@@ -199,3 +200,18 @@ def test_a_pause_lasts_at_most_a_year(shop: Shop, client: TestClient) -> None:
     assert refused.status_code == 400 and "at most 366 days" in refused.text
     with shop.engine.connect() as conn:
         assert conn.execute(select(SNOOZE)).all() == []
+
+
+def test_a_contacts_export_shows_their_topics_and_pause_and_forgetting_erases_them(
+    shop: Shop, client: TestClient
+) -> None:
+    ann = customer(shop.engine, "ann@example.com", now=NOW)
+    form = {"form": "preferences", "topic_shown": ["offers"], "topic": ["offers"], "pause": "2027-01-06"}
+    client.post(f"/u/{token_for(shop, ann)}", data=form, headers=HTML)
+    exported = export_contact(shop.engine, "ann@example.com")
+    assert exported is not None
+    assert [row["topic"] for row in exported["topics_left"]] == ["offers"]
+    assert [row["through"] for row in exported["pause"]] == ["2027-01-06"]
+    forget_contact(shop.engine, "ann@example.com", now=NOW)
+    with shop.engine.connect() as conn:
+        assert conn.execute(select(TOPICS)).all() == [] and conn.execute(select(SNOOZE)).all() == []
