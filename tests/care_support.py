@@ -10,6 +10,8 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
@@ -31,6 +34,7 @@ from engine.runtime.event_pump import pump_due_events
 from engine.runtime.keys import delivery_key, new_message_token
 from engine.settings import Settings
 from engine.store.models import Consent, Contact, Delivery, Enrolment, ShopOrder
+from engine.web.public import create_public_app
 from engine.workspace.loader import Workspace, load_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,6 +225,14 @@ def open_shop(engine: Engine, tmp_path: Path, clock: FakeClock, **overrides: Any
         rng=random.Random(14),
     )
     return Shop(engine, settings, clock, workspace, dispatcher)
+
+
+@contextmanager
+def public_client(shop: Shop) -> Iterator[TestClient]:
+    """The public app over the shop's store, clock and the shipped workspace."""
+    app = create_public_app(shop.settings, shop.engine, shop.clock, workspace=shipped_workspace)
+    with TestClient(app) as client:
+        yield client
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from care_support import REPO, Shop, customer, open_shop, outbox, shipped_workspace
+from care_support import REPO, Shop, customer, open_shop, outbox, public_client, shipped_workspace
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
+from test_e2e_cli import run
 
-from engine.cli import main
 from engine.cli.context import STATE
 from engine.clock import FakeClock
 from engine.runtime.coupons import issue_coupon
@@ -56,8 +56,7 @@ def shop(store_engine: Engine, tmp_path: Path) -> Iterator[Shop]:
 
 @pytest.fixture
 def client(shop: Shop) -> Iterator[TestClient]:
-    app = create_public_app(shop.settings, shop.engine, shop.clock, workspace=shipped_workspace)
-    with TestClient(app) as test_client:
+    with public_client(shop) as test_client:
         yield test_client
 
 
@@ -242,13 +241,6 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(STATE, "workspace", None)
     monkeypatch.setattr(STATE, "clock", FakeClock(NOW))
     return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    STATE.close()
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_care_command_gives_the_coupon_and_sends_the_apology_at_once(

@@ -8,7 +8,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from care_support import Shop, customer, open_shop, planned_for, post_events, shipped_workspace, shop_event
+from care_support import (
+    Shop,
+    customer,
+    open_shop,
+    planned_for,
+    post_events,
+    public_client,
+    shop_event,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -18,7 +26,6 @@ from engine.feedback.contact_data import export_contact, forget_contact
 from engine.feedback.preferences import pause_options
 from engine.store.models import Consent, Snooze, Suppression, TopicOptOut
 from engine.tokens import UnsubscribeTokens
-from engine.web.public import create_public_app
 
 NOW = datetime(2026, 12, 20, 12, 0, tzinfo=UTC)
 HTML = {"Accept": "text/html"}
@@ -35,8 +42,7 @@ def shop(store_engine: Engine, tmp_path: Path) -> Iterator[Shop]:
 
 @pytest.fixture
 def client(shop: Shop) -> Iterator[TestClient]:
-    app = create_public_app(shop.settings, shop.engine, shop.clock, workspace=shipped_workspace)
-    with TestClient(app) as test_client:
+    with public_client(shop) as test_client:
         yield test_client
 
 

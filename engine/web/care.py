@@ -21,8 +21,7 @@ sends it within its tick (:mod:`engine.runtime.goodwill`).
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated
 
@@ -36,6 +35,7 @@ from engine.clock import Clock
 from engine.feedback import jsonsafe
 from engine.runtime.goodwill import GoodwillRefused, GoodwillRequest, give_goodwill
 from engine.settings import Settings
+from engine.web.api_guard import bearer_refusal, read_body
 from engine.workspace.loader import Workspace
 
 MAX_BODY = 16 * 1024
@@ -88,7 +88,6 @@ def add_care_routes(
     engine: Engine,
     clock: Clock,
     workspace: Callable[[], Workspace],
-    read_body: Callable[[Request, int], Awaitable[bytes | None]],
 ) -> None:
     """Register ``POST /care/goodwill`` on the public app (see the module docstring)."""
     token = settings.care_token.get_secret_value().encode() if settings.care_token else None
@@ -96,22 +95,12 @@ def add_care_routes(
 
     @app.post("/care/goodwill", summary="Customer care: give a goodwill coupon", openapi_extra=_BODY)
     async def goodwill(request: Request) -> Response:
-        if token is None:
-            return JSONResponse(
-                {"error": "the care API is disabled: set TIDINGS_CARE_TOKEN"}, status_code=503
-            )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            return JSONResponse(
-                {"error": "missing or wrong bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        refused = bearer_refusal(request, token, setting="TIDINGS_CARE_TOKEN", what="care API")
+        if refused is not None:
+            return refused
         body = await read_body(request, MAX_BODY)
         if body is None:
-            return JSONResponse(
-                {"error": f"request body too large (at most {MAX_BODY} bytes)"}, status_code=413
-            )
+            return _error(413, f"request body too large (at most {MAX_BODY} bytes)")
         try:
             payload = jsonsafe.loads(body)
         except jsonsafe.UnsafeJSON as exc:

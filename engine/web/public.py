@@ -31,7 +31,6 @@ Every database call runs in Starlette's thread pool: the store is synchronous SQ
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from datetime import date
@@ -74,6 +73,7 @@ from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.api_guard import bearer_refusal, read_body
 from engine.web.care import add_care_routes
 from engine.web.cutoffs import (
     Answer,
@@ -131,21 +131,6 @@ def _pages() -> Environment:
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is over ``limit`` bytes (checked while reading, not after)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_public_app(
@@ -320,7 +305,7 @@ def create_public_app(
 
     @app.post("/webhooks/sendgrid", summary="SendGrid signed event webhook", openapi_extra=_JSON_BODY)
     async def sendgrid_webhook(request: Request) -> Response:
-        body = await _body(request, MAX_WEBHOOK_BODY)
+        body = await read_body(request, MAX_WEBHOOK_BODY)
         if body is None:
             return _error(413, "request body too large")
         try:
@@ -353,16 +338,10 @@ def create_public_app(
 
     @app.post("/events", summary="Shop events (one or a batch)", openapi_extra=_JSON_BODY)
     async def shop_events(request: Request) -> Response:
-        if events_token is None:
-            return _error(503, "the events API is disabled: set TIDINGS_EVENTS_TOKEN")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), events_token):
-            return JSONResponse(
-                {"error": "missing or wrong bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        body = await _body(request, MAX_EVENTS_BODY)
+        refused = bearer_refusal(request, events_token, setting="TIDINGS_EVENTS_TOKEN", what="events API")
+        if refused is not None:
+            return refused
+        body = await read_body(request, MAX_EVENTS_BODY)
         if body is None:
             return _error(413, f"request body too large (at most {MAX_EVENTS_BODY} bytes)")
         try:
@@ -429,7 +408,7 @@ def create_public_app(
 
     # --- customer care -------------------------------------------------------------------
 
-    add_care_routes(app, settings, engine, clock, workspace_source, _body)
+    add_care_routes(app, settings, engine, clock, workspace_source)
 
     # --- status page ---------------------------------------------------------------------
 
