@@ -13,13 +13,27 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from care_support import Shop, open_shop, outbox, planned_for, post_events, shop_event
+from care_support import (
+    DELIVERY,
+    ENROLMENT,
+    Shop,
+    care_settings,
+    open_shop,
+    outbox,
+    planned_for,
+    post_events,
+    shop_event,
+)
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from test_dispatch_support import campaign, workspace
 
 from engine.clock import FakeClock
+from engine.runtime.event_pump import pump_due_events
 from engine.runtime.facts import MessageFacts
+from engine.runtime.flows import advance_due
 from engine.store.models import Consent
+from engine.workspace.loader import Workspace
 
 CONSENT = Consent.__table__  # type: ignore[attr-defined]
 BOUGHT = datetime(2026, 12, 15, 18, 20, tzinfo=UTC)
@@ -177,3 +191,60 @@ def test_a_card_whose_recipient_was_forgotten_ends_the_flow_with_a_named_reason(
     (enrolment,) = shop.enrolments("gift-card-delivery")
     assert (enrolment.state, enrolment.end_reason) == ("exited", "no_recipient")
     assert outbox(shop.settings) == []
+
+
+def _flow(steps: list[dict[str, object]]) -> Workspace:
+    return workspace(
+        campaign(
+            "card-flow",
+            category="transactional",
+            audience=None,
+            trigger={"event": {"type": "gift_card.purchased"}},
+            steps=steps,
+        )
+    )
+
+
+def test_a_wait_until_a_time_of_day_is_in_the_zone_of_whoever_the_next_send_goes_to(
+    store_engine: Engine, clock: FakeClock
+) -> None:
+    clock.set(BOUGHT)
+    post_events(store_engine, [purchase("GC-20")], now=BOUGHT)  # buyer in Tallinn, recipient in New York
+    flow = _flow(
+        [
+            {"wait": {"duration": "1d", "until_time": "10:00"}},
+            {"id": "to-them", "send": {"template": "gift-card-delivery", "to": "recipient"}},
+            {"wait": {"duration": "1d", "until_time": "10:00"}},
+            {"id": "to-buyer", "send": {"template": "gift-card-delivery"}},
+        ]
+    )
+    settings = care_settings(Path("."))
+    pump_due_events(store_engine, flow, clock, settings)
+    with store_engine.connect() as conn:
+        (enrolment,) = conn.execute(select(ENROLMENT)).all()
+    assert enrolment.wake_at == datetime(2026, 12, 17, 10, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    clock.set(enrolment.wake_at)
+    advance_due(store_engine, flow, clock, settings)
+    with store_engine.connect() as conn:
+        (enrolment,) = conn.execute(select(ENROLMENT)).all()
+    # a day after 10:00 in New York (17:00 in Tallinn), then the next 10:00 in the buyer's Tallinn
+    assert enrolment.wake_at == datetime(2026, 12, 19, 10, 0, tzinfo=TALLINN).astimezone(UTC)
+
+
+def test_an_until_date_that_is_not_a_date_ends_the_flow_with_a_named_reason(
+    store_engine: Engine, clock: FakeClock
+) -> None:
+    clock.set(BOUGHT)
+    post_events(store_engine, [purchase("GC-21", send_on=None, note_day="soon")], now=BOUGHT)
+    flow = _flow(
+        [
+            {"wait": {"until_date": "event.data.note_day"}},
+            {"send": {"template": "gift-card-delivery", "to": "recipient"}},
+        ]
+    )
+    pump_due_events(store_engine, flow, clock, care_settings(Path(".")))
+    with store_engine.connect() as conn:
+        (enrolment,) = conn.execute(select(ENROLMENT)).all()
+        assert conn.execute(select(DELIVERY)).all() == []
+    assert enrolment.state == "exited"
+    assert enrolment.end_reason == "expression_error: until_date 'event.data.note_day' is 'soon', not a date"
