@@ -149,8 +149,8 @@ def check_percent(value: object, settings: Settings) -> Decimal:
         percent = Decimal(str(value).strip().rstrip("%"))
     except (InvalidOperation, ValueError):
         raise GoodwillRefused("percent", f"percent must be a number such as 15, got {value!r}") from None
-    if not percent.is_finite() or percent <= 0 or percent != percent.quantize(Decimal("0.01")):
-        raise GoodwillRefused("percent", f"percent must be above 0 with at most two decimals, got {value}")
+    if not percent.is_finite() or percent <= 0:
+        raise GoodwillRefused("percent", f"percent must be above 0, got {value}")
     cap = settings.care_max_percent
     if percent > cap:
         raise GoodwillRefused(
@@ -158,6 +158,8 @@ def check_percent(value: object, settings: Settings) -> Decimal:
             f"{percent.normalize():f}% is more than an agent may give: at most {cap.normalize():f}% "
             "(TIDINGS_CARE_MAX_PERCENT)",
         )
+    if percent != percent.quantize(Decimal("0.01")):
+        raise GoodwillRefused("percent", f"percent takes at most two decimals, got {value}")
     return percent
 
 

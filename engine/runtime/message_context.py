@@ -11,9 +11,9 @@ Plan, ``render --contact``, the preview's contact picker, flow ``if`` conditions
 
 DESIGN.md "Template context": ``order`` is the order the facts name, else that of an ``order.*``
 event, else the contact's latest order; ``gift_card`` is the card of a ``gift_card.*`` event, else
-the contact's latest
-received card with a balance. Nothing else in the engine assembles a context for a real contact
-(a template's ``sample.yaml`` goes through :func:`engine.render.context.sample_context`).
+the contact's latest received card with a balance. Nothing else in the engine assembles a context
+for a real contact (a template's ``sample.yaml`` goes through
+:func:`engine.render.context.sample_context`).
 
 :class:`StoredData` reads Core rows, not ORM objects: a Core row has the model's attributes under
 the same names and types (aware datetimes, decoded JSON, ``Decimal``), and building a thousand ORM
