@@ -114,6 +114,7 @@ def plan(database: Path) -> dict[str, Any]:
     from engine.runtime.planner import plan_occurrence
     from engine.settings import Settings
     from engine.store import make_engine
+    from engine.workspace.loader import Workspace
     from engine.workspace.models import Campaign
     from engine.workspace.schedules import Schedules
 
@@ -144,21 +145,17 @@ def plan(database: Path) -> dict[str, Any]:
         }
     )
 
-    class Workspace:
-        campaigns = {"holiday-offers": campaign}
-        segments: dict[str, Any] = {}
-        schedules = Schedules()
-
+    workspace = Workspace(root=database.parent, campaigns={"holiday-offers": campaign})
     engine = make_engine(f"sqlite:///{database}")
     settings = Settings(workspace=database.parent, timezone="UTC")
     clock = FakeClock(NOW)
-    occurrence = current_occurrence(campaign, NOW)
+    occurrence = current_occurrence(campaign, NOW, Schedules(), default_zone=settings.zone)
     rss_before = _peak_rss_mb()
     started = time.perf_counter()
-    stats = plan_occurrence(engine, Workspace(), campaign, occurrence, clock=clock, settings=settings)
+    stats = plan_occurrence(engine, workspace, campaign, occurrence, clock=clock, settings=settings)
     planned = time.perf_counter() - started
     started = time.perf_counter()
-    again = plan_occurrence(engine, Workspace(), campaign, occurrence, clock=clock, settings=settings)
+    again = plan_occurrence(engine, workspace, campaign, occurrence, clock=clock, settings=settings)
     replanned = time.perf_counter() - started
     engine.dispose()
     return {

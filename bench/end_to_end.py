@@ -63,7 +63,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +89,7 @@ def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, A
     from engine.settings import Settings
     from engine.store import make_engine, upgrade
     from engine.store.models import Consent, Contact, Delivery
+    from engine.workspace.loader import Workspace
     from tests.test_dispatch_support import campaign, write_templates
 
     write_templates(folder)
@@ -139,9 +139,7 @@ def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, A
     built = time.perf_counter() - started
 
     bench = campaign("bench", trigger={"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
-    workspace = SimpleNamespace(
-        campaigns={"bench": bench}, segments={}, schedules=None, templates_dir=folder / "templates"
-    )
+    workspace = Workspace(root=folder, campaigns={"bench": bench})
     started = time.perf_counter()
     plan = fire(engine, workspace, bench, None, clock=clock, settings=settings, due_now=True)
     planned = time.perf_counter() - started

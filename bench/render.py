@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.render import Record, Renderer, load_sample, sample_context  # noqa: E402
+from engine.render.checks import written_as_marketing  # noqa: E402
 from engine.render.compiled import CompiledEmail  # noqa: E402
 from engine.render.environment import COMPILED_COMMENT_END, COMPILED_COMMENT_START  # noqa: E402
 from engine.render.links import tag_links  # noqa: E402
@@ -223,15 +224,24 @@ def main(argv: list[str] | None = None) -> int:
             if renderer.kind(name) != "email" or (chosen and name not in chosen):
                 continue
             sample = load_sample(ROOT / "templates" / name / "sample.yaml", settings)
+            marketing = written_as_marketing(renderer, name)  # service messages have no unsubscribe link
             for locale in LOCALES:
                 base = sample_context(sample, settings)
                 fast = _contexts(base, args.messages)
                 slow = fast[: args.slow_messages]
                 compiled = renderer.compile_email(name, locale, "bench", "s")
 
-                def once(ctx: dict[str, Any], name: str = name, locale: str = locale) -> object:
+                def once(
+                    ctx: dict[str, Any], name: str = name, locale: str = locale, marketing: bool = marketing
+                ) -> object:
                     return renderer.render_email(
-                        name, ctx, locale=locale, campaign_id="bench", step_id="s", delivery_id=1
+                        name,
+                        ctx,
+                        locale=locale,
+                        campaign_id="bench",
+                        step_id="s",
+                        delivery_id=1,
+                        marketing=marketing,
                     )
 
                 fast_paths = _per_message(

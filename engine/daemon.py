@@ -40,11 +40,12 @@ from sqlalchemy.engine import Engine, make_url
 from engine import scheduler as jobs
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
+from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
 from engine.runtime.fire import fire
-from engine.runtime.upcoming import next_sends
+from engine.runtime.upcoming import NextSend, next_sends
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.workspace.loader import Workspace, load_workspace
@@ -190,6 +191,13 @@ class Daemon:
         self.lock = DaemonLock(engine, settings)
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
+        # Sends render from a reviewed copy of the templates: a later edit that fails under the send
+        # budget keeps its last good version (engine.render.accepted).
+        self.accepted_templates = AcceptedTemplates(settings)
+        first_review = self.accepted_templates.review(self.workspace)
+        for line in first_review.lines():
+            log.warning("start: %s", line)
+        self.dispatcher.renderer.templates_dir = first_review.directory
         # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
         self.publisher: Publisher | None = None
         if settings.broker_url:
@@ -222,7 +230,13 @@ class Daemon:
         return result.workspace
 
     def reload(self, reason: str = "files changed") -> bool:
-        """Re-read the workspace; apply it only when it validates."""
+        """Re-read the workspace; apply it only when it validates, and send from templates that render.
+
+        Every template that changed is rendered against its samples under the send budget
+        (``AcceptedTemplates.review``) before the dispatcher's renderer reads the new copy; one
+        that fails keeps its last good version, and the console and log say why in one line.
+        ``self.accepted_templates`` is made at start, where every template is checked once.
+        """
         with self._reload_lock:
             result = load_workspace(self.settings.workspace_dir, default_timezone=self.settings.timezone)
             if not result.ok:
@@ -235,14 +249,18 @@ class Daemon:
                     f"— first: {result.errors[0]}"
                 )
                 return False
+            review = self.accepted_templates.review(result.workspace)
+            held_back = review.lines()
+            for line in held_back:
+                log.warning("reload (%s): %s", reason, line)
+                self.say(f"Reload: {line}")
             self.workspace = result.workspace
             self.dispatcher.workspace = result.workspace
-            renderer = getattr(self.dispatcher, "renderer", None)
-            if renderer is not None and hasattr(renderer, "invalidate"):
-                renderer.invalidate()
+            self.dispatcher.renderer.templates_dir = review.directory
+            self.dispatcher.renderer.invalidate()
             report = self._sync()
             self.status.reloads += 1
-            self.status.last_problems = []
+            self.status.last_problems = held_back
             self.say(f"Reloaded the workspace ({reason}): jobs {report.summary()}")
             return True
 
@@ -337,36 +355,53 @@ class Daemon:
             "last_tick_error": self.status.last_tick_error,
         }
 
-    def schedule_table(self) -> list[tuple[str, str]]:
-        """What each campaign does next, from its own audience (:mod:`engine.runtime.upcoming`): the
-        first moment a contact it reaches is due, in that contact's zone, and how many it reaches."""
-        rows = []
+    def upcoming(self) -> dict[str, list[NextSend]]:
+        """Each active scheduled campaign's next sends, from its own audience (engine.runtime.upcoming)."""
         now = self.clock.now()
+        found: dict[str, list[NextSend]] = {}
         with self.engine.connect() as conn:
             for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
-                status = campaign.status.value
-                if status != "active":
-                    rows.append((campaign.key, status))
-                    continue
-                if campaign.trigger.event is not None:
-                    rows.append((campaign.key, f"on {campaign.trigger.event.type}"))
-                    continue
-                upcoming = next_sends(conn, self.workspace, campaign, settings=self.settings, now=now)
-                if not upcoming:
-                    rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
-                    continue
-                first = upcoming[0]
-                calendar = campaign.trigger.calendar
-                per_contact = campaign.trigger.local_time or (
-                    calendar is not None and Schedules.is_per_contact(calendar.date)
-                )
-                line = first.describe()
-                if campaign.is_broadcast and first.state == "upcoming":
-                    line = f"{first.label()} · a post"
-                elif per_contact and first.state == "upcoming":
-                    line = f"from {line}"
-                rows.append((campaign.key, line))
+                if campaign.status.value == "active" and campaign.trigger.event is None:
+                    found[campaign.key] = next_sends(
+                        conn, self.workspace, campaign, settings=self.settings, now=now
+                    )
+        return found
+
+    def schedule_table(self, upcoming: dict[str, list[NextSend]] | None = None) -> list[tuple[str, str]]:
+        """What each campaign does next: the first moment a contact it reaches is due, in that
+        contact's zone, and how many it reaches."""
+        upcoming = self.upcoming() if upcoming is None else upcoming
+        rows = []
+        for campaign in sorted(self.workspace.campaigns.values(), key=lambda c: c.key):
+            status = campaign.status.value
+            if status != "active":
+                rows.append((campaign.key, status))
+                continue
+            if campaign.trigger.event is not None:
+                rows.append((campaign.key, f"on {campaign.trigger.event.type}"))
+                continue
+            sends = upcoming.get(campaign.key) or []
+            if not sends:
+                rows.append((campaign.key, "nothing ahead (past, outside its window or nobody to reach)"))
+                continue
+            first = sends[0]
+            calendar = campaign.trigger.calendar
+            per_contact = campaign.trigger.local_time or (
+                calendar is not None and Schedules.is_per_contact(calendar.date)
+            )
+            line = first.describe()
+            if campaign.is_broadcast and first.state == "upcoming":
+                line = f"{first.label()} · a post"
+            elif per_contact and first.state == "upcoming":
+                line = f"from {line}"
+            rows.append((campaign.key, line))
         return rows
+
+    @staticmethod
+    def next_up(upcoming: dict[str, list[NextSend]], count: int = 3) -> list[NextSend]:
+        """The next few moments anything goes out, across campaigns (not those already sent)."""
+        pending = [send for sends in upcoming.values() for send in sends if send.state != "sent"]
+        return sorted(pending, key=lambda send: send.at)[:count]
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -69,7 +69,15 @@ class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    fmt: str = "text",
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    filters: Iterable[logging.Filter] = (),
+) -> None:
+    """One handler on the root logger; ``filters`` run on every record before the secrets are redacted
+    (the CLI passes ``engine.store.outage.OneLineDatabaseErrors``: a lost database connection logged
+    by any library is one line, not a traceback)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_tidings", False):
@@ -82,6 +90,8 @@ def configure_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    for extra in filters:
+        handler.addFilter(extra)
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -250,6 +250,7 @@ class Settings(BaseSettings):
     x_posts_per_15min: float = Field(default=50, gt=0)
     misfire_grace_seconds: float = Field(default=3600, ge=0)
     conversion_window_days: int = Field(default=7, ge=1)
+    render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     # The circuit breaker (engine.runtime.breaker): a marketing campaign whose recent sends bounce
     # or draw spam complaints above these rates is paused. Gmail and Yahoo require bulk senders to
     # stay under 0.3 % spam complaints (2024 sender requirements); Amazon SES reviews accounts at a

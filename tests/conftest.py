@@ -2,6 +2,14 @@
 
 Services: under CI=true the PostgreSQL and Redis tests must run; elsewhere they skip with
 a message saying which service was missing.
+
+Property tests (hypothesis): under CI=true the ``ci`` profile runs them *derandomized* and
+without an example database, so a run's verdict depends on the code alone — the same
+examples on every machine, every time, and nothing carried over from an earlier run. Known
+hostile inputs are pinned with ``@example`` in the tests themselves, so they run everywhere.
+Elsewhere the ``dev`` profile draws fresh random examples each run and keeps the failures it
+finds in ``.hypothesis/`` (git-ignored) to replay them first next time: exploration on a
+laptop, reproducibility in CI. ``HYPOTHESIS_PROFILE=ci`` picks the CI profile by hand.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from service_checks import IN_CI, PG_ADMIN_URL, REDIS_URL, pg_available, redis_available, require_service
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -22,6 +31,10 @@ from engine.store import make_engine, upgrade
 from engine.store.models import ALL_TABLES
 
 __all__ = ["IN_CI", "PG_ADMIN_URL", "REDIS_URL", "redis_available", "require_service"]
+
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
 @pytest.fixture(scope="session")

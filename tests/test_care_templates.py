@@ -21,7 +21,6 @@ LOCALES = ("en", "ro", "et")
 WORKSPACE = load_workspace(REPO).workspace
 EMAILS = sorted(name for name, info in WORKSPACE.templates.templates.items() if info.has_email)
 SERVICE = (
-    "apology-coupon",
     "gift-card-welcome",
     "gift-card-delivery",
     "gift-card-waiting",

@@ -117,6 +117,16 @@ def test_body_lines_starting_with_from_or_a_dot_survive_mbox_and_smtp() -> None:
     assert content(parse(data).get_body(("plain",))) == text
 
 
+def test_a_trailing_space_at_the_line_limit_keeps_encoded_lines_within_76_characters() -> None:
+    # binascii.b2a_qp writes a line's trailing space as "=20" past the limit (77 characters).
+    text = "0" * 137 + "==== \n" + "x" * 73 + "\t\n"
+    data = write(message(text=text))
+
+    body = data.partition(b"\r\n\r\n")[2]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    assert content(parse(data).get_body(("plain",))) == text
+
+
 def test_a_message_with_only_html_is_a_single_html_part() -> None:
     parsed = parse(write(message(text="")))
 

@@ -253,8 +253,6 @@ def test_any_message_is_read_alike_or_refused_alike(message: EmailMessage) -> No
         {"subject": "Reduceri\nBcc: everyone@example.com"},
         {"subject": "Reduceri\rBcc: everyone@example.com"},
         {"subject": "Reduceri\u2028Bcc: everyone@example.com"},
-        {"to_name": "Ana\r\nBcc: everyone@example.com"},
-        {"from_name": "Pood\nBcc: everyone@example.com"},
         {"headers": {"X-Tidings-Campaign": "x\r\nBcc: everyone@example.com"}},
         {"locale": "ro\r\nBcc: everyone@example.com"},
     ],
@@ -269,6 +267,20 @@ def test_a_line_break_inside_a_header_is_refused_as_before(change: dict[str, Any
         build_mime(message, message_id="<tidings.1@shop.example.com>", date=DATE)
 
     assert ours.value.reason == theirs.value.reason
+
+
+@pytest.mark.parametrize("field", ["to_name", "from_name"])
+def test_a_line_break_in_a_display_name_is_a_space_in_both_writers_and_injects_nothing(field: str) -> None:
+    message = _message(**{field: "Ana\r\nBcc: everyone@example.com"})
+
+    for raw in (
+        message_bytes(message, message_id="<tidings.1@shop.example.com>", date=DATE),
+        build_mime(message, message_id="<tidings.1@shop.example.com>", date=DATE).as_bytes(),
+    ):
+        parsed = PARSER.parsebytes(raw)
+        header = "To" if field == "to_name" else "From"
+        assert parsed["Bcc"] is None
+        assert parsed[header].addresses[0].display_name == "Ana Bcc: everyone@example.com"
 
 
 @pytest.mark.parametrize("field", ["subject", "X-Tidings-Campaign"])

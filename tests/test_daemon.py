@@ -28,11 +28,13 @@ from engine import scheduler as jobs
 from engine.cli import main
 from engine.clock import SystemClock
 from engine.daemon import AlreadyRunning, Daemon, DaemonLock, wait_for
+from engine.render import Record
 from engine.runtime import controls
 from engine.settings import Settings
 from engine.workspace.models import ScheduleTrigger
 
 CONTACTS = 12
+SHOP = {"name": "Shop", "url": "https://shop.example.com", "postal_address": "1 Main St, Tallinn"}
 
 NOW_CAMPAIGN = """\
 name: Now
@@ -210,6 +212,29 @@ def test_valid_edit_is_applied_on_reload_and_moves_the_job(root: Path, daemons: 
     # The one-off that already ran is not added (and fired) again; the edited job moves.
     assert daemons.said[-1] == "Reloaded the workspace (test edit): jobs 1 rescheduled"
     assert daemon.scheduler.get_job("campaign:daily:0").next_run_time.astimezone(UTC).hour == 11
+
+
+def test_a_template_over_the_render_budget_keeps_its_last_good_version_on_reload(
+    root: Path, daemons: Daemons
+) -> None:
+    daemon = daemons.make()
+    assert daemon.reload("start") is True
+    hello = root / "templates" / "hello" / "email.mjml"
+    hello.write_text(
+        hello.read_text().replace(
+            "Hello {{ contact.first_name }}.",
+            "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}",
+        )
+    )
+
+    assert daemon.reload("test edit") is True
+
+    [why] = [line for line in daemons.said if line.startswith("Reload: kept the last good version")]
+    assert f"template 'hello': {hello}:" in why and "loop iterations" in why
+    assert daemon.status.last_problems == [why.removeprefix("Reload: ")]
+    contact = Record({"id": 1, "email": "ada@example.com", "first_name": "Ada", "locale": "en"})
+    sent = daemon.dispatcher.renderer.render_email("hello", {"contact": contact, "shop": Record(SHOP)})
+    assert "Hello Ada." in sent.text
 
 
 def test_second_run_on_the_same_sqlite_database_refuses_to_start(

@@ -124,7 +124,12 @@ def test_daemon_survives_sigterm_mid_send_and_completes_the_outbox_on_restart(ti
     assert wait_for(lambda: health(tidings.port)[0] == 200, timeout=90), tidings.output(1)
     status, body = health(tidings.port)
     assert body["scheduler"] == "ok" and body["alive"] is True and body["database"] == "ok"
-    assert "Scheduled:" in tidings.output(1)
+    banner = tidings.output(1)
+    assert "Scheduled:" in banner and "Next up:" in banner
+    # The order-by reminders' first send is a real contact's, in that contact's zone (not UTC+14).
+    assert re.search(
+        r"shipping-deadlines +from 2026-12-\d\d 09:00 \w+ \(\w+/\w+\) · [\d,]+ contacts", banner
+    ), banner
     first.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "Reloaded the workspace (SIGHUP)" in tidings.output(1), timeout=30)
     reloaded = re.search(r"Reloaded the workspace \(SIGHUP\): jobs (.*)", tidings.output(1))

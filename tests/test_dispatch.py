@@ -113,6 +113,38 @@ def test_message_that_fails_to_render_is_failed_and_never_sent(
     assert sendgrid.accepted == []
 
 
+def test_a_template_over_the_render_budget_fails_its_rows_and_the_other_sends_go_out(
+    store_engine: Engine, clock: FakeClock, tmp_path: Path, sendgrid: SendGridServer
+) -> None:
+    templates = write_templates(tmp_path)
+    greeting = (templates / "greeting" / "email.mjml").read_text()
+    hostile = templates / "hostile" / "email.mjml"
+    hostile.parent.mkdir()
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}"
+    hostile.write_text(greeting.replace("</mj-text>", loops + "</mj-text>", 1))
+    rows = []
+    for n in range(6):
+        contact = add_contact(store_engine, f"c{n}@example.com", now=clock.now())
+        rows.append(
+            add_delivery(store_engine, contact, now=clock.now(), template="hostile" if n % 2 else "greeting")
+        )
+
+    with make_dispatcher(store_engine, make_settings(tmp_path, sendgrid), clock, [campaign()], tmp_path) as d:
+        stats = d.drain()
+
+    assert (stats.sent, stats.failed) == (3, 3)
+    stored = delivery_rows(store_engine)
+    for n, row in enumerate(rows):
+        if n % 2:
+            assert (stored[row].state, stored[row].reason) == ("failed", "render_error")
+            assert (
+                "hostile/email.mjml:" in stored[row].last_error
+                and "loop iterations" in stored[row].last_error
+            )
+        else:
+            assert stored[row].state == "sent"
+
+
 def test_permanent_error_is_recorded_with_the_providers_message_and_not_retried(
     store_engine: Engine, clock: FakeClock, tmp_path: Path, sendgrid: SendGridServer
 ) -> None:

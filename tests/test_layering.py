@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "tokens": 0,
     "logs": 0,
     "display": 0,
+    "inbound": 0,
     "metrics": 3,  # counts queue depth from the store at scrape time
     "store": 1,
     "workspace": 1,

@@ -193,6 +193,24 @@ def test_a_broken_template_shows_its_error_with_file_and_line(client: TestClient
     assert "templates/preview-card/email.mjml:5:" in frame.text
 
 
+def test_a_template_over_the_render_budget_shows_its_error_instead_of_hanging(
+    client: TestClient, workspace: Path
+) -> None:
+    hostile = CARD_EN.replace(
+        "<mj-text>Hi {{ contact.first_name }}, welcome to the shop.</mj-text>",
+        "<mj-text>{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}</mj-text>"
+        "<mj-text>{{ 'x' * 10**9 }}</mj-text>",
+    )
+    (workspace / "templates" / "preview-card" / "email.mjml").write_text(hostile)
+
+    api = client.get("/api/templates/preview-card").json()
+    frame = client.get("/render/preview-card")
+
+    assert api["error"].startswith("templates/preview-card/email.mjml:7:")
+    assert "loop iterations" in api["error"]
+    assert frame.status_code == 422
+
+
 def test_post_template_shows_text_and_weighted_count(client: TestClient, workspace: Path) -> None:
     (workspace / "templates" / "preview-post" / "sample.yaml").write_text("")
     page = client.get("/templates/preview-post")

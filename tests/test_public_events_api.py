@@ -60,13 +60,64 @@ def test_invalid_events_get_422_naming_index_and_field(
     bad = _event("evt-2")
     del bad["data"]["balance"]
     with _client(sqlite_engine, tmp_path, clock) as client:
-        response = client.post("/events", json=[_event(), bad], headers=AUTH)
+        response = client.post("/events", json=[bad, {"id": "evt-3"}], headers=AUTH)
         not_json = client.post("/events", content=b"{oops", headers=AUTH)
     assert response.status_code == 422
-    assert response.json()["errors"] == [{"index": 1, "field": "data.balance", "message": "Field required"}]
+    assert response.json()["errors"][0] == {"index": 0, "field": "data.balance", "message": "Field required"}
+    assert {error["index"] for error in response.json()["errors"]} == {0, 1}
+    assert response.json()["rejected"] == [0, 1]
     assert not_json.status_code == 400
     with sqlite_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ShopEvent.__table__)).scalar_one() == 0  # type: ignore[attr-defined]
+
+
+def _stored(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(ShopEvent.__table__.c.external_id).order_by("external_id")).scalars())  # type: ignore[attr-defined]
+
+
+def test_a_mixed_batch_stores_the_valid_events_and_answers_207_with_the_others(
+    sqlite_engine: Engine, tmp_path: Path, clock: FakeClock
+) -> None:
+    deep = _event("evt-deep") | {
+        "data": {"gift_card_id": "GC2", "amount": "5", "balance": "5", "currency": "EUR"}
+    }
+    nested: Any = "end"
+    for _ in range(300):
+        nested = [nested]
+    deep["data"]["extra"] = nested
+    nul = _event("evt-nul") | {"contact": {"email": "nul@example.com", "first_name": "Ana\u0000"}}
+    crlf = _event("evt-crlf") | {"contact": {"email": "crlf@example.com", "first_name": "Ana\r\nBcc: x@evil"}}
+    two = _event("evt-two") | {"contact": {"email": "a@x.com,victim@evil.example"}}
+    batch = [_event("evt-1"), deep, nul, crlf, two, _event("evt-2")]
+
+    with _client(sqlite_engine, tmp_path, clock) as client:
+        response = client.post("/events", json=batch, headers=AUTH)
+        again = client.post("/events", json=batch, headers=AUTH)
+
+    assert response.status_code == 207
+    body = response.json()
+    assert (body["received"], body["stored"], body["duplicate"], body["rejected"]) == (6, 2, 0, [1, 2, 3, 4])
+    by_index = {error["index"]: error for error in body["errors"]}
+    assert by_index[1]["message"] == "nested deeper than 32 levels" and by_index[1]["field"].startswith(
+        "data.extra"
+    )
+    assert by_index[2] == {"index": 2, "field": "contact.first_name", "message": "contains a NUL character"}
+    assert by_index[3]["field"] == "contact.first_name" and "control character (CR)" in by_index[3]["message"]
+    assert by_index[4]["field"] == "contact.email" and "not an email address" in by_index[4]["message"]
+    assert _stored(sqlite_engine) == ["evt-1", "evt-2"]
+    # The shop sends it again (its retry): the stored ones are duplicates, still 2xx, nothing new.
+    assert again.status_code == 207 and again.json()["duplicate"] == 2 and again.json()["stored"] == 0
+
+
+def test_a_body_nested_past_the_parser_is_400_and_too_large_is_413(
+    sqlite_engine: Engine, tmp_path: Path, clock: FakeClock
+) -> None:
+    with _client(sqlite_engine, tmp_path, clock) as client:
+        deep = client.post("/events", content=b"[" * 100_000 + b"]" * 100_000, headers=AUTH)
+        large = client.post("/events", content=b" " * (21 * 1024 * 1024), headers=AUTH)
+    assert deep.status_code == 400 and deep.json() == {"error": "the body is nested too deeply to read"}
+    assert large.status_code == 413
 
 
 def test_stored_events_are_handed_to_the_hook_once(

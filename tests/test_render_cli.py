@@ -40,9 +40,9 @@ def test_render_json_has_the_documented_keys(workspace: Path, capsys: pytest.Cap
 def test_a_service_message_renders_without_unsubscribe_headers(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["render", "apology-coupon", "--locale", "en", "--json"]) == 0
+    assert main(["render", "claim-opened", "--locale", "en", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["subject"] == "We are sorry about your order NB-10977"
+    assert data["subject"] == "We have your claim CL-2026-00031 about order NB-10655"
     assert "List-Unsubscribe" not in data["headers"] and "/u/" not in data["html"]
 
 

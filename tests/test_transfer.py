@@ -73,7 +73,7 @@ def test_a_row_with_a_multi_line_cell_is_reported_at_its_first_line(
     tmp_path: Path, sqlite_engine: Engine
 ) -> None:
     text = (
-        'email,first_name,timezone\n"a@example.com","Ana\nMaria",Europe/Bucharest\n'
+        'email,attributes.note,timezone\n"a@example.com","Gift wrap,\nplease",Europe/Bucharest\n'
         "b@example.com,Bo,Nowhere/Land\n"
     )
     problems: list[str] = []

@@ -1,5 +1,9 @@
 """Whatever is in a campaign file — random YAML structures, random bytes — loading it gives a list of
-one-line problems with a line number, never an exception."""
+one-line problems with a line number, never an exception.
+
+Inputs that once broke the loader are pinned with ``@example`` so they run on every machine,
+whatever hypothesis draws there (see tests/conftest.py for the profiles).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import Problem
@@ -104,6 +108,15 @@ def test_random_mappings_in_block_style_give_one_line_problems(tree: dict[str, o
 
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=200))
+@example(b"+_")  # ruamel: IndexError on a YAML 1.1 integer without digits
+@example(b"-_")
+@example(b"0x_")
+@example(b"name: 0b_\nsteps: [+_]")
+@example(b"a: &a [*a]")  # an anchor used inside itself
+@example(b"a: &a {k: [*a, *a]}\nb: *a")
+@example(b"\xef\xbb\xbf+_")  # a BOM first
+@example(b"a: \x85b")
+@example(b"%YAML 1.1\n---\n+_")
 def test_random_bytes_give_one_line_problems(raw: bytes) -> None:
     assert_one_line_problems(load_bytes(raw))
 

@@ -65,6 +65,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+import idna
+
 from engine.errors import TidingsError
 from engine.message import EmailMessage, SendResult, SocialPost
 
@@ -241,19 +243,28 @@ _ADDRESS = re.compile(rf"^[^@\s<>()\[\],;:\"\\]+@[{_DOMAIN_CHAR}]([{_DOMAIN_CHAR
 
 
 def check_address(address: str, role: str = "recipient") -> str:
-    """``address`` if it is a plain ``local@domain.tld`` address, else :class:`PermanentFailure`.
+    """``address`` as every channel sends to it, if it is a plain ``local@domain.tld`` address.
 
     The domain must have a dot: a bare host name (``ana@example``) is not deliverable on
-    the internet, and in a shop's contact list it is always a typo.
+    the internet, and in a shop's contact list it is always a typo. An international domain
+    is given in its ASCII (IDNA) form, so the envelope, the ``To:`` header and a provider's
+    API all name the same mailbox and no server needs SMTPUTF8 for it (the importer stores
+    addresses that way already; this covers older rows).
 
     Checked before any provider is called: a malformed address (or one carrying a line
     break, which would inject headers) can never become deliverable, and finding it here
-    keeps the provider's view of our sending clean.
+    keeps the provider's view of our sending clean. Else :class:`PermanentFailure`.
     """
     candidate = address.strip()
-    domain = candidate.rpartition("@")[2]
+    local, _, domain = candidate.rpartition("@")
     if len(candidate) > 254 or not _ADDRESS.match(candidate) or ".." in domain or "." not in domain:
         raise PermanentFailure(f"invalid {role} address {candidate[:80]!r}")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            raise PermanentFailure(f"invalid {role} address {candidate[:80]!r} (domain)") from None
+        candidate = f"{local}@{domain}"
     return candidate
 
 

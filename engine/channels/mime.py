@@ -21,13 +21,27 @@ Two writers produce those bytes:
   rare inputs, written exactly as before. ``tests/test_channel_mime_property.py`` checks
   that a parser reads the same headers and bodies from both writers.
 
+Display names (From, To) come from contact data and are written so that the field always
+parses back to exactly its address, whatever the name holds. A name is first made fit for a
+header (:func:`header_name`: control characters, CR and LF included, and every run of white space
+become one space, lone surrogates U+FFFD, and it is cut on a character boundary past
+:data:`MAX_NAME_BYTES` of UTF-8, which keeps its encoded word under the 998-character line
+limit); then it is written as plain words when it is nothing but atoms, as a quoted string
+when it is printable ASCII, and otherwise as RFC 2047 encoded words for every word that is
+not an atom. A name that itself looks like an encoded word (``=?utf-8?b?…?=``) is encoded in
+turn, never written raw, since parsers decode ``=?…?=`` even inside quotes.
+``tests/test_channel_mime_names.py`` checks arbitrary Unicode names through Python's strict
+parser and through the SMTP channel. In the rare messages left to the ``email`` package the
+address is as exact, but a name holding ``=?`` is left out and a very long non-ASCII name comes
+back with spaces where the package folded it.
+
 Where the direct writer deliberately differs from the ``email`` package:
 
 * Long ASCII tokens (a ``List-Unsubscribe`` URL) stay as they are on a line of their own
   instead of turning into encoded words, which RFC 2369 parsers do not decode.
-* A line break anywhere in a header value is refused. The ``email`` package refused it
-  except at the very end, where it ended the header block early and pushed the
-  remaining headers into the body.
+* A line break anywhere in a header value other than a display name is refused. The
+  ``email`` package refused it except at the very end, where it ended the header block
+  early and pushed the remaining headers into the body. In a display name it is a space.
 * Body lines that start with ``From `` are written ``=46rom `` so that an mbox on the
   way cannot turn them into ``>From``; both bodies are always quoted-printable, so the
   message is 7-bit clean and needs no 8BITMIME from an SMTP server.
@@ -92,6 +106,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _PLAIN_MESSAGE_ID = re.compile(rf"<[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[{_ATEXT}]+(?:\.[{_ATEXT}]+)*>")
 _QP_LINE = 76  # RFC 2045 6.7: encoded lines at most 76 characters
+MAX_NAME_BYTES = 540  # a display name's UTF-8: its encoded word stays under 740 characters
+_NAME_SPACES = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")  # Unicode white space and control characters
 
 
 def message_id_for(message: EmailMessage) -> str:
@@ -135,11 +151,11 @@ def _write(message: EmailMessage, *, message_id: str, date: datetime) -> bytes:
     reply_to = check_address(message.reply_to, "reply-to") if message.reply_to else None
     _refuse_injection(message, message_id)
     lines = [
-        _address_field("From", message.from_name, from_email),
-        _address_field("To", message.to_name, to_email),
+        _address_field("From", header_name(message.from_name), from_email),
+        _address_field("To", header_name(message.to_name), to_email),
     ]
     if reply_to:
-        lines.append(_address_field("Reply-To", None, reply_to))
+        lines.append(_address_field("Reply-To", "", reply_to))
     lines.append(_unstructured("Subject", message.subject))
     lines.append("Date: " + format_datetime(date))
     if not _PLAIN_MESSAGE_ID.fullmatch(message_id):
@@ -192,9 +208,6 @@ def _refuse_injection(message: EmailMessage, message_id: str) -> None:
     Checked before anything is written, in the order the email package used to find
     them, so that the same message gets the same refusal as before.
     """
-    for name in (message.from_name, message.to_name):
-        if name and ("\r" in name or "\n" in name):
-            raise PermanentFailure("invalid header: invalid arguments; address parts cannot contain CR or LF")
     _refuse_line_breaks(message.subject)
     _refuse_line_breaks(message_id)
     for name, value in message.headers.items():
@@ -225,25 +238,43 @@ def _unstructured(name: str, value: str) -> str:
     return _fold(name, _encoded_words(value, first=_room_after(name)))
 
 
-def _address_field(name: str, display_name: str | None, address: str) -> str:
-    """``Name: display name <address>`` (or the bare address), folded."""
+def header_name(name: str | None) -> str:
+    """``name`` as a display name is written: one line, single spaces, valid Unicode, bounded.
+
+    Every run of white space (any kind: no-break, ideographic …) and control characters (CR
+    and LF included) becomes one space, with none around the name — parsers fold white space
+    in names anyway, each its own way; a lone surrogate becomes U+FFFD; past
+    :data:`MAX_NAME_BYTES` bytes of UTF-8 the name is cut on a character boundary. Every other
+    character is kept.
+    """
+    if not name:
+        return ""
+    text = _NAME_SPACES.sub(" ", name).strip(" ")
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:  # lone surrogates: U+FFFD, as any decoder shows them
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        data = text.encode("utf-8")
+    if len(data) > MAX_NAME_BYTES:
+        text = data[:MAX_NAME_BYTES].decode("utf-8", "ignore").rstrip(" ")
+    return text
+
+
+def _address_field(name: str, display_name: str, address: str) -> str:
+    """``Name: display name <address>`` (or the bare address), folded; the name from :func:`header_name`."""
     if not _PLAIN_ADDRESS.fullmatch(address):
-        raise _NotPlain  # a quoted or international local part, an IDN domain
+        raise _NotPlain  # a quoted or international local part
     if not display_name:
         return f"{name}: {address}"
-    if display_name != display_name.strip() or "=?" in display_name or "  " in display_name:
-        raise _NotPlain
-    words: list[str]
-    if _PHRASE.fullmatch(display_name):
+    words: list[str] = []
+    if "=?" not in display_name and _PHRASE.fullmatch(display_name):
         words = display_name.split(" ")
-    elif _PRINTABLE.fullmatch(display_name):
+    elif "=?" not in display_name and _PRINTABLE.fullmatch(display_name):
         quoted = '"' + display_name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if len(quoted) > MAX_LINE - 2:
-            raise _NotPlain
-        words = [quoted]
-    elif _CONTROL.search(display_name):
-        raise _NotPlain
-    else:
+        if len(quoted) <= MAX_LINE - 2:
+            words = [quoted]
+    if not words:
         words = _phrase_words(display_name)
     words.append(f"<{address}>")
     return _fold(name, words)
@@ -260,7 +291,7 @@ def _phrase_words(display_name: str) -> list[str]:
     words: list[str] = []
     run: list[str] = []
     for word in display_name.split(" "):
-        if _PHRASE.fullmatch(word):
+        if _PHRASE.fullmatch(word) and "=?" not in word:
             if run:
                 words.append(_encoded_word(" ".join(run)))
                 run = []
@@ -355,6 +386,9 @@ def _quoted_printable(text: str) -> bytes:
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
     if encoded.startswith(b"From ") or b"\nFrom " in encoded:
         encoded = b"\r\n".join(_protect_from(line) for line in encoded.split(b"\r\n"))
+    if b"=20\r\n" in encoded or b"=09\r\n" in encoded:
+        # b2a_qp encodes a line's trailing space or tab without room for it: 77 characters.
+        encoded = b"\r\n".join(_within_line(line) for line in encoded.split(b"\r\n"))
     return encoded
 
 
@@ -362,7 +396,11 @@ def _protect_from(line: bytes) -> bytes:
     """An encoded line starting ``From `` as ``=46rom …``, re-broken if that passes 76 characters."""
     if not line.startswith(b"From "):
         return line
-    line = b"=46" + line[1:]
+    return _within_line(b"=46" + line[1:])
+
+
+def _within_line(line: bytes) -> bytes:
+    """An encoded line of more than 76 characters broken with a soft line break, never inside ``=XX``."""
     if len(line) <= _QP_LINE:
         return line
     cut = _QP_LINE - 1  # room for the soft break's "="
@@ -370,10 +408,17 @@ def _protect_from(line: bytes) -> bytes:
         cut -= 1
     elif line[cut - 2 : cut - 1] == b"=":
         cut -= 2
-    return line[:cut] + b"=\r\n" + line[cut:]
+    return line[:cut] + b"=\r\n" + _within_line(line[cut:])
 
 
 # --- the email package's writer ---------------------------------------------------------------------
+
+
+def _package_name(name: str | None) -> str:
+    """A display name for the ``email`` package, which writes an ``=?…?=`` in a name as it is (and
+    parsers then decode it): such a name is left out there, so the address still parses exactly."""
+    shown = header_name(name)
+    return "" if "=?" in shown else shown
 
 
 def build_mime(message: EmailMessage, *, message_id: str, date: datetime) -> MimeMessage:
@@ -387,8 +432,8 @@ def build_mime(message: EmailMessage, *, message_id: str, date: datetime) -> Mim
     reply_to = check_address(message.reply_to, "reply-to") if message.reply_to else None
     mime = MimeMessage(policy=policy.SMTP)
     try:
-        mime["From"] = Address(display_name=message.from_name or "", addr_spec=from_email)
-        mime["To"] = Address(display_name=message.to_name or "", addr_spec=to_email)
+        mime["From"] = Address(display_name=_package_name(message.from_name), addr_spec=from_email)
+        mime["To"] = Address(display_name=_package_name(message.to_name), addr_spec=to_email)
         if reply_to:
             mime["Reply-To"] = Address(addr_spec=reply_to)
         mime["Subject"] = message.subject

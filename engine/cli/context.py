@@ -49,10 +49,14 @@ class CliState:
             if self.workspace is not None:
                 overrides["workspace"] = self.workspace
             from engine.settings import load_settings
+            from engine.store.outage import OneLineDatabaseErrors
 
             self._settings = load_settings(**overrides)
             configure_logging(
-                self._settings.log_format.value, self._settings.log_level, self._settings.secret_values()
+                self._settings.log_format.value,
+                self._settings.log_level,
+                self._settings.secret_values(),
+                filters=[OneLineDatabaseErrors()],
             )
         return self._settings
 

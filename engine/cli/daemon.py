@@ -15,6 +15,8 @@ from engine.errors import TidingsError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from engine.runtime.upcoming import NextSend
+
 
 def _workspace_line(workspace: object, database: str) -> str:
     campaigns = getattr(workspace, "campaigns", {})
@@ -73,6 +75,25 @@ def _season_hint() -> str:
     return f"--from {year}-12-01 --to {year + 1}-01-31"
 
 
+def _print_next_up(sends: list[NextSend]) -> None:
+    """ "Next up": the next moments anything goes out, and when none is today, where to look instead."""
+    out = STATE.out
+    zone = STATE.settings.zone
+    today = STATE.clock.now().astimezone(zone).date()
+    if not sends:
+        out.print("Next up: nothing scheduled ahead.", markup=False)
+    else:
+        out.print("Next up:", markup=False)
+        for send in sends:
+            who = f"{send.reach:,} {'contact' if send.reach == 1 else 'contacts'}"
+            out.print(f"  {send.label()}  {send.campaign_id} · {who}", markup=False, highlight=False)
+    if not sends or sends[0].at.astimezone(zone).date() > today:
+        out.print(
+            f"Nothing goes out today. To watch the season play out: tidings simulate {_season_hint()}",
+            markup=False,
+        )
+
+
 def run_cmd(
     demo_if_empty: bool = typer.Option(
         False,
@@ -111,12 +132,14 @@ def run_cmd(
         )
         public_line = f" · public app {settings.public_url}" if public else ""
         out.print(f"Email → {email} · X → {social}{public_line}", markup=False)
-        rows = daemon.schedule_table()
+        upcoming = daemon.upcoming()
+        rows = daemon.schedule_table(upcoming)
         if rows:
             out.print("Scheduled:", markup=False)
             width = max(len(key) for key, _ in rows)
             for key, when in rows:
                 out.print(f"  {key.ljust(width)}  {when}", markup=False, highlight=False)
+        _print_next_up(daemon.next_up(upcoming))
         out.print(
             f"Preview templates: tidings preview · See the season: tidings simulate {_season_hint()}",
             markup=False,

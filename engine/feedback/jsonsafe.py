@@ -1,15 +1,21 @@
-"""JSON from the outside, made safe to store on SQLite and PostgreSQL alike.
+"""JSON from the outside, parsed strictly, and made safe to store on SQLite and PostgreSQL alike.
 
 Python's ``json`` accepts ``NaN`` and ``Infinity``, strings with NUL characters and
-escaped lone surrogates (``"\\ud800"``); PostgreSQL's JSONB and text columns reject all
-three, which would turn a stranger's odd request into a 500. Parse strictly here,
-once, for every public endpoint.
+escaped lone surrogates (``"\\ud800"``), and nests as deep as its recursion allows (about
+1,000 levels, past which it raises ``RecursionError``); PostgreSQL's JSONB and text columns
+reject the first three, which would turn a stranger's odd request into a 500. :func:`parse`
+refuses the constants and an over-deep body; :func:`loads` also refuses any unstorable string
+or nesting past :data:`~engine.inbound.MAX_JSON_DEPTH` anywhere in the body, for endpoints
+that take a body whole (the SendGrid webhook). The events API parses with :func:`parse` and
+checks each event on its own, so one bad event does not cost the others.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from engine.inbound import unstorable_json
 
 
 class UnsafeJSON(ValueError):
@@ -20,41 +26,22 @@ def _no_constants(name: str) -> Any:
     raise UnsafeJSON(f"{name} is not valid JSON")
 
 
-def loads(body: bytes | str) -> Any:
-    """Parse JSON, refusing NaN/Infinity and NUL characters anywhere."""
+def parse(body: bytes | str) -> Any:
+    """Parse JSON, refusing NaN/Infinity and a body nested deeper than the parser can read."""
     try:
-        data = json.loads(body, parse_constant=_no_constants)
+        return json.loads(body, parse_constant=_no_constants)
     except UnsafeJSON:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except RecursionError:
+        raise UnsafeJSON("the body is nested too deeply to read") from None
+    except (UnicodeDecodeError, ValueError):
         raise UnsafeJSON("the body is not valid JSON") from None
-    if _has_unstorable(data):
-        raise UnsafeJSON("strings must not contain NUL characters or lone surrogates")
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON, refusing NaN/Infinity, NUL characters, lone surrogates and over-deep nesting anywhere."""
+    data = parse(body)
+    problem = unstorable_json(data)
+    if problem:
+        raise UnsafeJSON(str(problem))
     return data
-
-
-def _unstorable(text: str) -> bool:
-    if "\x00" in text:
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _has_unstorable(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _unstorable(item):
-                return True
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if _unstorable(key):
-                    return True
-                stack.append(inner)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False

@@ -1,9 +1,20 @@
 """Shop events: their schemas, and ingestion that is idempotent on the shop's own event id.
 
 A shop posts ``{id, type, occurred_at, contact: {...}, data: {...}}`` (one or a list).
-Each event is validated against its type's schema; every problem is reported with the
-event's index and the field's dotted path, so a shop developer can fix the exporter
-without guessing. Ingestion of a valid batch happens in one transaction:
+Each event is validated on its own against its type's schema (:func:`check_events`); every
+problem is reported with the event's index and the field's dotted path, so a shop developer
+can fix the exporter without guessing. A batch is not all-or-nothing: the valid events are
+stored and the invalid ones reported (the public app answers ``207 Multi-Status`` for such
+a mixed batch, see :mod:`engine.web.public`), so one bad event never makes a shop resend,
+or lose, the good ones.
+
+Every value is checked before it reaches the database, as an import checks it
+(:mod:`engine.inbound`): one RFC 5322 address per email (stored in ASCII form, lower-cased),
+names and ids on one line, and no NUL character, lone surrogate or nesting deeper than 32
+levels anywhere in the event (PostgreSQL refuses the first two; the third once turned a
+valid-looking event into a 500 the shop would retry forever).
+
+Ingestion of the valid events happens in one transaction:
 
 1. events whose ``id`` is already stored (or repeated within the batch) are duplicates
    and change nothing;
@@ -29,13 +40,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from engine.feedback.consent import grant_consent, withdraw_consent
+from engine.inbound import single_line, unstorable_json
 from engine.store.database import write_transaction
 from engine.store.models import Contact, GiftCard, OrderStatus, ShopEvent, ShopOrder, valid_zone
 from engine.transfer.event_data import (
@@ -55,6 +75,8 @@ from engine.workspace.values import EVENT_TYPES
 MAX_BATCH = 5_000
 KNOWN_TYPES = EVENT_TYPES
 _CUSTOM = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,99}$")
+MAX_ERRORS = 100  # field errors listed in one answer (every rejected event is still counted)
+Name = Annotated[str, AfterValidator(lambda value: single_line(value, field="the name", max_length=200))]
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -78,12 +100,12 @@ class ContactIn(BaseModel):
 
     email: str
     external_id: Text | None = None
-    first_name: Annotated[str, Field(max_length=200)] | None = None
-    last_name: Annotated[str, Field(max_length=200)] | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
     locale: str | None = None
     country: str | None = None
     timezone: str | None = None
-    x_handle: Annotated[str, Field(max_length=100)] | None = None
+    x_handle: Annotated[str, Field(max_length=100), AfterValidator(single_line)] | None = None
     consent: dict[Literal["email", "x", "sms"], ConsentIn] | None = None
 
     @field_validator("email")
@@ -161,8 +183,22 @@ def _loc(prefix: str, loc: Sequence[Any]) -> str:
     return ".".join(parts) or "(event)"
 
 
-def validate_events(body: Any, *, max_batch: int = MAX_BATCH) -> list[ShopEventIn]:
-    """One event object or a list of them → typed events, or :class:`InvalidEvents` naming every problem."""
+@dataclass
+class EventBatch:
+    """A posted batch checked event by event: the valid events and the problems of the others."""
+
+    received: int
+    valid: list[ShopEventIn] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)  # indexes of the events not stored
+    errors: list[FieldError] = field(default_factory=list)  # at most MAX_ERRORS, in index order
+
+
+def check_events(body: Any, *, max_batch: int = MAX_BATCH) -> EventBatch:
+    """Check each event of ``body`` (one event object or a list) on its own.
+
+    Raises :class:`InvalidEvents` only when the body as a whole is wrong: not an event or a
+    list of them, an empty list, or more than ``max_batch`` events.
+    """
     items = body if isinstance(body, list) else [body]
     if not items:
         raise InvalidEvents(
@@ -172,38 +208,54 @@ def validate_events(body: Any, *, max_batch: int = MAX_BATCH) -> list[ShopEventI
         raise InvalidEvents(
             [FieldError(0, "(body)", f"at most {max_batch} events per request, got {len(items)}")]
         )
-    errors: list[FieldError] = []
-    events: list[ShopEventIn] = []
+    batch = EventBatch(received=len(items))
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            errors.append(FieldError(index, "(event)", "expected an object"))
+        problems = _event_problems(index, item)
+        if isinstance(problems, ShopEventIn):
+            batch.valid.append(problems)
             continue
+        batch.rejected.append(index)
+        batch.errors.extend(problems[: max(MAX_ERRORS - len(batch.errors), 0)])
+    return batch
+
+
+def validate_events(body: Any, *, max_batch: int = MAX_BATCH) -> list[ShopEventIn]:
+    """Every event of ``body`` typed, or :class:`InvalidEvents` naming every problem (all or nothing)."""
+    batch = check_events(body, max_batch=max_batch)
+    if batch.rejected:
+        raise InvalidEvents(batch.errors)
+    return batch.valid
+
+
+def _event_problems(index: int, item: Any) -> ShopEventIn | list[FieldError]:
+    """The typed event, or what is wrong with it (at most 20 field errors)."""
+    if not isinstance(item, dict):
+        return [FieldError(index, "(event)", "expected an object")]
+    unstorable = unstorable_json(item)
+    if unstorable is not None:
+        return [FieldError(index, unstorable.path or "(event)", unstorable.message)]
+    try:
+        envelope = EventIn.model_validate(item)
+    except ValidationError as exc:
+        return [FieldError(index, _loc("", e["loc"]), _message(e["msg"])) for e in exc.errors()[:20]]
+    schema = DATA_SCHEMAS.get(envelope.type)
+    data = None
+    if schema is not None:
         try:
-            envelope = EventIn.model_validate(item)
+            data = schema.model_validate(envelope.data)
         except ValidationError as exc:
-            errors += [FieldError(index, _loc("", e["loc"]), e["msg"]) for e in exc.errors()[:20]]
-            continue
-        schema = DATA_SCHEMAS.get(envelope.type)
-        data = None
-        if schema is not None:
+            return [FieldError(index, _loc("data", e["loc"]), _message(e["msg"])) for e in exc.errors()[:20]]
+        moment = getattr(data, "placed_at", None)
+        if moment is not None:
             try:
-                data = schema.model_validate(envelope.data)
-            except ValidationError as exc:
-                errors += [FieldError(index, _loc("data", e["loc"]), e["msg"]) for e in exc.errors()[:20]]
-                continue
-            for name in ("placed_at",):
-                moment = getattr(data, name, None)
-                if moment is not None:
-                    try:
-                        setattr(data, name, _aware_utc(moment))
-                    except ValueError as exc:
-                        errors.append(FieldError(index, f"data.{name}", str(exc)))
-        events.append(ShopEventIn(envelope, data))
-        if len(errors) >= 100:
-            break
-    if errors:
-        raise InvalidEvents(errors[:100])
-    return events
+                data.placed_at = _aware_utc(moment)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                return [FieldError(index, "data.placed_at", str(exc))]
+    return ShopEventIn(envelope, data)
+
+
+def _message(text: str) -> str:
+    return text.removeprefix("Value error, ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from engine.message import EmailMessage
 from engine.render.compiled import CompiledEmail
 from engine.render.context import load_sample, sample_context
 from engine.render.errors import RenderError
-from engine.render.renderer import Renderer
+from engine.render.renderer import Renderer, find_text
 from engine.settings import Settings
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -48,24 +48,9 @@ def _at(path: Path | str, line: int = 1) -> SourceLocation:
     return SourceLocation(path, line)
 
 
-def _find(files: Iterable[Path], needle: str) -> tuple[Path, int] | None:
-    """The first line of ``files`` containing ``needle`` (to point a finding at the source)."""
-    if not needle:
-        return None
-    for path in files:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            continue
-        for number, text in enumerate(lines, start=1):
-            if needle in text:
-                return path, number
-    return None
-
-
 def _where(compiled: CompiledEmail, *needles: str) -> SourceLocation:
     for needle in needles:
-        found = _find(compiled.files, needle)
+        found = find_text(compiled.files, needle)
         if found is not None:
             return _at(*found)
     return _at(compiled.path)
@@ -277,13 +262,31 @@ def check_campaigns(workspace: Any, renderer: Renderer) -> list[Problem]:
         for step in campaign.iter_steps():
             if step.kind == "coupon":
                 coupon_seen = True
+                if category == "transactional":
+                    problems.append(
+                        Problem(
+                            campaign.source.step(step.path),
+                            f"campaign {campaign.key!r} is transactional but hands out a coupon: "
+                            "a discount on "
+                            "future purchases is promotional (it needs consent or, for customers, "
+                            "consent: {email: existing_customer}); make the campaign marketing",
+                        )
+                    )
                 continue
             for template in step.templates():
                 if template not in renderer.templates():
                     continue  # an unknown template is the loader's error
                 used = names(template)
                 where = campaign.source.step(step.path)
-                if "coupon" in used and not coupon_seen:
+                if "coupon" in used and category == "transactional" and not coupon_seen:
+                    problems.append(
+                        Problem(
+                            where,
+                            f"template {template!r} shows a coupon, but campaign {campaign.key!r} is "
+                            "transactional: a discount is promotional; make the campaign marketing",
+                        )
+                    )
+                elif "coupon" in used and not coupon_seen:
                     problems.append(
                         Problem(
                             where,

@@ -9,7 +9,6 @@ template's ``sample.yaml`` (ISO date-times → aware datetimes, money → ``Deci
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -17,14 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 from sqlalchemy.engine import Row
 
 from engine.render.errors import RenderError
 from engine.render.record import Record
 from engine.settings import Settings
 from engine.store.models import Contact, Coupon, GiftCard, ShopEvent, ShopOrder
+from engine.workspace.yaml_source import read_yaml
 
 ALWAYS = ("contact", "campaign", "shop", "unsubscribe_url", "now", "occurrence")
 OPTIONAL = ("order", "gift_card", "cutoff", "coupon", "event", "trigger_date")
@@ -206,20 +204,19 @@ def _coerce(value: Any, key: str, zone: ZoneInfo) -> Any:
 
 
 def load_sample(path: Path, settings: Settings) -> dict[str, Any]:
-    """Read ``sample.yaml`` into plain, coerced values (``{}`` when the file does not exist)."""
+    """Read ``sample.yaml`` into plain, coerced values (``{}`` when the file does not exist).
+
+    Read like every workspace YAML file (``read_yaml``: size and alias budgets, a located
+    problem for anything the YAML library fails on); the first problem is the render error.
+    """
     if not path.is_file():
         return {}
-    try:
-        data = YAML(typ="safe", pure=True).load(io.StringIO(path.read_text(encoding="utf-8"))) or {}
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RenderError(
-            f"sample: {getattr(exc, 'problem', None) or 'invalid YAML'}",
-            path=path,
-            line=(mark.line + 1) if mark is not None else 1,
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RenderError(f"cannot read sample: {exc}", path=path) from None
+    document, problems = read_yaml(path)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if errors:
+        first = errors[0]
+        raise RenderError(f"sample: {first.message}", path=path, line=first.location.line)
+    data = (document.data if document is not None else None) or {}
     if not isinstance(data, dict):
         raise RenderError("sample.yaml must be a mapping of context names", path=path)
     unknown = sorted(set(data) - set(CONTEXT_NAMES) - {"locale"})

@@ -2,6 +2,9 @@
 
 Why these choices:
 
+* Budgets (:mod:`engine.workspace.sandbox`): a template cannot loop, recurse or allocate without
+  bound; every loop's iterable is counted (``_count_loops``), ``~`` is measured, and buffers
+  are joined by the budget's ``concat`` when the template has loops or macros.
 * ``ImmutableSandboxedEnvironment``: templates are user content and the context holds
   shared objects (the same contact record renders several messages). The sandbox refuses
   ``_``-prefixed attributes (``''.__class__``, ``lipsum.__globals__``,
@@ -32,7 +35,7 @@ Why these choices:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache, partial
@@ -52,6 +55,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from engine.opening_hours import InvalidHours, parse_hours
 from engine.render.locales import babel_locale
 from engine.render.record import Record
+from engine.workspace.render_budget import counted, loop_construct
+from engine.workspace.sandbox import BoundedSandbox
 
 _Finalize = CodeGenerator._FinalizeInfo
 
@@ -444,6 +449,40 @@ def repeated_outputs(template: nodes.Template) -> list[str]:
     return [key for key, count in counts.items() if count > 1]
 
 
+# The filter the code generator puts around every loop's iterable (see ``_count_loops``).
+COUNTED_FILTER = "tidings_counted"
+
+
+@pass_context
+def _counted_filter(_context: Context, iterable: Iterable[Any], construct: str) -> Iterable[Any]:
+    # pass_context: Jinja never folds it at compile time, so constant lists are counted too.
+    return counted(iterable, construct)
+
+
+def _count_loops(template: nodes.Template, environment: Any) -> None:
+    """Wrap every loop's iterable in :data:`COUNTED_FILTER`: each item it draws is a step of the budget.
+
+    The iterable is wrapped, not the body, so a loop filter (``for x in xs if …``) counts the
+    items it skips as well; a recursive loop's deeper levels are counted where ``loop(…)`` is
+    called (``BoundedSandbox.call``). One filter call per loop, not per item.
+    """
+    for loop in list(template.find_all(nodes.For)):
+        target = loop.target
+        names = [target] if isinstance(target, nodes.Name) else list(target.find_all(nodes.Name))
+        targets = [name.name for name in names]
+        wrapped = nodes.Filter(
+            loop.iter,
+            COUNTED_FILTER,
+            [nodes.Const(loop_construct(targets))],
+            [],
+            None,
+            None,
+            lineno=loop.iter.lineno,
+        )
+        wrapped.set_environment(environment)
+        loop.iter = wrapped
+
+
 class _OutputCodeGenerator(CodeGenerator):
     """Jinja's code generator with two per-message costs taken out of the generated code.
 
@@ -470,6 +509,11 @@ class _OutputCodeGenerator(CodeGenerator):
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         self._loop_depth = 0
         self._memo = {key: self.temporary_identifier() for key in repeated_outputs(node)}
+        # Only loops and macros can write a buffer's parts many times over; without them every
+        # buffer ({% filter %}, {% set %} blocks) holds the template's own text and values written
+        # once, and is joined as Jinja joins it, without the budget's measuring.
+        self._multiplies = node.find((nodes.For, nodes.Macro, nodes.CallBlock)) is not None  # type: ignore[arg-type]
+        _count_loops(node, self.environment)
         super().visit_Template(node, frame)
 
     def write_commons(self) -> None:
@@ -477,6 +521,8 @@ class _OutputCodeGenerator(CodeGenerator):
         # Locals rather than an attribute lookup on ``environment`` at every use.
         self.writeline("tidings_escape = environment.escape_output")
         self.writeline("tidings_record = environment.record_type")
+        if not self._multiplies:
+            self.writeline("concat = environment.plain_concat")
         if self._memo:
             self.writeline(" = ".join(self._memo.values()) + " = missing")
 
@@ -486,6 +532,12 @@ class _OutputCodeGenerator(CodeGenerator):
             super().visit_For(node, frame)
         finally:
             self._loop_depth -= 1
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        """``a ~ b``: the joined string is checked against the string budget."""
+        self.write("environment.sized(")
+        super().visit_Concat(node, frame)
+        self.write(", '~')")
 
     def _memo_name(self, node: nodes.Expr) -> str | None:
         return self._memo.get(repr(node)) if self._memo and not self._loop_depth else None
@@ -524,8 +576,12 @@ class _OutputCodeGenerator(CodeGenerator):
         super()._output_child_post(node, frame, finalize)
 
 
-class TemplateEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox with a fast path for :class:`~engine.render.context.Record` fields.
+class TemplateEnvironment(BoundedSandbox, ImmutableSandboxedEnvironment):
+    """The bounded sandbox with a fast path for :class:`~engine.render.context.Record` fields.
+
+    Budgets (loop iterations and calls, time, string, list and integer sizes) are
+    :class:`~engine.workspace.sandbox.BoundedSandbox`'s; the code generator adds the loop
+    counting and the ``~`` check (:class:`_OutputCodeGenerator`).
 
     A Record's public fields are plain data put there by the engine (never callables or
     objects with internals), so looking one up needs none of the sandbox's per-access
@@ -543,6 +599,7 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
     code_generator_class = _OutputCodeGenerator
     escape_output = staticmethod(escape_output)
     record_type = Record
+    plain_concat = staticmethod("".join)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -603,6 +660,7 @@ def make_environment(
     )
     fmt = formatters(locale, default_zone)
     env.filters.update(fmt.filters)
+    env.filters[COUNTED_FILTER] = _counted_filter
     env.filters["linebreaks"] = linebreaks
     env.globals["days_until"] = fmt.days_until_function
     env.trust_call(fmt.days_until_function)

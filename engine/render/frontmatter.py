@@ -2,20 +2,19 @@
 
 The front matter is split off before anything else so that the MJML body can be handed to
 MRML untouched, and the number of lines it took is kept: every later error is reported at
-the line of the *file*, which is what the marketer's editor shows.
+the line of the *file*, which is what the marketer's editor shows. It is read like every
+workspace YAML file (:func:`~engine.workspace.yaml_source.parse_yaml`: alias budget, a
+located problem for whatever the YAML library fails on).
 """
 
 from __future__ import annotations
 
 import difflib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from engine.render.errors import RenderError
+from engine.workspace.yaml_source import parse_yaml
 
 EMAIL_KEYS = ("subject", "preheader", "from", "reply_to")
 
@@ -44,13 +43,13 @@ def split_front_matter(text: str, path: Path | str, *, allowed: tuple[str, ...] 
             "front matter starts with '---' but never ends with a '---' line", path=path, line=1
         )
     raw = "".join(lines[1:index])
-    try:
-        data = YAML(typ="safe", pure=True).load(io.StringIO(raw)) or {}
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = (mark.line + 2) if mark is not None else 1
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise RenderError(f"front matter: {problem}", path=path, line=line) from None
+    document, problems = parse_yaml(raw, Path(path))
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if errors:
+        # parse_yaml counts from the line after the opening '---'.
+        first = errors[0]
+        raise RenderError(f"front matter: {first.message}", path=path, line=first.location.line + 1)
+    data = (document.data if document is not None else None) or {}
     if not isinstance(data, dict):
         raise RenderError("front matter must be a mapping of key: value lines", path=path, line=2)
     key_lines: dict[str, int] = {}

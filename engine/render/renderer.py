@@ -13,6 +13,14 @@ A failure anywhere raises :class:`RenderError` with the template file and line; 
 is returned whole or not at all. Marketing mail that does not show the unsubscribe link and
 the postal address is refused here too, so a template edited after ``validate`` cannot send
 a non-compliant message.
+
+Every message renders under one :class:`~engine.workspace.sandbox.Budget` (loop iterations
+and calls, ``TIDINGS_RENDER_TIMEOUT_SECONDS`` of wall time, string, list and integer sizes,
+the size of the output): a template that exceeds it fails that message with a
+:class:`RenderError` at the line of the tag that did it, and holds nothing up. The line is
+found from the failing line of the Jinja template that ran (for a compile-once email, the
+compiled HTML, where many tags share a line): its tags, narrowed to the construct that
+failed (a loop over ``i``, a ``*``), are looked up in the author's files.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import html as htmllib
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -42,20 +51,33 @@ from engine.render.labels import FILTER_NAME as LABEL_FILTER
 from engine.render.labels import make_label_filter
 from engine.render.links import FILTER_NAME, make_utm_filter, tag_links
 from engine.render.locales import file_locale, localised, normalise
-from engine.render.mjml import MjmlCompiler, restore
+from engine.render.mjml import JINJA_TAG, MjmlCompiler, restore
 from engine.render.structure import StructureResolver
 from engine.render.text import html_to_text
 from engine.render.unsubscribe import UnsubscribeLinks
 from engine.settings import Settings
 from engine.workspace.labels import Labels
 from engine.workspace.loader import load_labels
+from engine.workspace.render_budget import ACTIVE, Budget, checked_output
 
 EMAIL_FILE = "email.mjml"
 TEXT_FILE = "email.txt"
 POST_FILE = "post.txt"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
-RENDER_FAILURES = (TemplateError, TemplateValueError, ArithmeticError, TypeError, ValueError, LookupError)
+RENDER_FAILURES = (
+    TemplateError,  # BudgetExceeded included
+    TemplateValueError,
+    ArithmeticError,
+    TypeError,
+    ValueError,
+    LookupError,
+    RecursionError,
+)
+MAX_TEMPLATE_BYTES = 1 << 20
+# The source each compiled Jinja template was made from, to find the tag a runtime error came from.
+_SOURCES: weakref.WeakKeyDictionary[Template, str] = weakref.WeakKeyDictionary()
+UNSAFE_ATTRIBUTE = re.compile(r"access to attribute '([^']+)' of")
 UNDEFINED_NAME = re.compile(r"'([A-Za-z_]\w*)' is undefined|has no attribute '([A-Za-z_]\w*)'")
 
 
@@ -93,6 +115,7 @@ class Renderer:
         self._lock = threading.RLock()
         self._globals: dict[int, dict[str, Any]] = {}
         self._links: UnsubscribeLinks | None = None
+        self.budget = Budget(seconds=settings.render_timeout_seconds)
 
     # --- discovery ---------------------------------------------------------------------
 
@@ -344,10 +367,17 @@ class Renderer:
             if parse_only:
                 env.parse(source)
                 return None  # type: ignore[return-value]
-            return env.from_string(source)
+            template = env.from_string(source)
+            _SOURCES[template] = source
+            return template
         except TemplateSyntaxError as exc:
             line = offset if fixed_line else (exc.lineno or 1) + offset
             raise RenderError(f"Jinja syntax error: {exc.message}", path=path, line=line) from None
+        except RecursionError:
+            line = offset if fixed_line else _deepest_line(source) + offset
+            raise RenderError(
+                "Jinja syntax error: brackets nested too deeply to read", path=path, line=line
+            ) from None
 
     # --- rendering ---------------------------------------------------------------------
 
@@ -387,6 +417,7 @@ class Renderer:
             raise RenderError(
                 "marketing email needs a contact id to sign its unsubscribe link", path=compiled.path
             )
+        budget = ACTIVE.set(self.budget)
         try:
             if compiled.combined is not None:
                 ctx[SEPARATOR_NAME] = compiled.separator
@@ -401,6 +432,8 @@ class Renderer:
             raise
         except RENDER_FAILURES as exc:
             raise self._runtime_error(compiled, exc) from None
+        finally:
+            ACTIVE.reset(budget)
         if "\n\n\n" in text:
             text = BLANK_RUNS.sub("\n\n", text)
         text = text.strip() + "\n"
@@ -518,17 +551,13 @@ class Renderer:
         compiled = self.compile_post(template, locale)
         ctx: dict[str, Any] = dict.fromkeys(CONTEXT_NAMES)
         ctx.update(context)
+        budget = ACTIVE.set(self.budget)
         try:
-            text = compiled.text.render(ctx)
-        except (
-            TemplateError,
-            TemplateValueError,
-            ArithmeticError,
-            TypeError,
-            ValueError,
-            LookupError,
-        ) as exc:
+            text = _render(compiled.text, ctx, shared=False)
+        except RENDER_FAILURES as exc:
             raise self._runtime_error(compiled, exc) from None
+        finally:
+            ACTIVE.reset(budget)
         text = BLANK_RUNS.sub("\n\n", text).strip()
         if not text:
             raise RenderError("the post rendered empty", path=compiled.path)
@@ -539,13 +568,16 @@ class Renderer:
 
     def _runtime_error(self, compiled: CompiledEmail | CompiledPost, exc: BaseException) -> RenderError:
         message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
-        path, line = compiled.path, 1
+        if isinstance(exc, RecursionError):
+            message = "the template calls itself without end (a macro or recursive loop that never stops)"
         for needle in [a or b for a, b in UNDEFINED_NAME.findall(message)]:
             found = _find_line(compiled.files, needle)
             if found is not None:
-                path, line = found
-                break
-        return RenderError(message, path=path, line=line)
+                return RenderError(message, path=found[0], line=found[1])
+        found = _failing_tag(compiled.files, exc)
+        if found is not None:
+            return RenderError(message, path=found[0], line=found[1])
+        return RenderError(message, path=compiled.path, line=1)
 
     # --- caches --------------------------------------------------------------------------
 
@@ -582,18 +614,20 @@ def list_unsubscribe(url: str, mailto: str | None) -> str:
     return f"<{url}>, <mailto:{mailto}?subject=unsubscribe-{token}>"
 
 
-def _render(template: Template, ctx: dict[str, Any]) -> str:
+def _render(template: Template, ctx: dict[str, Any], *, shared: bool = True) -> str:
     """``Template.render`` without its per-call copy of the globals into a fresh dict.
 
     ``ctx`` already holds the globals (see ``Renderer._context``), so the context can be
     shared; this is what ``render`` does otherwise, traceback rewriting included, and it
     saves a quarter of a typical message's cost. Template-level ``{% set %}`` still writes
-    to the render's own context, never to ``ctx``.
+    to the render's own context, never to ``ctx``. ``shared=False`` is ``render`` itself
+    (the globals merged in). The output is joined by the environment's bounded ``concat``.
     """
-    context = template.new_context(ctx, shared=True)
+    context = template.new_context(ctx, shared=shared)
     try:
         return template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
-    except Exception:
+    except Exception as exc:
+        _remember_failing_line(exc)
         template.environment.handle_exception()
         raise  # handle_exception always raises; this satisfies the type checker
 
@@ -614,10 +648,93 @@ def _render_chunks(template: Template, ctx: dict[str, Any]) -> list[str]:
     """Like :func:`_render`, but the output as the list of chunks the template yields."""
     context = template.new_context(ctx, shared=True)
     try:
-        return list(template.root_render_func(context))  # type: ignore[attr-defined]
-    except Exception:
+        return checked_output(list(template.root_render_func(context)))  # type: ignore[attr-defined]
+    except Exception as exc:
+        _remember_failing_line(exc)
         template.environment.handle_exception()
         raise
+
+
+def _deepest_line(source: str) -> int:
+    """The line where brackets nest deepest (where a too-deeply-nested expression is)."""
+    depth = deepest = 0
+    line = found = 1
+    for character in source:
+        if character in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest, found = depth, line
+        elif character in ")]}":
+            depth = max(depth - 1, 0)
+        elif character == "\n":
+            line += 1
+    return found
+
+
+def _remember_failing_line(exc: BaseException) -> None:
+    """Note on ``exc`` the innermost Jinja template frame it went through, and that frame's template line.
+
+    Read before Jinja rewrites the traceback (which keeps the line but not which template).
+    """
+    found: tuple[Template, int] | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if isinstance(template, Template):
+            found = (template, template.get_corresponding_lineno(tb.tb_lineno))
+        tb = tb.tb_next
+    if found is not None:
+        exc.tidings_failing_line = found  # type: ignore[attr-defined]
+
+
+def _failing_tag(files: tuple[Path, ...], exc: BaseException) -> tuple[Path, int] | None:
+    """Where in the author's files the tag that raised ``exc`` is written.
+
+    The failing template line's Jinja tags, narrowed to those matching the failed construct
+    (``exc.construct``: a loop over ``i``, a ``*``), are looked up verbatim in ``files``; when
+    the line holds no whole tag, the first tag in ``files`` matching the construct.
+    """
+    construct = getattr(exc, "construct", None)
+    unsafe = UNSAFE_ATTRIBUTE.search(str(exc))
+    if construct is None and unsafe is not None:
+        construct = re.escape(unsafe.group(1))
+    pattern = re.compile(construct) if construct else None
+    where: tuple[Template, int] | None = getattr(exc, "tidings_failing_line", None)
+    if where is not None:
+        template, line = where
+        lines = _SOURCES.get(template, "").splitlines()
+        tags = JINJA_TAG.findall(lines[line - 1]) if 0 < line <= len(lines) else []
+        if pattern is not None:
+            tags = [tag for tag in tags if pattern.search(tag[2:-2])]
+        elif len(tags) > 1:
+            tags = []  # a compiled line with many tags and nothing to tell them apart: no guess
+        for tag in tags:
+            found = find_text(files, tag)
+            if found is not None:
+                return found
+    if pattern is not None:
+        for path, number, text in source_lines(files):
+            if any(pattern.search(tag[2:-2]) for tag in JINJA_TAG.findall(text)):
+                return path, number
+    return None
+
+
+def source_lines(files: Iterable[Path]) -> Iterator[tuple[Path, int, str]]:
+    """Each line of ``files`` with its path and 1-based number (unreadable files skipped)."""
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, text in enumerate(lines, start=1):
+            yield path, number, text
+
+
+def find_text(files: Iterable[Path], needle: str) -> tuple[Path, int] | None:
+    """The first line of ``files`` containing ``needle`` (to point a finding at the author's source)."""
+    if not needle:
+        return None
+    return next(((path, number) for path, number, text in source_lines(files) if needle in text), None)
 
 
 def _variables(env: ImmutableSandboxedEnvironment, sources: list[str]) -> frozenset[str]:
@@ -629,7 +746,13 @@ def _variables(env: ImmutableSandboxedEnvironment, sources: list[str]) -> frozen
 
 
 def _read(path: Path) -> str:
+    """A template file's text; one over :data:`MAX_TEMPLATE_BYTES` (ten times Gmail's clip) is refused."""
     try:
+        size = path.stat().st_size
+        if size > MAX_TEMPLATE_BYTES:
+            raise RenderError(
+                f"the file is {size / (1 << 20):.1f} MiB; a template may be at most 1 MiB", path=path
+            )
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RenderError(f"cannot read: {exc}", path=path) from None
@@ -667,12 +790,4 @@ def _prepare_document(document: str, locale: str, *, has_preheader: bool) -> str
 def _find_line(files: tuple[Path, ...], needle: str) -> tuple[Path, int] | None:
     """The first line mentioning ``needle`` inside a Jinja tag, in the main file first."""
     pattern = re.compile(r"(\{\{|\{%)[^}]*\b" + re.escape(needle) + r"\b")
-    for path in files:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            continue
-        for number, text in enumerate(lines, start=1):
-            if pattern.search(text):
-                return path, number
-    return None
+    return next(((path, number) for path, number, text in source_lines(files) if pattern.search(text)), None)

@@ -16,6 +16,10 @@ before MRML sees the document, because:
 Every included or extended file is looked up in the same locale chain as the template
 (``_layouts/base.ro.mjml`` before ``_layouts/base.mjml``), so translations of the footer
 live next to the layout. Paths may not leave the templates folder.
+
+Resolving is bounded: a partial included twice by a partial included twice … doubles at
+each level, so the files read for one template may add up to at most
+:data:`MAX_RESOLVED_CHARS` (2 Mi characters), and so may the resolved document.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ BLOCK_TAG = re.compile(
     r"\{%-?\s*(?:(?P<open>block)\s+(?P<name>\w+)(?:\s+(?:scoped|required))*|(?P<close>endblock)(?:\s+\w+)?)\s*-?%\}"
 )
 SUPER = re.compile(r"\{\{-?\s*super\(\)\s*-?\}\}")
+MAX_RESOLVED_CHARS = 2 << 20
 BODY = re.compile(r"<mj-body[^>]*>(?P<inner>.*)</mj-body>", re.DOTALL | re.IGNORECASE)
 
 
@@ -133,12 +138,25 @@ class StructureResolver:
         self.root = templates_dir.resolve()
         self.locale = locale
         self.default_locale = default_locale
+        self._read_chars = 0
 
     def resolve(self, path: Path, body: str) -> Resolved:
         """``body`` is the text of ``path`` after its front matter."""
         files: list[Path] = [path]
         text = self._expand(path, body, files, (path.resolve(),))
-        return Resolved(_apply_blocks(text, {}, path, keep_tags=False), files)
+        document = _apply_blocks(text, {}, path, keep_tags=False)
+        self._check_size(len(document), path, body, 0)
+        return Resolved(document, files)
+
+    @staticmethod
+    def _check_size(size: int, source: Path, text: str, offset: int) -> None:
+        if size > MAX_RESOLVED_CHARS:
+            raise RenderError(
+                f"includes and layouts make this template over {MAX_RESOLVED_CHARS:,} characters "
+                "(a file included again and again inside includes?)",
+                path=source,
+                line=_line_at(text, offset),
+            )
 
     # -- internals -------------------------------------------------------------------
 
@@ -158,11 +176,14 @@ class StructureResolver:
             chain = " → ".join(p.name for p in (*stack, target))
             raise RenderError(f"include cycle: {chain}", path=source, line=_line_at(text, offset))
         try:
-            return target.read_text(encoding="utf-8")
+            self._check_size(self._read_chars + target.stat().st_size, source, text, offset)
+            content = target.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RenderError(
                 f"cannot read {target.name}: {exc}", path=source, line=_line_at(text, offset)
             ) from None
+        self._read_chars += len(content)
+        return content
 
     def _expand(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
         text = JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
@@ -189,7 +210,9 @@ class StructureResolver:
         files.append(target)
         parent_text = self._read(target, path, text, extends.start(), stack)
         parent = self._expand(target, parent_text, files, (*stack, target.resolve()))
-        return _apply_blocks(parent, _all_blocks(text[extends.end() :], path), path, keep_tags=True)
+        merged = _apply_blocks(parent, _all_blocks(text[extends.end() :], path), path, keep_tags=True)
+        self._check_size(len(merged), path, text, extends.start())  # super() repeated down a chain
+        return merged
 
     def _mj_includes(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
         def replace(match: re.Match[str]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from engine.channels.base import CAMPAIGN_HEADER, DELIVERY_HEADER
@@ -29,6 +30,10 @@ from engine.workspace.models import Campaign, CouponStep, SendStep
 
 class Renderer(Protocol):
     """What composing needs from ``engine.render.Renderer``."""
+
+    templates_dir: Path
+
+    def invalidate(self, path: Path | str | None = None) -> None: ...
 
     def render_email(
         self,

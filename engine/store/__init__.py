@@ -9,9 +9,13 @@ from engine.store.database import (
     write_transaction,
 )
 from engine.store.migrate import current_revision, upgrade
+from engine.store.outage import OneLineDatabaseErrors, Reconnecting, connection_lost
 
 __all__ = [
+    "OneLineDatabaseErrors",
+    "Reconnecting",
     "check_reachable",
+    "connection_lost",
     "current_revision",
     "engine_for",
     "make_engine",

@@ -15,6 +15,9 @@ gift-card forms allow; longer notes are refused, never cut, so nothing the buyer
 lost without them knowing), line breaks kept (``\\r\\n`` becomes ``\\n``), other control
 characters refused. Templates escape it (``{{ event.data.message|linebreaks }}``).
 
+Addresses and names are checked as everywhere values come in (:mod:`engine.inbound`): one RFC 5322
+address per email, stored in ASCII form; ids and names on one line.
+
 Returns, exchanges and claims: ``return.requested`` and ``exchange.requested`` name the
 ``order_id`` (optionally ``reason`` and a ``label_url`` for the return label);
 ``exchange.shipped`` names the ``order_id`` (optionally ``carrier``, ``tracking_number``,
@@ -30,28 +33,27 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from engine.store.suppressions import normalise_email
+from engine.inbound import email_address, single_line
 
 MESSAGE_MAX_CHARS = 500
 NAME_MAX_CHARS = 200
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,2}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 _URL = re.compile(r"^https?://[^\s/?#]+\.[^\s/?#]+[^\s]*$", re.IGNORECASE)
 
 Money = Annotated[Decimal, Field(ge=0, lt=Decimal("1e10"), allow_inf_nan=False)]
-Text = Annotated[str, Field(min_length=1, max_length=255)]
+Text = Annotated[
+    str, Field(min_length=1, max_length=255), AfterValidator(lambda v: single_line(v, max_length=255))
+]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Url = Annotated[str, Field(max_length=2000)]
 
 
 def check_email(value: str) -> str:
-    value = normalise_email(value)
-    if len(value) > 320 or not _EMAIL.match(value):
-        raise ValueError("not an email address")
-    return value
+    """One plain address, as stored (see :func:`engine.inbound.email_address`)."""
+    return email_address(value)
 
 
 def check_locale(value: str) -> str:

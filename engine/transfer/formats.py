@@ -120,6 +120,9 @@ def read_jsonl(handle: IO[str]) -> Iterator[Record]:
         except json.JSONDecodeError as exc:
             yield Record(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            yield Record(number, None, "not valid JSON (nested too deeply to read)")
+            continue
         if not isinstance(value, dict):
             yield Record(number, None, f"expected a JSON object, found {type(value).__name__}")
             continue

@@ -1,8 +1,14 @@
 """Importing contacts, orders, gift cards and events: validate each row, upsert good rows in batches.
 
 Each batch of good rows is one transaction, so a bad row never blocks its neighbours and a
-crash loses at most one batch. Rows are matched on their natural key (``email`` for
-contacts, ``external_id`` for the rest): importing a file twice updates, never duplicates.
+crash loses at most one batch. Rows are checked before they reach the database (see
+:mod:`engine.transfer.schemas`); should the database still refuse a batch (a constraint the
+checks do not know), the batch is applied again one row per transaction and only the rows
+the database refuses are rejected, with its one-line reason: good rows always land. A lost
+connection is not a row's fault and ends the import (exit 2), as before.
+
+Rows are matched on their natural key (``email`` for contacts, ``external_id`` for the
+rest): importing a file twice updates, never duplicates.
 A key that repeats inside one batch closes the batch first, so the later row updates the
 earlier one as it would across two imports.
 
@@ -23,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, IntegrityError, InternalError, ProgrammingError
 from sqlalchemy.sql.schema import Table
 
 from engine.clock import Clock
@@ -159,12 +166,16 @@ def import_file(
     def flush() -> None:
         if not batch:
             return
-        with write_transaction(engine) as conn:
-            outcome = apply(conn, batch, clock.now())
-        report.imported += outcome.imported
-        report.updated += outcome.updated
-        for line, message in sorted(outcome.rejected):
-            reject(line, message)
+        try:
+            with write_transaction(engine) as conn:
+                outcomes = [apply(conn, batch, clock.now())]
+        except (DataError, IntegrityError, ProgrammingError, InternalError):
+            outcomes = [_apply_alone(engine, apply, good, clock.now()) for good in batch]
+        for outcome in outcomes:
+            report.imported += outcome.imported
+            report.updated += outcome.updated
+            for line, message in sorted(outcome.rejected):
+                reject(line, message)
         batch.clear()
         keys.clear()
 
@@ -186,6 +197,18 @@ def import_file(
     if progress:
         progress(seen)
     return report
+
+
+def _apply_alone(
+    engine: Engine, apply: Callable[[Connection, list[_Good], datetime], _Outcome], good: _Good, now: datetime
+) -> _Outcome:
+    """One row in its own transaction; the database's refusal is that row's problem."""
+    try:
+        with write_transaction(engine) as conn:
+            return apply(conn, [good], now)
+    except (DataError, IntegrityError, ProgrammingError, InternalError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        return _Outcome(rejected=[(good.line, f"the database refused this row: {reason[:200]}")])
 
 
 def _records(kind: Kind, fmt: Format, handle: Any, shown: str) -> Iterator[Record]:

@@ -5,6 +5,11 @@ Columns are named after the table's fields; other rows are referred to by natura
 is ``a;b``, custom fields are ``attributes.KEY`` columns, and JSON-valued fields (order
 ``items``, event ``payload``) hold JSON text. An empty CSV cell means "not given" (the stored
 value stays); in JSON Lines a missing key means the same and ``null`` clears a value.
+
+Every value is checked before a row reaches the database (:mod:`engine.inbound`): one RFC 5322
+address per email column (stored in ASCII form, lower-cased), names, ids and tags on one line,
+and no NUL character or lone surrogate anywhere, nested JSON included — PostgreSQL refuses
+both, and one such row must be that row's problem, never the import's.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.inbound import InvalidValue, email_address, single_line, unstorable_json
 from engine.store.models import OrderStatus, valid_zone
 from engine.transfer.event_data import DATA_SCHEMAS
 from engine.transfer.kinds import Kind
@@ -44,11 +50,11 @@ _FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+$")
 
 
 def _email(value: str) -> str:
-    value = value.strip().lower()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or any(ch.isspace() for ch in value):
-        raise ValueError(f"not an email address: {value!r}")
-    return value
+    return email_address(value)
+
+
+def _line(max_length: int) -> AfterValidator:
+    return AfterValidator(lambda value: single_line(value, field="the value", max_length=max_length))
 
 
 def _zone(value: str) -> str:
@@ -93,7 +99,7 @@ def _event_type(value: str) -> str:
 
 
 def _tags(value: list[str]) -> list[str]:
-    return [tag.strip() for tag in value if tag and tag.strip()]
+    return [single_line(tag, field="a tag", max_length=100) for tag in value if tag and tag.strip()]
 
 
 Email = Annotated[str, AfterValidator(_email)]
@@ -102,18 +108,29 @@ LocaleCode = Annotated[str, AfterValidator(_locale)]
 Country = Annotated[str, AfterValidator(_country)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-Key = Annotated[str, Field(min_length=1, max_length=255)]
+Key = Annotated[str, Field(min_length=1, max_length=255), _line(255)]
+Name = Annotated[str, _line(200)]
+Line = Annotated[str, _line(255)]
 
 
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, values: Any) -> Any:
+        """No NUL character, lone surrogate or over-deep nesting anywhere in the row, named by its path."""
+        problem = unstorable_json(values)
+        if problem:
+            raise InvalidValue(str(problem))
+        return values
+
 
 class ContactRow(_Row):
     email: Email
     external_id: Key | None = None
-    first_name: str | None = None
-    last_name: str | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
     locale: LocaleCode | None = None
     country: Country | None = None
     timezone: Zone | None = None
@@ -126,14 +143,14 @@ class ContactRow(_Row):
     total_spent: Money = Decimal("0.00")
     consent_email: bool | None = None
     consent_email_at: AwareDatetime | None = None
-    consent_email_source: str | None = None
-    consent_email_wording: str | None = None
-    consent_email_basis: str | None = None
+    consent_email_source: Line | None = None
+    consent_email_wording: Line | None = None
+    consent_email_basis: Line | None = None
     consent_x: bool | None = None
     consent_x_at: AwareDatetime | None = None
-    consent_x_source: str | None = None
-    consent_x_wording: str | None = None
-    consent_x_basis: str | None = None
+    consent_x_source: Line | None = None
+    consent_x_wording: Line | None = None
+    consent_x_basis: Line | None = None
 
     @model_validator(mode="after")
     def _evidence_needs_consent(self) -> ContactRow:
@@ -157,9 +174,9 @@ class OrderRow(_Row):
     shipped_at: AwareDatetime | None = None
     delivered_at: AwareDatetime | None = None
     returned_at: AwareDatetime | None = None
-    problem: str | None = None
+    problem: Annotated[str, Field(max_length=2000)] | None = None
     shipping_country: Country | None = None
-    shipping_method: str | None = None
+    shipping_method: Line | None = None
     total: Money = Decimal("0.00")
     currency: Currency = "EUR"
     is_gift: bool = False
@@ -290,7 +307,7 @@ def parse_attribute_cell(cell: str) -> Any:
     if cell[:1] in ("[", "{"):
         try:
             return json.loads(cell)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return cell
     return cell
 
@@ -324,6 +341,8 @@ def from_csv(kind: Kind, cells: dict[str, str]) -> dict[str, Any]:
                 values[name] = json.loads(cell)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{name}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise ValueError(f"{name}: not valid JSON (nested too deeply to read)") from None
         else:
             values[name] = cell
     if attributes:

@@ -13,9 +13,15 @@ Paths and answers (DESIGN.md "Interfaces"):
   signature (see :mod:`engine.feedback.sendgrid_events`), 400 for a body that is not an
   array of events, 200 once stored.
 * ``POST /events`` — shop events: 503 without ``TIDINGS_EVENTS_TOKEN``, 401 for a missing or
-  wrong bearer token (constant-time comparison), 400 for a body that is not JSON, 413 when
-  too large, 422 with ``errors: [{index, field, message}]``, 200 when stored (repeats
-  included: they are counted as ``duplicate``).
+  wrong bearer token (constant-time comparison), 400 for a body that is not JSON (or nests
+  deeper than a parser can read), 413 when too large, 200 when every event is stored (repeats
+  included: they are counted as ``duplicate``), 422 with ``errors: [{index, field, message}]``
+  when none is valid (or the body is not an event or a list of them). A batch with valid and
+  invalid events stores the valid ones and answers **207 Multi-Status** with
+  ``{received, stored, duplicate, rejected: [indexes], errors: [{index, field, message}]}``:
+  a 2xx, because what was valid is stored and sending it again changes nothing (the shop's
+  retry-on-5xx never loops on it), and a distinct one, because the rejected events need
+  fixing. Every answer is 4xx or 2xx for anything a shop can send: nothing it posts is a 500.
 * ``POST /care/goodwill`` — customer care gives a coupon and the apology is sent
   (:mod:`engine.web.care`: 503 without ``TIDINGS_CARE_TOKEN``, 401, 422, ``Idempotency-Key``).
 * ``GET /cutoffs`` and ``GET /cutoffs/banner?country=EE&locale=et`` — order-by dates from the
@@ -66,7 +72,7 @@ from engine.feedback.sendgrid_events import (
     parse_events,
     store_events,
 )
-from engine.feedback.shop_events import MAX_BATCH, InvalidEvents, ingest_events, validate_events
+from engine.feedback.shop_events import MAX_BATCH, InvalidEvents, check_events, ingest_events
 from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, preferences
 from engine.runtime.attention import attention
 from engine.runtime.breaker import BreakerLimits
@@ -345,20 +351,26 @@ def create_public_app(
         if body is None:
             return _error(413, f"request body too large (at most {MAX_EVENTS_BODY} bytes)")
         try:
-            payload = jsonsafe.loads(body)
+            payload = jsonsafe.parse(body)
         except jsonsafe.UnsafeJSON as exc:
             return _error(400, str(exc))
         try:
-            events = validate_events(payload, max_batch=MAX_BATCH)
+            batch = check_events(payload, max_batch=MAX_BATCH)
         except InvalidEvents as exc:
             return _error(422, "invalid events", errors=[error.as_dict() for error in exc.errors])
-        result = await run_in_threadpool(ingest_events, engine, events, now=clock.now())
+        errors = [error.as_dict() for error in batch.errors]
+        if not batch.valid:
+            return _error(422, "invalid events", errors=errors, rejected=batch.rejected)
+        result = await run_in_threadpool(ingest_events, engine, batch.valid, now=clock.now())
         if result.stored_ids and on_events_stored is not None:
             try:
                 await run_in_threadpool(on_events_stored, result.stored_ids)
             except Exception:  # noqa: BLE001 — stored is stored; enrolment catches up from shop_event
                 log.exception("on_events_stored failed for %d new events", len(result.stored_ids))
-        return JSONResponse(result.as_dict())
+        answer = result.as_dict() | {"received": batch.received}
+        if not batch.rejected:
+            return JSONResponse(answer)
+        return JSONResponse(answer | {"rejected": batch.rejected, "errors": errors}, status_code=207)
 
     # --- order-by dates ----------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+
+from engine.workspace.sandbox import BoundedSandbox
 
 # DESIGN.md "Template context": always present, then present-or-none.
 CONTEXT_NAMES: tuple[str, ...] = (
@@ -48,10 +49,12 @@ def days_until(value: date | datetime, now: datetime) -> int:
     return (value - now.date()).days
 
 
-def _environment() -> SandboxedEnvironment:
+def _environment() -> BoundedSandbox:
     # Undefined attributes evaluate to false-y Undefined (``gift_card.balance > 0`` on a contact without a
     # card is then an error, not a silent match: comparisons with Undefined raise in the default Undefined).
-    return SandboxedEnvironment(autoescape=False)
+    # The size budgets hold here too: ``9**9**9 > 0`` is refused, not computed (at load, Jinja folds
+    # constants, so it would otherwise hang ``validate``).
+    return BoundedSandbox(autoescape=False)
 
 
 _ENV = _environment()
@@ -69,6 +72,8 @@ def check_expression(source: str) -> None:
         names = meta.find_undeclared_variables(_parse(source))
     except TemplateSyntaxError as exc:  # includes TemplateAssertionError (an unknown filter or test)
         raise ExpressionError(f"expression {source!r} is not valid: {exc.message}") from None
+    except RecursionError:
+        raise ExpressionError(_too_deep(source)) from None
     unknown = sorted(names - set(CONTEXT_NAMES) - set(FUNCTIONS))
     if unknown:
         name = unknown[0]
@@ -78,7 +83,14 @@ def check_expression(source: str) -> None:
             f"expression {source!r} uses unknown name '{name}'{suggestion} "
             f"(expressions see: {', '.join(CONTEXT_NAMES + FUNCTIONS)})"
         )
-    _compiled(source)
+    try:
+        _compiled(source)
+    except RecursionError:
+        raise ExpressionError(_too_deep(source)) from None
+
+
+def _too_deep(source: str) -> str:
+    return f"expression {source[:60]!r}… nests brackets too deeply to read"
 
 
 def _parse(source: str) -> nodes.Template:

@@ -7,7 +7,22 @@ data handed to pydantic is plain (``dict``, ``list``, ``str``, ``int``, ``float`
 ``date``, ``datetime``, ``None``) so no ruamel type leaks into the models.
 
 Nothing here raises for a bad file: every defect becomes a :class:`~engine.errors.Problem`.
-Defects without a line of their own (an empty file, undecodable bytes, binary junk) are at line 1.
+Defects without a line of their own (an empty file, undecodable bytes, binary junk) are at line 1;
+so is anything the YAML library itself fails on without a position (a library bug on odd input
+such as the YAML 1.1 integer form ``+_`` is a problem in the file, never a traceback).
+
+Budgets, because a workspace file is user content and the daemon reads it on every save:
+
+* a file over :data:`MAX_FILE_BYTES` (1 MiB) is refused before it is parsed. The shipped
+  workspace's largest file is under 8 KB; a season's shipping cutoffs for 200 countries and
+  four methods is about 100 KB;
+* aliases (``*name``) are cheap to parse (ruamel shares one object per anchor) but each use
+  is copied out into plain data here, so a ten-line "billion laughs" file would expand to
+  10⁹ nodes and gigabytes. At most :data:`MAX_ALIAS_NODES` nodes may be produced through
+  aliases per file, which leaves room for every sensible reuse (a shared ``limits:`` block
+  used by a hundred steps is a few hundred nodes); past it the file is refused at the alias
+  that crossed the line, after a few milliseconds and a few hundred KB. An anchor used inside
+  itself is refused the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
@@ -27,6 +42,9 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from engine.errors import Problem, SourceLocation
 
 Loc = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 1 << 20
+MAX_ALIAS_NODES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +103,36 @@ class _Constructor(RoundTripConstructor):
         except (ValueError, OverflowError):
             return self.construct_scalar(node)
 
+    def construct_yaml_int(self, node: Any) -> Any:
+        """A plain scalar ruamel takes for an integer but cannot read (``+_``, ``0x_``) is text.
+
+        YAML 1.2's integers need at least one digit; ruamel's pattern also matches signs and
+        underscores alone and then fails with a bare ``IndexError``.
+        """
+        try:
+            return super().construct_yaml_int(node)
+        except (ValueError, IndexError):
+            return self.construct_scalar(node)
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """Any exception while building a value becomes a YAML error at that value's position.
+
+        ruamel raises a bare ``IndexError`` for ``+_`` (a YAML 1.1 integer with no digits) and
+        could do the same for other odd scalars; the models then never see the value, but
+        the marketer sees where it is.
+        """
+        try:
+            return super().construct_object(node, deep=deep)
+        except (YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 — whatever the library fails on is a located problem
+            raise ConstructorError(
+                None, None, f"cannot read this value ({type(exc).__name__}: {exc})", node.start_mark
+            ) from None
+
 
 _Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
 
 
 def _yaml() -> YAML:
@@ -99,14 +145,34 @@ def _yaml() -> YAML:
 def read_yaml(path: Path) -> tuple[YamlDocument | None, list[Problem]]:
     """Read and parse ``path``; ``(None, problems)`` when the file cannot be parsed at all."""
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [_too_large(path, size)]
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat()
     except OSError as exc:
         return None, [Problem(SourceLocation(path, 1, 1), f"cannot read the file: {exc.strerror or exc}")]
     return parse_yaml(raw, path)
 
 
+def _too_large(path: Path, size: int) -> Problem:
+    return _at_line_one(
+        path,
+        f"the file is {_size(size)}; workspace YAML files may be at most {_size(MAX_FILE_BYTES)}",
+    )
+
+
+def _size(count: int) -> str:
+    if count >= 1 << 20:
+        return f"{count / (1 << 20):.1f} MiB"
+    return f"{count / 1024:.0f} KiB" if count >= 1024 else f"{count} bytes"
+
+
 def parse_yaml(raw: bytes | str, path: Path) -> tuple[YamlDocument | None, list[Problem]]:
     """Parse YAML text (bytes are decoded as UTF-8, a BOM allowed) into data and positions."""
+    size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+    if size > MAX_FILE_BYTES:
+        return None, [_too_large(path, size)]
     if isinstance(raw, bytes):
         if b"\x00" in raw:
             return None, [
@@ -122,8 +188,9 @@ def parse_yaml(raw: bytes | str, path: Path) -> tuple[YamlDocument | None, list[
             ]
     else:
         text = raw
+    yaml = _yaml()
     try:
-        node = _yaml().load(text)
+        node = yaml.load(text)
     except ReaderError as exc:
         line = text.count("\n", 0, max(exc.position, 0)) + 1
         what = f"character {exc.character!r}" if isinstance(exc.character, str) else "a character"
@@ -134,10 +201,30 @@ def parse_yaml(raw: bytes | str, path: Path) -> tuple[YamlDocument | None, list[
         return None, [_at_line_one(path, f"YAML error: {_one_line(str(exc))}")]
     except RecursionError:
         return None, [_at_line_one(path, "the YAML is nested too deeply to read")]
+    except Exception as exc:  # noqa: BLE001 — a library failure on odd input is still a problem in the file
+        return None, [_library_problem(path, yaml, exc)]
     source = SourceMap(path)
     problems: list[Problem] = []
-    data = _plain(node, (), source, problems)
+    try:
+        data = _plain(node, (), source, problems, _Expansion(), Position(1, 1))
+    except _Refused as refused:
+        return None, [Problem(SourceLocation(path, refused.at.line, refused.at.column), refused.message)]
+    except RecursionError:
+        return None, [_at_line_one(path, "the YAML is nested too deeply to read")]
     return YamlDocument(path, data, source), problems
+
+
+def _library_problem(path: Path, yaml: YAML, exc: Exception) -> Problem:
+    """Where the reader had got to when the YAML library failed, and what it said, on one line."""
+    line, column = 1, 1
+    try:
+        mark = yaml.reader.get_mark()
+        line, column = mark.line + 1, mark.column + 1
+    except Exception:  # noqa: BLE001, S110 — no position to be had: line 1
+        pass
+    detail = _one_line(str(exc))[:120]
+    what = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return Problem(SourceLocation(path, line, column), f"the YAML library cannot read this file ({what})")
 
 
 def _syntax_problem(path: Path, exc: MarkedYAMLError) -> Problem:
@@ -163,8 +250,94 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _plain(node: Any, loc: Loc, source: SourceMap, problems: list[Problem]) -> Any:
-    """Copy ruamel's node into plain Python, recording positions on the way."""
+class _Refused(Exception):
+    def __init__(self, message: str, at: Position) -> None:
+        super().__init__(message)
+        self.message = message
+        self.at = at
+
+
+@dataclass
+class _Expansion:
+    """What copying a file's aliases has cost so far (see the module docstring)."""
+
+    copied: set[int] = field(default_factory=set)  # containers copied out at least once
+    open: set[int] = field(default_factory=set)  # containers being copied (the path from the root)
+    aliased_nodes: int = 0
+
+    def enter(self, container: Any, at: Position, via_alias: bool) -> bool:
+        """Start copying ``container``; True when this copy comes through an alias."""
+        key = id(container)
+        if key in self.open:
+            raise _Refused("this alias refers to the anchor it is inside of; data cannot contain itself", at)
+        self.open.add(key)
+        again = key in self.copied
+        self.copied.add(key)
+        return via_alias or again
+
+    def copied_before(self, value: Any) -> bool:
+        """Is ``value`` a container already copied (so this use of it is an alias)?"""
+        return isinstance(value, CommentedMap | CommentedSeq) and id(value) in self.copied
+
+    def leave(self, container: Any) -> None:
+        self.open.discard(id(container))
+
+    def count(self, at: Position) -> None:
+        """One more node copied through the alias written at ``at``."""
+        self.aliased_nodes += 1
+        if self.aliased_nodes > MAX_ALIAS_NODES:
+            raise _Refused(
+                f"aliases here expand to more than {MAX_ALIAS_NODES:,} values; "
+                "write the data out or use fewer nested aliases",
+                at,
+            )
+
+
+def _plain(
+    node: Any,
+    loc: Loc,
+    source: SourceMap,
+    problems: list[Problem],
+    expansion: _Expansion,
+    at: Position,
+    alias: Position | None = None,
+) -> Any:
+    """Copy ruamel's node into plain Python, recording positions on the way.
+
+    ``alias``: this node is a copy of one written elsewhere, through the alias written at
+    that position (every node of the copy counts against :data:`MAX_ALIAS_NODES`, and a
+    refusal points at the alias, see :class:`_Expansion`).
+    """
+    if alias is not None:
+        expansion.count(alias)
+    if isinstance(node, CommentedMap | CommentedSeq):
+        if expansion.enter(node, at, alias is not None) and alias is None:
+            alias = at
+        try:
+            return _container(node, loc, source, problems, expansion, alias)
+        finally:
+            expansion.leave(node)
+    if isinstance(node, TaggedScalar):
+        position = source.values.get(loc, Position(1, 1))
+        tag = getattr(node.tag, "value", node.tag)
+        problems.append(
+            Problem(
+                SourceLocation(source.path, position.line, position.column),
+                f"unknown YAML tag {tag}; remove it",
+            )
+        )
+        return str(node.value)
+    return _scalar(node)
+
+
+def _container(
+    node: CommentedMap | CommentedSeq,
+    loc: Loc,
+    source: SourceMap,
+    problems: list[Problem],
+    expansion: _Expansion,
+    alias: Position | None,
+) -> Any:
     if isinstance(node, CommentedMap):
         result: dict[str, Any] = {}
         for raw_key, value in node.items():
@@ -183,34 +356,25 @@ def _plain(node: Any, loc: Loc, source: SourceMap, problems: list[Problem]) -> A
             source.values[child] = _position(node, raw_key, key_position=False)
             if isinstance(value, CommentedMap | CommentedSeq):
                 source.containers.add(child)
-            result[key] = _plain(value, child, source, problems)
+            at = source.keys[child] if expansion.copied_before(value) else source.values[child]
+            result[key] = _plain(value, child, source, problems, expansion, at, alias)
         return result
-    if isinstance(node, CommentedSeq):
-        items: list[Any] = []
-        for index, value in enumerate(node):
-            child = (*loc, index)
-            try:
-                line, column = node.lc.item(index)
-                position = Position(line + 1, column + 1)
-            except (KeyError, TypeError, AttributeError):
-                position = source.keys.get(loc, Position(1, 1))
-            source.keys[child] = position
-            source.values[child] = position
-            if isinstance(value, CommentedMap | CommentedSeq):
-                source.containers.add(child)
-            items.append(_plain(value, child, source, problems))
-        return items
-    if isinstance(node, TaggedScalar):
-        position = source.values.get(loc, Position(1, 1))
-        tag = getattr(node.tag, "value", node.tag)
-        problems.append(
-            Problem(
-                SourceLocation(source.path, position.line, position.column),
-                f"unknown YAML tag {tag}; remove it",
-            )
-        )
-        return str(node.value)
-    return _scalar(node)
+    items: list[Any] = []
+    for index, value in enumerate(node):
+        child = (*loc, index)
+        try:
+            line, column = node.lc.item(index)
+            position = Position(line + 1, column + 1)
+        except (KeyError, TypeError, AttributeError):
+            position = source.keys.get(loc, Position(1, 1))
+        source.keys[child] = position
+        source.values[child] = position
+        if isinstance(value, CommentedMap | CommentedSeq):
+            source.containers.add(child)
+        # ruamel gives an alias the position of its anchor: point at the list's own key instead.
+        at = source.keys.get(loc, position) if expansion.copied_before(value) else position
+        items.append(_plain(value, child, source, problems, expansion, at, alias))
+    return items
 
 
 def _scalar(value: Any) -> Any:
