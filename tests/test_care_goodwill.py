@@ -112,6 +112,8 @@ def test_more_than_an_agent_may_give_is_refused_with_a_clear_422(shop: Shop, cli
         ({"percent": "lots"}, "percent"),
         ({"reason": "  "}, "reason"),
         ({"reason": None}, "reason"),
+        ({"reason": "late\ndelivery"}, "reason"),
+        ({"email": "ioana@example.com, ann@example.com"}, "email"),
         ({"extra": "field"}, "extra"),
     ],
 )

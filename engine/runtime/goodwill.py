@@ -35,6 +35,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import TidingsError
+from engine.inbound import InvalidValue, email_address, single_line
 from engine.runtime.coupons import Grant, IssuedCoupon, coupon_for_request, issue_coupon
 from engine.runtime.facts import CouponFact, MessageFacts
 from engine.runtime.keys import delivery_key, new_message_token
@@ -44,7 +45,6 @@ from engine.settings import Settings
 from engine.store.database import write_transaction
 from engine.store.dialect import insert_for
 from engine.store.models import Contact, Delivery, DeliveryState, ShopOrder
-from engine.store.suppressions import normalise_email
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign
 
@@ -164,17 +164,25 @@ def check_percent(value: object, settings: Settings) -> Decimal:
 
 
 def check_text(field: str, value: str | None, limit: int, *, required: bool) -> str | None:
-    """One line of at most ``limit`` characters (a reason, an order id); blank is absent."""
-    text = " ".join((value or "").split())
+    """One line of at most ``limit`` characters (a reason, an order id; :mod:`engine.inbound`'s rule);
+    blank is absent."""
+    text = (value or "").strip()
     if not text:
         if required:
             raise GoodwillRefused(field, f"{field} is required: say why (it is recorded with the coupon)")
         return None
-    if len(text) > limit:
-        raise GoodwillRefused(field, f"{field} is {len(text)} characters; at most {limit}")
-    if any(not ch.isprintable() for ch in text):
-        raise GoodwillRefused(field, f"{field} holds control characters")
-    return text
+    try:
+        return single_line(text, field=field, max_length=limit)
+    except InvalidValue as exc:
+        raise GoodwillRefused(field, str(exc)) from None
+
+
+def check_email(value: str) -> str:
+    """The address as contacts are stored (:func:`engine.inbound.email_address`)."""
+    try:
+        return email_address(value)
+    except InvalidValue as exc:
+        raise GoodwillRefused("email", str(exc)) from None
 
 
 # --- giving ---------------------------------------------------------------------------------------
@@ -197,7 +205,7 @@ def give_goodwill(
             f"the workspace has no {GOODWILL_TEMPLATE} email (templates/{GOODWILL_TEMPLATE}/email.mjml): "
             "nothing to send the coupon with",
         )
-    email = normalise_email(request.email)
+    email = check_email(request.email)
     wanted = replace(request, email=email, percent=percent, reason=reason, order_id=order_id, agent=agent)
     with write_transaction(engine) as conn:
         if request.request_key is not None:
