@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import secrets
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,9 @@ from engine.errors import SettingsError
 from engine.opening_hours import InvalidHours, parse_hours
 
 ENV_PREFIX = "TIDINGS_"
+#: What may keep promotions from a contact (``TIDINGS_HOLD_MARKETING_WHILE``, a campaign's
+#: ``limits.hold_marketing_while``): an open return or exchange, an open claim.
+HOLD_REASONS: tuple[str, ...] = ("return_open", "claim_open")
 PHONE = re.compile(r"^\+[0-9][0-9 ()-]{5,22}[0-9]$")
 IMAGES_FOLDER = "images"
 
@@ -211,6 +215,20 @@ class Settings(BaseSettings):
     changes nothing (events dedupe on ``sg_event_id``), so the wide window costs nothing real.
     A few minutes would refuse every retried batch, and its bounces and spam reports would be lost."""
     events_token: SecretStr | None = None
+    care_token: SecretStr | None = None
+    """Bearer token of ``POST /care/goodwill`` (a help desk's integration); unset: it answers 503."""
+    care_token_label: str = Field(default="care-api", min_length=1, max_length=60, pattern=r"^[\w.@ -]+$")
+    """Who a coupon given through the API is recorded as given by (``coupon.issued_by``)."""
+    care_max_percent: Decimal = Field(default=Decimal(20), gt=0, le=100, decimal_places=2)
+    """The most an agent may give (``care goodwill``, ``POST /care/goodwill``)."""
+    care_coupon_days: int = Field(default=30, ge=1, le=366)
+    """How long an agent's coupon stays valid."""
+    hold_marketing_while: Annotated[tuple[str, ...], NoDecode] = HOLD_REASONS
+    """Promotions skip a contact while one of these is open (``return_open``, ``claim_open``; comma
+    separated, empty for none); a campaign's ``limits.hold_marketing_while`` replaces it."""
+    return_open_days: int = Field(default=30, ge=1, le=365)
+    """How long a return or exchange counts as open when the shop never says it was completed (an
+    order's ``returned_at``, an ``exchange.shipped``): a forgotten return must not hold promotions forever."""
     dkim_selectors: Annotated[tuple[str, ...], NoDecode] = ("s1", "s2", "default")
     """DKIM selectors ``tidings doctor`` looks up (SendGrid's automated security uses s1 and s2)."""
     dns_nameserver: str | None = None
@@ -296,6 +314,21 @@ class Settings(BaseSettings):
             for name in names:
                 if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", name):
                     raise ValueError(f"expected comma-separated DKIM selectors, got {name!r}")
+            return names
+        return value
+
+    @field_validator("hold_marketing_while", mode="before")
+    @classmethod
+    def _holds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)):
+            names = tuple(dict.fromkeys(str(part).strip() for part in value if str(part).strip()))
+            for name in names:
+                if name not in HOLD_REASONS:
+                    raise ValueError(
+                        f"unknown hold {name!r}: expected a comma-separated list of {', '.join(HOLD_REASONS)}"
+                    )
             return names
         return value
 

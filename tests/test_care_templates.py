@@ -226,10 +226,11 @@ def test_the_preview_shows_a_service_message_no_campaign_sends_yet_as_a_service_
         create_preview_app(settings, clock=SystemClock()), base_url="http://127.0.0.1:8025"
     ) as client:
         listed = {t["name"]: t for t in client.get("/api/templates").json()["templates"]}
-        delivery = client.get("/api/templates/gift-card-delivery", params={"locale": "ro"}).json()
-    assert (
-        listed["gift-card-delivery"]["campaigns"] == [] and listed["gift-card-delivery"]["marketing"] is False
-    )
+        apology = client.get("/api/templates/goodwill-apology", params={"locale": "ro"}).json()
+    # The agents' apology is sent by customer care's built-in campaign, not by a workspace file.
+    assert listed["goodwill-apology"]["campaigns"] == [] and listed["goodwill-apology"]["marketing"] is False
     assert listed["win-back"]["marketing"] is True
-    assert delivery["subject"] == "Kadri ți-a trimis un card cadou de 50,00 EUR"
-    assert "List-Unsubscribe" not in delivery["headers"]
+    assert apology["subject"] == (
+        "Despre comanda NB-10977: 15% reducere la următoarea comandă, cu scuzele noastre"
+    )
+    assert "List-Unsubscribe" not in apology["headers"]

@@ -168,13 +168,15 @@ def test_with_the_workspace_only_rows_of_campaigns_that_may_send_are_published(
     active = add_delivery(store_engine, contact, now=now, campaign="holiday")
     add_delivery(store_engine, contact, now=now, campaign="drafted")
     add_delivery(store_engine, contact, now=now, campaign="removed-from-workspace")
+    # customer care's built-in campaign (an agent's apology) is not a workspace file, and goes out
+    apology = add_delivery(store_engine, contact, now=now, campaign="care-goodwill", category="transactional")
     current = workspace(campaign("holiday"), campaign("drafted", status="draft"))
     publisher = Publisher(settings, store_engine, clock, app=app, workspace=lambda: current)
-    assert publisher.publish_due() == 1
-    assert published_ids(queued(app, settings.broker_queue)) == [active]
+    assert publisher.publish_due() == 2
+    assert published_ids(queued(app, settings.broker_queue)) == [active, apology]
     clock.advance(GRACE + 1)
-    assert publisher.sweep() == 1  # the lost message of the active row; never the held ones
-    assert published_ids(queued(app, settings.broker_queue)) == [active]
+    assert publisher.sweep() == 2  # the lost messages of the rows that may send; never the held ones
+    assert published_ids(queued(app, settings.broker_queue)) == [active, apology]
 
 
 def test_due_posts_are_published_as_claim_up_to_n_batches(

@@ -104,6 +104,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         workspace=folder,
         secret_key="f" * 40,
         events_token=TOKEN,  # type: ignore[call-arg]
+        care_token=TOKEN,
         sendgrid_webhook_unsigned="allow",
         _env_file=None,
     )
@@ -167,3 +168,26 @@ def test_sendgrid_events_of_any_shape_are_stored_without_500(
     client: TestClient, batch: list[dict[str, object]]
 ) -> None:
     assert client.post("/webhooks/sendgrid", json=batch).status_code == 200
+
+
+@FUZZ
+@given(
+    payload=st.fixed_dictionaries(
+        {},
+        optional={
+            "email": st.sampled_from(["a@b.co", "x", ""]) | texts | json_values,
+            "percent": st.sampled_from([15, 0, -3, 20.001, "1e400", "15%", 1e300, True]) | json_values,
+            "reason": texts | json_values,
+            "order_id": texts | json_values,
+            "agent": texts | json_values,
+        },
+    )
+    | json_values,
+    key=st.none() | texts,
+)
+def test_care_api_never_fails_with_500(client: TestClient, payload: object, key: str | None) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if key is not None and key.isprintable() and key.isascii():
+        headers["Idempotency-Key"] = key
+    response = client.post("/care/goodwill", content=json.dumps(payload).encode(), headers=headers)
+    assert response.status_code in {400, 422}, response.text  # nobody is a customer of this empty shop

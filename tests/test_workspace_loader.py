@@ -54,9 +54,8 @@ def write(workspace: Path, name: str, text: str) -> Path:
 def test_shipped_workspace_validates_without_problems() -> None:
     result = load_workspace(REPO, default_timezone="UTC")
     assert [str(p) for p in result.problems] == []
-    assert (
-        len(result.workspace.campaigns) == 15
-    )  # the season, and five status messages about returns and claims
+    # the season, five status messages about returns and claims, a gift card's delivery and its nudge
+    assert len(result.workspace.campaigns) == 17
     assert set(result.workspace.segments) == {
         "holiday-shoppers",
         "promotable",

@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "engine.cli.preview",
     "engine.cli.plan",
     "engine.cli.runtime",
+    "engine.cli.care",
     "engine.cli.daemon",
     "engine.cli.worker",
     "engine.cli.doctor",

@@ -270,8 +270,9 @@ def _print_report(result: object, report: Path | None) -> None:
         "by variant",
         "skipped",
         "failed",
+        "flow exits",
     ):
-        table.add_column(column, justify="right" if column in {"sent", "failed"} else "left")
+        table.add_column(column, justify="right" if column == "sent" else "left")
     for cid, c in data["campaigns"].items():
         table.add_row(
             cid,
@@ -281,9 +282,13 @@ def _print_report(result: object, report: Path | None) -> None:
             ", ".join(f"{k} {v}" for k, v in c["by_locale"].items()),
             ", ".join(f"{k} {v}" for k, v in c["by_variant"].items() if k != "-"),
             ", ".join(f"{k} {v}" for k, v in c["skipped"].items()),
-            str(c["failed"]),
+            ", ".join(f"{k} {v}" for k, v in c["failures"].items()) or "0",
+            ", ".join(f"{k} {v}" for k, v in c["exits"].items()),
         )
     STATE.out.print(table)
+    for cid, c in data["campaigns"].items():
+        for reason in c["exit_examples"]:  # what to fix, with its file and line
+            STATE.out.print(f"  {cid}: {reason}", markup=False, highlight=False)
     days = Table(title="Sends per day")
     campaign_ids = [cid for cid, c in data["campaigns"].items() if c["sent"]]
     days.add_column("day")
@@ -315,7 +320,8 @@ def _print_report(result: object, report: Path | None) -> None:
         )
     totals = data["totals"]
     STATE.out.print(
-        f"{totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed in "
+        f"{totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
+        f"{totals['exited']:,} flows ended early in "
         f"{data['elapsed_seconds']} s · outbox {data['outbox_dir']}"
         + (f" · report {report}" if report else ""),
         markup=False,

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from engine.cli.context import STATE
 from engine.transfer.formats import Format
-from engine.transfer.kinds import Kind
+from engine.transfer.kinds import ExportKind, Kind
 
 
 class _Reporter:
@@ -162,11 +162,12 @@ def import_cmd(
 
 
 def export_cmd(
-    kind: Kind = typer.Argument(..., help=KIND_HELP),
+    kind: ExportKind = typer.Argument(..., help="contacts, orders, gift-cards, events or coupons."),
     file: Path = typer.Argument(..., help="File to write (replaced if it exists).", dir_okay=False),
     fmt: Format | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ) -> None:
-    """Export every row of a kind in the format import reads (a round trip gives the same file)."""
+    """Export every row of a kind in the format import reads (a round trip gives the same file);
+    coupons: every issued code (code, percent, expires_at, contact, campaign or agent, reason, order)."""
     from engine.transfer import export_file
 
     count = export_file(STATE.engine(migrate=True), kind, file, fmt=fmt)

@@ -117,6 +117,11 @@ def _print(result: DryRun, renders: list[Rendered]) -> None:
     if result.already:
         done = ", ".join(f"{count:,} {state}" for state, count in sorted(result.already.items()))
         out.print(f"  already fired: {done} (planning it again adds nothing for them)", highlight=False)
+    if result.exits:
+        ended = ", ".join(f"{count:,} {kind}" for kind, count in sorted(result.exits.items()))
+        out.print(f"  flows ended early: {ended}", highlight=False)
+        for reason in result.exit_examples:
+            out.print(f"    {reason}", markup=False, highlight=False)
     if result.skipped:
         out.print(f"  nothing would be planned: {result.skipped}")
         return

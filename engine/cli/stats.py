@@ -57,11 +57,13 @@ def _sending(report: StatsReport, title: str) -> Table:
     table.add_column("campaign · step · variant · language", no_wrap=True)
     for name in ("planned", "pending", "skipped", "failed", "sent"):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("skipped because")
+    table.add_column("skipped, failed because; flows ended early")
     for row in report.rows:
-        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(row.skipped_by_reason.items()))
+        why = [f"{k} {v:,}" for k, v in sorted(row.skipped_by_reason.items())]
+        why += [f"failed: {k} {v:,}" for k, v in sorted(row.failed_by_reason.items())]
+        why += [f"exited: {k} {v:,}" for k, v in sorted(row.exits.items())]
         figures = (row.planned, row.pending, row.skipped, row.failed, row.sent)
-        table.add_row(_label(row), *(f"{n:,}" for n in figures), reasons, style=_style(row))
+        table.add_row(_label(row), *(f"{n:,}" for n in figures), ", ".join(why), style=_style(row))
     return table
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.engine import Engine
 from engine.clock import Clock
 from engine.fanout.celery_app import DISPATCH_TASK, BrokerUnavailable, create_app, safe_broker_url
 from engine.runtime.controls import controls
+from engine.runtime.goodwill import sending_campaigns
 from engine.runtime.policy import campaign_rules
 from engine.settings import Settings
 from engine.store import write_transaction
@@ -155,7 +156,7 @@ class Publisher:
             return None, sorted(cid for cid, value in control.items() if value == "paused")
         allowed = sorted(
             cid
-            for cid, campaign in workspace.campaigns.items()
+            for cid, campaign in sending_campaigns(workspace, self.settings).items()
             if _claimable(campaign_rules(campaign, self.settings, control.get(cid, "active")))
         )
         return allowed, []

@@ -2,15 +2,15 @@
 
 ``export`` gathers every row that concerns the address (GDPR art. 15/20): the contact,
 consents, orders, gift cards (bought or received), shop events, deliveries with their
-events, coupons and suppressions, as one JSON-ready dict.
+events, coupons, topics left, a pause, and suppressions, as one JSON-ready dict.
 
 ``forget`` (art. 17) erases personal data in one transaction and keeps exactly one thing:
 a suppression ``(sha256:<digest>, all, forgotten)``, so the address can never be mailed
 again by an import that still carries it, while the address itself is gone. What happens
 to each table:
 
-* ``contact`` — deleted; ``consent``, ``shop_order``, ``shop_event``, ``coupon`` and
-  ``enrolment`` rows go with it (the store's ``ON DELETE CASCADE``);
+* ``contact`` — deleted; ``consent``, ``shop_order``, ``shop_event``, ``coupon``,
+  ``enrolment``, ``topic_opt_out`` and ``snooze`` rows go with it (the store's ``ON DELETE CASCADE``);
 * ``gift_card`` — kept for the shop's accounting, the link to the person cleared;
 * ``delivery`` — kept (campaign statistics stay true) with its contact, per-message
   context and error text cleared;
@@ -23,7 +23,7 @@ to each table:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +42,9 @@ from engine.store.models import (
     GiftCard,
     ShopEvent,
     ShopOrder,
+    Snooze,
     Suppression,
+    TopicOptOut,
 )
 from engine.store.suppressions import ALL_CHANNELS, Reason, add_suppression, email_digest, normalise_email
 
@@ -54,7 +56,7 @@ def _t(model: Any) -> Table:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, date | datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
@@ -111,6 +113,8 @@ def export_contact(engine: Engine, email: str) -> dict[str, Any] | None:
                 ),
             ),
             "coupons": _rows(conn, select(_t(Coupon)).where(_t(Coupon).c.contact_id == cid)),
+            "topics_left": _rows(conn, select(_t(TopicOptOut)).where(_t(TopicOptOut).c.contact_id == cid)),
+            "pause": _rows(conn, select(_t(Snooze)).where(_t(Snooze).c.contact_id == cid)),
             "suppressions": suppressed,
         }
 

@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from engine.runtime.exits import exit_counts
 from engine.store.models import Delivery, DeliveryEvent, DeliveryState, ShopOrder
 from engine.store.types import UTCDateTime
 
@@ -201,6 +202,9 @@ class StatsRow:
     failed: int = 0
     skipped: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)  # render_error, permanent, …
+    #: Flows of the campaign that ended early for a reason worth a look (campaign rows only).
+    exits: dict[str, int] = field(default_factory=dict)
     delivered: int = 0
     bounced: int = 0
     opened: int = 0
@@ -256,6 +260,8 @@ class StatsRow:
             "failed": self.failed,
             "skipped": self.skipped,
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+            "failed_by_reason": dict(sorted(self.failed_by_reason.items())),
+            "exits": dict(sorted(self.exits.items())),
             "delivered": self.delivered,
             "bounced": self.bounced,
             "opened": self.opened,
@@ -377,9 +383,9 @@ def _queries(m: Subquery, level: Level, window_days: int) -> dict[str, Select[An
         _count_if(m.c.state == DeliveryState.skipped.value).label("skipped"),
     ).group_by(*keys)
     reasons = (
-        select(*keys, m.c.reason, func.count().label("n"))
-        .where(m.c.state == DeliveryState.skipped.value)
-        .group_by(*keys, m.c.reason)
+        select(*keys, m.c.state, m.c.reason, func.count().label("n"))
+        .where(m.c.state.in_([DeliveryState.skipped.value, DeliveryState.failed.value]))
+        .group_by(*keys, m.c.state, m.c.reason)
     )
     feedback = (
         select(
@@ -439,7 +445,11 @@ def _level_rows(conn: Any, m: Subquery, level: Level, window_days: int) -> dict[
             skipped=int(row.skipped),
         )
     for row in conn.execute(queries["reasons"]):
-        table[_key(row, level)].skipped_by_reason[row.reason or "unknown"] = int(row.n)
+        found = table[_key(row, level)]
+        by_reason = (
+            found.skipped_by_reason if row.state == DeliveryState.skipped.value else found.failed_by_reason
+        )
+        by_reason[row.reason or "unknown"] = int(row.n)
     for row in conn.execute(queries["feedback"]):
         stats = table[_key(row, level)]
         for name in EVENT_COLUMNS:
@@ -508,6 +518,11 @@ def campaign_stats(
     with engine.connect() as conn:
         for level in list(Level)[: depth.depth + 1]:
             levels[level] = _level_rows(conn, m, level, window_days)
+        exits = exit_counts(conn, campaign_id)
+    campaign_rows = levels[Level.campaign]
+    for cid, kinds in exits.items():  # a flow that never got to a send still has a row: its exits
+        key = StatsKey(cid)
+        campaign_rows.setdefault(key, StatsRow(key, Level.campaign)).exits = dict(kinds)
     for row in levels.get(Level.step, {}).values():
         row.verdict = verdicts(row.key) if verdicts is not None else None
     for row in levels[Level.campaign].values():

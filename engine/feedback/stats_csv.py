@@ -48,12 +48,18 @@ def columns(report: StatsReport) -> list[str]:
         "locale",
         *COUNTS,
         "skipped_by_reason",
+        "failed_by_reason",
+        "exits",
         *(f"revenue_{c}" for c in currencies),
         *(f"rate_{name}" for name in RATES),
         *(f"revenue_per_recipient_{c}" for c in currencies),
         *VERDICT,
         *LIFT,
     ]
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
 def _line(row: StatsRow, currencies: list[str]) -> dict[str, Any]:
@@ -64,7 +70,9 @@ def _line(row: StatsRow, currencies: list[str]) -> dict[str, Any]:
         "step": row.key.step or "",
         "variant": row.key.variant or "",
         "locale": row.key.locale or "",
-        "skipped_by_reason": "; ".join(f"{k}={v}" for k, v in sorted(row.skipped_by_reason.items())),
+        "skipped_by_reason": _pairs(row.skipped_by_reason),
+        "failed_by_reason": _pairs(row.failed_by_reason),
+        "exits": _pairs(row.exits),
     }
     line.update({name: getattr(row, name) for name in COUNTS})
     for currency in currencies:

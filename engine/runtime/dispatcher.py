@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -53,6 +53,7 @@ from engine.runtime.channel_state import suspensions
 from engine.runtime.compose import Renderer, compose_email, compose_post
 from engine.runtime.controls import controls
 from engine.runtime.facts import MessageFacts
+from engine.runtime.goodwill import sending_campaigns
 from engine.runtime.message_context import StoredData
 from engine.runtime.occurrences import OccurrenceError, legacy_occurrence
 from engine.runtime.outcomes import DispatchStats, InFlight, Outcome, Recorder, render_error_text, timed
@@ -61,6 +62,7 @@ from engine.runtime.policy import (
     TRANSACTIONAL,
     CampaignRules,
     Decision,
+    batch_holds,
     campaign_rules,
     decide,
     decide_post,
@@ -124,6 +126,7 @@ class Dispatcher:
         self._permits = threading.Semaphore(settings.concurrency)
         self._closed = False
         self._lock = threading.Lock()
+        self._campaigns: dict[str, Campaign] = dict(workspace.campaigns)
 
     # --- public API -------------------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class Dispatcher:
     def _rules(self) -> dict[str, CampaignRules]:
         with self.engine.connect() as conn:
             control = controls(conn)
+        # The workspace's campaigns and customer care's built-in one (engine.runtime.goodwill).
+        self._campaigns = sending_campaigns(self.workspace, self.settings)
         return {
             cid: campaign_rules(
                 campaign,
@@ -213,7 +218,7 @@ class Dispatcher:
                 control.get(cid, "active"),
                 legal_basis(campaign_filters(self.workspace, campaign), first_channel(campaign)),
             )
-            for cid, campaign in self.workspace.campaigns.items()
+            for cid, campaign in self._campaigns.items()
         }
 
     def _batch(
@@ -276,10 +281,20 @@ class Dispatcher:
             contact_ids = [] if posts else [r.contact_id for r in rows if r.contact_id is not None]
             caps = [r.frequency_cap.per for r in rules.values() if r.frequency_cap is not None]
             recipients = load_recipient_facts(
-                conn, contact_ids, now=now, cap_lookback=max(caps, default=None)
+                conn,
+                contact_ids,
+                now=now,
+                cap_lookback=max(caps, default=None),
+                holds=batch_holds(rules.values()),
+                return_window=timedelta(days=self.settings.return_open_days),
             )
             facts = {row.id: self._facts(conn, row, now) for row in rows}
-            data = StoredData.load(conn, contact_ids, [f.event_id for f in facts.values() if f.event_id])
+            data = StoredData.load(
+                conn,
+                contact_ids,
+                [f.event_id for f in facts.values() if f.event_id],
+                [f.order_id for f in facts.values() if f.order_id],
+            )
         recorder = Recorder(
             self.engine,
             table,
@@ -377,7 +392,7 @@ class Dispatcher:
         stats: DispatchStats,
     ) -> bool:
         """Render one message from its facts and hand it to its channel; False when it failed to render."""
-        campaign = self.workspace.campaigns[row.campaign_id]
+        campaign = self._campaigns[row.campaign_id]
         started = time.perf_counter()
         try:
             if table is POST:

@@ -27,6 +27,7 @@ from engine.audience import (
 )
 from engine.runtime import variants as ab
 from engine.runtime.ab_tests import describe_test
+from engine.runtime.exits import ORDINARY, example_reasons, reason_kind
 from engine.runtime.facts import MessageFacts
 from engine.runtime.occurrences import Occurrence, campaign_zone
 from engine.runtime.planner import (
@@ -41,7 +42,7 @@ from engine.runtime.planner import (
 from engine.runtime.policy import FrequencyCap, capped_sql
 from engine.runtime.splits import holdout_sql, step_test, test_slice_sql
 from engine.settings import Settings
-from engine.store.models import Delivery, Post
+from engine.store.models import Delivery, Enrolment, EnrolmentState, Post
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign, SendStep
 
@@ -110,6 +111,9 @@ class DryRun:
     #: Rows this occurrence has already (by state): it fired — on schedule or ahead of it with
     #: ``trigger --now`` — and planning it again adds nothing for those contacts.
     already: dict[str, int] = field(default_factory=dict)
+    #: Flows of this occurrence that ended early for a reason worth a look (expression_error, …).
+    exits: dict[str, int] = field(default_factory=dict)
+    exit_examples: list[str] = field(default_factory=list)  # the full reasons, with file and line
     #: Contacts the campaign's holdout keeps unsent (None without a holdout); not in ``reach``.
     holdout: int | None = None
     holdout_share: float | None = None
@@ -131,6 +135,8 @@ class DryRun:
             "skipped": self.skipped,
             "event_type": self.event_type,
             "already": dict(self.already),
+            "exits": dict(self.exits),
+            "exit_examples": list(self.exit_examples),
             "holdout": self.holdout,
             "holdout_share": self.holdout_share,
             "ab_tests": [test.as_dict() for test in self.tests],
@@ -138,6 +144,7 @@ class DryRun:
 
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 POST: Table = Post.__table__  # type: ignore[attr-defined]
 
 
@@ -188,6 +195,17 @@ def dry_run(
         )
         for state, count in conn.execute(states.group_by(table.c.state)):
             result.already[state] = result.already.get(state, 0) + int(count)
+    exited = select(ENROLMENT.c.end_reason, func.count()).where(
+        ENROLMENT.c.campaign_id == campaign.key,
+        ENROLMENT.c.occurrence == occurrence.key,
+        ENROLMENT.c.state == EnrolmentState.exited.value,
+    )
+    for reason, count in conn.execute(exited.group_by(ENROLMENT.c.end_reason)):
+        kind = reason_kind(reason)
+        if kind not in ORDINARY:
+            result.exits[kind] = result.exits.get(kind, 0) + int(count)
+    if result.exits:
+        result.exit_examples = example_reasons(conn, campaign.key)
     if campaign.trigger.event is not None:
         result.event_type = str(campaign.trigger.event.type)
     if draft.mode == "posts":

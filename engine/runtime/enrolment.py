@@ -11,8 +11,10 @@ A contact in the campaign's ``holdout`` share (:mod:`engine.runtime.splits`) is 
 same and ended at once (``exited``, reason ``holdout``): never sent, but counted, so the holdout's
 lift is measured from the very events that enrolled the others.
 
-A ``where`` that fails on one event (``None > 0``) does not enrol and is counted by its named
-outcome ``expression_error`` (:class:`EnrolStats`), never stopping the other events of the batch.
+A ``where`` that fails on one event (``None > 0``) does not start the flow: it is recorded as an
+enrolment that ended at once, ``exited`` with the reason ``expression_error: … in "<where>"
+(campaigns/x.yaml:N)`` (:mod:`engine.runtime.exits`), so the failure is counted and shown, never
+only logged, and never stops the other events of the batch.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Table, and_, literal, select
+from sqlalchemy import Integer, String, Table, and_, literal, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from engine.audience import CONTACT, AudienceContext
 from engine.clock import Clock
+from engine.runtime.exits import expression_reason
 from engine.runtime.facts import MessageFacts
 from engine.runtime.message_context import StoredData, StoreRow, message_context
 from engine.runtime.occurrences import campaign_zone, event_occurrence, is_active
@@ -36,11 +39,11 @@ from engine.runtime.splits import HOLDOUT, in_holdout
 from engine.runtime.zones import resolve_zone
 from engine.settings import Settings
 from engine.store.dialect import insert_for
-from engine.store.models import Enrolment, ShopEvent
+from engine.store.models import Enrolment, EnrolmentState, ShopEvent
 from engine.store.types import JSONType, UTCDateTime
 from engine.workspace.expressions import evaluate
 from engine.workspace.loader import Workspace
-from engine.workspace.models import Campaign
+from engine.workspace.models import Campaign, SendStep
 
 LOG = logging.getLogger(__name__)
 ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
@@ -133,20 +136,21 @@ def _enrol(
                 return 0
         except Exception as exc:  # noqa: BLE001 — a marketer's expression, evaluated in the sandbox
             stats.expression_errors[campaign.key] += 1
-            LOG.warning(
-                "campaign %s: trigger where %r failed on event %s: %s",
-                campaign.key,
-                spec.where,
-                event.id,
-                exc,
-            )
+            reason = expression_reason(campaign, None, spec.where, exc)
+            LOG.warning("campaign %s: event %s not enrolled: %s", campaign.key, event.id, reason)
+            _record_failed_where(conn, campaign, event, reason, now)
             return 0
     occurrence = event_occurrence(event.id, event.occurred_at, once=spec.once_per_contact)
     ctx = AudienceContext(reference=event.occurred_at, zone=zone)
+    # The buyer's own eligibility matters only for what is sent to the buyer: a flow whose every send
+    # goes to the card's recipient is checked against the recipient at send time (the gate).
+    to_buyer = any(
+        step.send.to != "recipient" for step in campaign.iter_steps() if isinstance(step, SendStep)
+    )
     selected = and_(
         CONTACT.c.id == event.contact_id,
         audience_condition(workspace, campaign, ctx),
-        eligibility(campaign, campaign_filters(workspace, campaign)),
+        eligibility(campaign, campaign_filters(workspace, campaign)) if to_buyer else true(),
     )
     facts = event_facts(event, data.contacts[event.contact_id], settings)
     stamp = literal(now, UTCDateTime())
@@ -172,6 +176,33 @@ def _enrol(
         .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
     )
     return max(int(conn.execute(statement, execution_options={"preserve_rowcount": True}).rowcount or 0), 0)
+
+
+def _record_failed_where(
+    conn: Connection, campaign: Campaign, event: StoreRow, reason: str, now: datetime
+) -> None:
+    """The named outcome of an event the trigger's ``where`` failed on: an enrolment ended at once."""
+    occurrence = event_occurrence(event.id, event.occurred_at, once=False)
+    statement = (
+        insert_for(conn, ENROLMENT)
+        .values(
+            campaign_id=campaign.key,
+            contact_id=event.contact_id,
+            occurrence=f"where-{occurrence.key}",
+            event_id=event.id,
+            state=EnrolmentState.exited.value,
+            step_path=campaign.first_path(),
+            wake_at=None,
+            variants={},
+            context={},
+            created_at=now,
+            updated_at=now,
+            ended_at=now,
+            end_reason=reason,
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "contact_id", "occurrence"])
+    )
+    conn.execute(statement)
 
 
 __all__ = ["EnrolStats", "enrol_for_events", "event_facts"]

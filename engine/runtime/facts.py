@@ -3,7 +3,8 @@
 The planner decides, per group of contacts, when a message goes out and from which facts: the
 shipping cutoff it counts from, the named date of a calendar trigger, the moment of the
 occurrence, the zone used for the contact. A flow adds what its own steps decide (the coupon of a
-``coupon`` step, the event that enrolled the contact). :class:`MessageFacts` holds exactly those,
+``coupon`` step, the event that enrolled the contact); an agent's goodwill message the coupon given
+and the order it is about (``order_id``). :class:`MessageFacts` holds exactly those,
 and is stored as JSON in ``delivery.context`` (``enrolment.context`` and ``post.context`` too).
 
 Sending renders from the row's facts plus the contact's stored data, and never decides any of
@@ -65,6 +66,7 @@ class MessageFacts:
     event_id: int | None = None
     enrolment_id: int | None = None
     coupon: CouponFact | None = None
+    order_id: str | None = None  # the shop's id of the order the message is about (else the event's)
 
     # --- building ----------------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class MessageFacts:
                 "percent": str(self.coupon.percent),
                 "expires_at": self.coupon.expires_at.isoformat() if self.coupon.expires_at else None,
             }
+        if self.order_id is not None:
+            data["order_id"] = self.order_id
         return data
 
     @classmethod
@@ -130,6 +134,7 @@ class MessageFacts:
             )
             if isinstance(coupon, dict) and coupon.get("code")
             else None,
+            order_id=str(data["order_id"]) if data.get("order_id") else None,
         )
 
 

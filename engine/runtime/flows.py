@@ -13,9 +13,16 @@ enrolment whose ``wake_at`` has come, step after step, until it has to wait or e
     as the planner (:mod:`engine.runtime.variants`) and recorded in ``delivery.variant``
     and ``enrolment.variants``; a step with a ``test`` gives the variants to its test slice
     and the winner to the rest (:func:`engine.runtime.ab_tests.flow_assignment`).
+    ``to: recipient`` writes the row for the gift card's
+    recipient instead (:mod:`engine.runtime.recipient`); a purchase whose card has no
+    recipient ends the enrolment ``exited`` with reason ``no_recipient``.
 ``wait``
     ``2d``: wake in two days. ``{duration, until_time}``: then on to the next such time
-    of day in the contact's zone. ``{for_event, timeout}``: state ``waiting`` until the
+    of day. ``{until_date: EXPR, until_time}``: until that date (the expression's value over
+    the flow's context: a date, a date-time or ISO text) at that time; a missing or past date
+    does not wait, a value that is not a date ends the enrolment (``expression_error``).
+    Times of day are in the zone of the contact the next send goes to (the recipient's for
+    ``to: recipient``). ``{for_event, timeout}``: state ``waiting`` until the
     contact's next event of that type (:func:`on_events`, or the next :func:`advance_due`
     that sees it in the store) or the timeout, whichever comes first.
 ``if``
@@ -38,10 +45,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2 import UndefinedError
 from sqlalchemy import Table, func, select, true, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -49,16 +57,26 @@ from engine.clock import Clock
 from engine.runtime.ab_tests import flow_assignment
 from engine.runtime.controls import controls
 from engine.runtime.coupons import issue_coupon
+from engine.runtime.exits import expression_reason
 from engine.runtime.facts import CouponFact, MessageFacts
 from engine.runtime.keys import delivery_key, new_message_token
 from engine.runtime.local_time import local_instant
-from engine.runtime.message_context import StoredData, StoreRow, message_context, message_zone
+from engine.runtime.message_context import StoredData, StoreRow, message_context
+from engine.runtime.recipient import Addressee, addressee, addressee_zone
 from engine.settings import Settings
 from engine.store.dialect import insert_for
 from engine.store.models import Delivery, DeliveryState, Enrolment, EnrolmentState, ShopEvent
-from engine.workspace.expressions import evaluate
+from engine.workspace.expressions import evaluate, value_of
 from engine.workspace.loader import Workspace
-from engine.workspace.models import Campaign, SendStep, StepPathError, WaitForEvent, WaitUntil
+from engine.workspace.models import (
+    Campaign,
+    SendStep,
+    StepPathError,
+    WaitForEvent,
+    WaitStep,
+    WaitUntil,
+    WaitUntilDate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +261,6 @@ def _advance(
         _save(conn, row, values, now)
         stats.exited += 1
         return
-    zone = ZoneInfo(message_zone(facts, contact, settings)[0])
     stats.advanced += 1
     path: str | None = row.step_path
     for _ in range(MAX_STEPS_PER_WAKE):
@@ -260,7 +277,12 @@ def _advance(
             break
         kind = step.kind
         if isinstance(step, SendStep):
-            stats.deliveries += _send(conn, campaign, step, row, contact, facts, values, now)
+            addressed = addressee(conn, step.send.to, contact, data, facts, settings)
+            if addressed is None:
+                _end(values, EnrolmentState.exited, "no_recipient", now)
+                stats.exited += 1
+                break
+            stats.deliveries += _send(conn, campaign, step, row, addressed, values, now)
             path = campaign.next_path(path)
         elif kind == "coupon":
             spec = step.coupon  # type: ignore[union-attr]
@@ -285,13 +307,30 @@ def _advance(
                 context = message_context(settings, campaign, facts, data, contact_id=contact.id, now=now)
                 taken = bool(evaluate(condition, context))
             except Exception as exc:  # noqa: BLE001 — a data problem ends this contact's flow, not the stepper
-                log.warning("campaign %s step %s: %s; enrolment %s exits", campaign.key, path, exc, row.id)
-                _end(values, EnrolmentState.exited, f"expression_error: {exc}"[:250], now)
+                reason = expression_reason(campaign, path, condition, exc)
+                log.warning("campaign %s enrolment %s exits: %s", campaign.key, row.id, reason)
+                _end(values, EnrolmentState.exited, reason, now)
                 stats.exited += 1
                 break
             path = campaign.branch_path(path, taken)
-        elif kind == "wait":
-            _wait(step.spec, campaign, path, zone, values, now)  # type: ignore[union-attr]
+        elif isinstance(step, WaitStep):
+            spec = step.spec
+            zone = _wait_zone(conn, campaign, path, contact, data, facts, settings)
+            if isinstance(spec, WaitUntilDate):
+                try:
+                    wake = _date_wake(spec, campaign, facts, data, contact, zone, settings, now)
+                except ExpressionValueError as exc:
+                    reason = expression_reason(campaign, path, spec.until_date, exc)
+                    log.warning("campaign %s enrolment %s exits: %s", campaign.key, row.id, reason)
+                    _end(values, EnrolmentState.exited, reason, now)
+                    stats.exited += 1
+                    break
+                if wake is None:
+                    path = campaign.next_path(path)  # no date, or it has passed: on at once
+                    continue
+                values.update(step_path=campaign.next_path(path) or END, wake_at=wake)
+            else:
+                _wait(spec, campaign, path, zone, values, now)
             stats.waiting += 1
             break
         elif kind == "exit":
@@ -323,6 +362,74 @@ def _save(conn: Connection, row: StoreRow, values: dict[str, Any], now: datetime
     result = conn.execute(update(ENROLMENT).where(ENROLMENT.c.id == row.id, guard).values(**values))
     if not result.rowcount:
         raise _Conflict()
+
+
+class ExpressionValueError(ValueError):
+    """An ``until_date`` whose value is not a date."""
+
+
+def _wait_zone(
+    conn: Connection,
+    campaign: Campaign,
+    path: str,
+    contact: StoreRow,
+    data: StoredData,
+    facts: MessageFacts,
+    settings: Settings,
+) -> ZoneInfo:
+    """The zone a wait's times of day are in: that of the contact the next send goes to."""
+    upcoming = campaign.next_send(path)
+    to = upcoming.send.to if upcoming is not None else "contact"
+    addressed = addressee(conn, to, contact, data, facts, settings) or Addressee(contact, data, facts)
+    return ZoneInfo(addressee_zone(addressed, settings))
+
+
+def _date_wake(
+    spec: WaitUntilDate,
+    campaign: Campaign,
+    facts: MessageFacts,
+    data: StoredData,
+    contact: StoreRow,
+    zone: ZoneInfo,
+    settings: Settings,
+    now: datetime,
+) -> datetime | None:
+    """When an ``until_date`` wait ends: the date at ``until_time`` in ``zone``; None when there is
+    no date or that moment has passed."""
+    context = message_context(settings, campaign, facts, data, contact_id=contact.id, now=now)
+    try:
+        value = value_of(spec.until_date, context)
+    except UndefinedError:
+        return None  # e.g. event.data.send_on of an event without data
+    except Exception as exc:  # noqa: BLE001 — the sandbox's refusals and type errors alike
+        raise ExpressionValueError(f"until_date {spec.until_date!r}: {exc}") from None
+    day = _as_date(value, zone)
+    if day is None:
+        if value is None or value == "":
+            return None
+        raise ExpressionValueError(f"until_date {spec.until_date!r} is {value!r}, not a date")
+    wake = local_instant(day, spec.until_time, zone)
+    return wake if wake > now else None
+
+
+def _as_date(value: object, zone: ZoneInfo) -> date | None:
+    """A date from a date, an aware date-time (its day in ``zone``) or ISO text; None otherwise."""
+    if isinstance(value, datetime):
+        return value.astimezone(zone).date() if value.tzinfo is not None else value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return _as_date(moment, zone)
+    return None
 
 
 def _wait(
@@ -364,27 +471,27 @@ def _send(
     campaign: Campaign,
     step: SendStep,
     row: StoreRow,
-    contact: StoreRow,
-    facts: MessageFacts,
+    addressed: Addressee,
     values: dict[str, Any],
     now: datetime,
 ) -> int:
-    chosen = flow_assignment(conn, campaign, step, row.contact_id, now)
+    contact_id = addressed.contact_id
+    chosen = flow_assignment(conn, campaign, step, contact_id, now)
     label = chosen.label
     if label:
         values["variants"][step.step_id] = label
     statement = (
         insert_for(conn, DELIVERY)
         .values(
-            idempotency_key=delivery_key(campaign.key, step.step_id, row.contact_id, row.occurrence),
+            idempotency_key=delivery_key(campaign.key, step.step_id, contact_id, row.occurrence),
             campaign_id=campaign.key,
             step_id=step.step_id,
-            contact_id=row.contact_id,
+            contact_id=contact_id,
             enrolment_id=row.id,
             channel=str(step.send.channel),
             category=campaign.category.value,
             template=chosen.template,
-            locale=contact.locale,
+            locale=addressed.contact.locale,
             variant=label,
             occurrence=row.occurrence,
             scheduled_for=chosen.scheduled_for,
@@ -392,7 +499,7 @@ def _send(
             reason=chosen.reason,
             attempts=0,
             created_at=now,
-            context=facts.to_json(),
+            context=addressed.facts.to_json(),
             message_token=new_message_token(),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])

@@ -6,12 +6,14 @@ Plan, ``render --contact``, the preview's contact picker, flow ``if`` conditions
 * the message's :class:`~engine.runtime.facts.MessageFacts` — what the planner (or the flow
   stepper) decided: cutoff, trigger date, occurrence moment, zone, event, coupon;
 * the contact's stored data, read in bulk by :class:`StoredData`: the contact, their latest order,
-  their latest received gift card with a balance, and the event's own order and card.
+  their latest received gift card with a balance, and the event's own order and card (or the
+  order the facts name: an agent's apology about one order).
 
-DESIGN.md "Template context": ``order`` is the order of an ``order.*`` event, else the contact's
-latest order; ``gift_card`` is the card of a ``gift_card.*`` event, else the contact's latest
-received card with a balance. Nothing else in the engine assembles a context for a real contact
-(a template's ``sample.yaml`` goes through :func:`engine.render.context.sample_context`).
+DESIGN.md "Template context": ``order`` is the order the facts name, else that of an ``order.*``
+event, else the contact's latest order; ``gift_card`` is the card of a ``gift_card.*`` event, else
+the contact's latest received card with a balance. Nothing else in the engine assembles a context
+for a real contact (a template's ``sample.yaml`` goes through
+:func:`engine.render.context.sample_context`).
 
 :class:`StoredData` reads Core rows, not ORM objects: a Core row has the model's attributes under
 the same names and types (aware datetimes, decoded JSON, ``Decimal``), and building a thousand ORM
@@ -64,7 +66,14 @@ class StoredData:
     cards_by_external: dict[str, StoreRow] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, conn: Connection, contact_ids: Iterable[int], event_ids: Iterable[int] = ()) -> StoredData:
+    def load(
+        cls,
+        conn: Connection,
+        contact_ids: Iterable[int],
+        event_ids: Iterable[int] = (),
+        order_ids: Iterable[str] = (),
+    ) -> StoredData:
+        """The rows for these contacts and events; ``order_ids`` are orders the facts name."""
         data = cls()
         contacts = sorted({int(c) for c in contact_ids})
         for chunk in _chunks(contacts):
@@ -87,8 +96,9 @@ class StoredData:
             data.events.update(
                 (row.id, row) for row in conn.execute(select(EVENT).where(EVENT.c.id.in_(chunk)))
             )
-        order_ids = sorted(
+        wanted_orders = sorted(
             {str(e.payload["order_id"]) for e in data.events.values() if (e.payload or {}).get("order_id")}
+            | {str(order_id) for order_id in order_ids if order_id}
         )
         card_ids = sorted(
             {
@@ -97,7 +107,7 @@ class StoredData:
                 if (e.payload or {}).get("gift_card_id")
             }
         )
-        for chunk in _chunks(order_ids):
+        for chunk in _chunks(wanted_orders):
             data.orders_by_external.update(
                 (row.external_id, row)
                 for row in conn.execute(select(ORDER).where(ORDER.c.external_id.in_(chunk)))
@@ -109,12 +119,16 @@ class StoredData:
             )
         return data
 
-    def related(self, contact_id: int, event: StoreRow | None) -> tuple[StoreRow | None, StoreRow | None]:
+    def related(
+        self, contact_id: int, event: StoreRow | None, order_id: str | None = None
+    ) -> tuple[StoreRow | None, StoreRow | None]:
         """The (order, gift card) a message about this contact refers to (DESIGN "Template context")."""
         order = self.latest_order.get(contact_id)
         card = self.gift_card.get(contact_id)
         payload = dict(event.payload or {}) if event is not None else {}
-        if payload.get("order_id"):
+        if order_id:
+            order = self.orders_by_external.get(order_id, order)
+        elif payload.get("order_id"):
             order = self.orders_by_external.get(str(payload["order_id"]), order)
         if payload.get("gift_card_id"):
             card = self.cards_by_external.get(str(payload["gift_card_id"]), card)
@@ -149,7 +163,7 @@ def message_context(
     """
     contact = data.contacts.get(contact_id) if contact_id is not None else None
     event = data.events.get(facts.event_id) if facts.event_id is not None else None
-    order, card = data.related(contact_id, event) if contact_id is not None else (None, None)
+    order, card = data.related(contact_id, event, facts.order_id) if contact_id is not None else (None, None)
     contact_fields = None
     if contact is not None:
         zone, source = message_zone(facts, contact, settings)

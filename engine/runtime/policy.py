@@ -27,6 +27,17 @@ Checks, in order (the first that refuses wins):
     campaign relying on the EU soft opt-in (``consent: {email: existing_customer}``), a
     customer with a previous purchase who never withdrew consent on the channel.
     Transactional messages need neither.
+``topic_opt_out:<topic>``
+    A marketing campaign with ``topic:`` and a contact who left that topic on the preferences
+    page (they keep the other topics). Skipped.
+``snoozed``
+    The contact paused marketing ("pause until 6 January") and the pause has not ended in their
+    zone. Skipped, not delayed: promotions saved up during a pause would all land on its last day.
+``held:return_open`` / ``held:claim_open``
+    The campaign holds promotions while a return (or exchange) or a claim of the contact is open
+    (``limits.hold_marketing_while``, else ``TIDINGS_HOLD_MARKETING_WHILE``, both by default; what
+    "open" means is :mod:`engine.runtime.cases`). Skipped, not delayed: an offer that waited for
+    the end of a claim would arrive stale, and at the very moment the customer is least pleased.
 ``frequency_cap``
     The contact already received ``max`` marketing messages (from any campaign) in
     the last ``per``. Counts sends approved earlier in the same batch as well. The rule is
@@ -36,6 +47,8 @@ Checks, in order (the first that refuses wins):
     It is inside the campaign's quiet hours in the contact's zone: with
     ``action: delay`` the row waits until the quiet hours end (*defer*); with
     ``action: skip`` it is skipped.
+
+Transactional messages are never refused for a topic, a pause or a hold.
 
 Broadcast posts have no recipient: :func:`decide_post` applies the campaign-level checks only
 (cancelled, held, outside the window).
@@ -47,7 +60,7 @@ the planner decided for the message (its facts), the zone its send time was comp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -57,8 +70,9 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.settings import Settings
-from engine.store.models import Consent, Contact, Delivery, DeliveryState, Suppression
+from engine.runtime.cases import open_cases
+from engine.settings import HOLD_REASONS, Settings
+from engine.store.models import Consent, Contact, Delivery, DeliveryState, Snooze, Suppression, TopicOptOut
 from engine.store.suppressions import ALL_CHANNELS, SEVERITY, blocks, email_digest
 from engine.workspace.models import Campaign
 
@@ -163,6 +177,8 @@ class CampaignRules:
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
     basis: str = "consent"  # the legal basis for marketing: consent | existing_customer
+    topic: str | None = None
+    holds: frozenset[str] = frozenset()  # return_open, claim_open: promotions skip those contacts
 
     @property
     def marketing(self) -> bool:
@@ -185,6 +201,9 @@ class RecipientFacts:
     customer: bool = False  # bought from the shop before (the soft opt-in's condition)
     suppressions: tuple[tuple[str, str], ...] = ()  # (channel, reason)
     marketing_sends: list[datetime] = field(default_factory=list)
+    left_topics: frozenset[str] = frozenset()
+    snoozed_until: datetime | None = None
+    open_cases: frozenset[str] = frozenset()  # return_open, claim_open (engine.runtime.cases)
 
 
 def suppression_blocks(*, reason: str, suppressed_channel: str, channel: str, marketing: bool) -> bool:
@@ -243,6 +262,10 @@ def decide(
         return skip(f"suppressed:{suppressed}")
     if rules.marketing and not _permitted(rules, facts, channel):
         return skip("no_consent")
+    if rules.marketing:
+        held = _held(rules, facts, now)
+        if held is not None:
+            return skip(held)
     cap = rules.frequency_cap
     if rules.marketing and cap is not None and cap.reached(facts.marketing_sends, now):
         return skip("frequency_cap")
@@ -261,6 +284,27 @@ def _permitted(rules: CampaignRules, facts: RecipientFacts, channel: str) -> boo
         return True
     soft = rules.basis == "existing_customer"
     return soft and facts.customer and channel not in facts.withdrawn_channels
+
+
+def _held(rules: CampaignRules, facts: RecipientFacts, now: datetime) -> str | None:
+    """The contact's own reason to get no promotion now: a topic left, a pause, an open case."""
+    if rules.topic is not None and rules.topic in facts.left_topics:
+        return f"topic_opt_out:{rules.topic}"
+    if facts.snoozed_until is not None and now < facts.snoozed_until:
+        return "snoozed"
+    for case in HOLD_REASONS:
+        if case in rules.holds and case in facts.open_cases:
+            return f"held:{case}"
+    return None
+
+
+def reason_group(reason: str | None) -> str:
+    """The name reports count a skip under: the refusal's name (``suppressed:unsubscribe`` →
+    ``suppressed``, ``topic_opt_out:offers`` → ``topic_opt_out``), except that a hold keeps what
+    was open (``held:claim_open``): which case held the promotion is what the reader asks."""
+    if not reason:
+        return "unknown"
+    return reason if reason.startswith("held:") else reason.split(":")[0]
 
 
 def decide_post(rules: CampaignRules, now: datetime) -> Decision:
@@ -295,11 +339,15 @@ def load_recipient_facts(
     *,
     now: datetime,
     cap_lookback: timedelta | None,
+    holds: Collection[str] = (),
+    return_window: timedelta = timedelta(days=30),
 ) -> dict[int, RecipientFacts]:
-    """Everything the gate needs for a batch of contacts, in four queries.
+    """Everything the gate needs for a batch of contacts, in a few queries per 900 contacts.
 
     Contacts missing from the result were deleted. ``cap_lookback`` is the longest
-    frequency-cap window in the batch (None when no campaign in it has a cap).
+    frequency-cap window in the batch (None when no campaign in it has a cap); ``holds`` the
+    open cases any campaign holds promotions for (:func:`batch_holds`), looked up only then;
+    ``return_window`` is ``TIDINGS_RETURN_OPEN_DAYS``.
     """
     ids = sorted({int(cid) for cid in contact_ids})
     facts: dict[int, RecipientFacts] = {}
@@ -360,7 +408,35 @@ def load_recipient_facts(
                 )
             ):
                 facts[cid].marketing_sends.append(sent_at)
+
+    _load_preferences(conn, known, facts)
+    if holds:
+        for cid, cases in open_cases(conn, known, now=now, kinds=holds, return_window=return_window).items():
+            facts[cid].open_cases = cases
     return facts
+
+
+def _load_preferences(conn: Connection, known: list[int], facts: dict[int, RecipientFacts]) -> None:
+    """Topics left and pauses, for contacts that have any (two indexed queries per chunk)."""
+    topics = TopicOptOut.__table__  # type: ignore[attr-defined]
+    snoozes = Snooze.__table__  # type: ignore[attr-defined]
+    left: dict[int, set[str]] = {}
+    for chunk in _chunks(known):
+        for cid, topic in conn.execute(
+            select(topics.c.contact_id, topics.c.topic).where(topics.c.contact_id.in_(chunk))
+        ):
+            left.setdefault(cid, set()).add(topic)
+        for cid, until in conn.execute(
+            select(snoozes.c.contact_id, snoozes.c.until).where(snoozes.c.contact_id.in_(chunk))
+        ):
+            facts[cid].snoozed_until = until
+    for cid, names in left.items():
+        facts[cid].left_topics = frozenset(names)
+
+
+def batch_holds(rules: Iterable[CampaignRules]) -> frozenset[str]:
+    """The open cases any of these campaigns holds promotions for (what the batch must look up)."""
+    return frozenset(case for rule in rules if rule.marketing for case in rule.holds)
 
 
 def _chunks(values: Sequence[object], size: int = 900) -> Iterable[list[object]]:
@@ -386,6 +462,10 @@ def campaign_rules(
         q = limits.quiet_hours
         quiet = QuietHours(q.start, q.end, q.action)
     window = (campaign.window.start, campaign.window.end) if campaign.window is not None else None
+    holds: frozenset[str] = frozenset()
+    if campaign.category.value != TRANSACTIONAL:
+        chosen = limits.hold_marketing_while
+        holds = frozenset(chosen if chosen is not None else settings.hold_marketing_while)
     return CampaignRules(
         campaign_id=campaign.key,
         category=campaign.category.value,
@@ -396,4 +476,6 @@ def campaign_rules(
         frequency_cap=cap,
         quiet_hours=quiet,
         basis=basis,
+        topic=campaign.topic,
+        holds=holds,
     )

@@ -25,7 +25,9 @@ from sqlalchemy.engine import Engine
 
 from engine.display import campaign_colours, local_text, zone_label
 from engine.runtime.ab_tests import TestRecord, load_tests
+from engine.runtime.exits import example_reasons, exit_counts
 from engine.runtime.holdouts import campaign_lifts, holdout_campaigns
+from engine.runtime.policy import reason_group
 from engine.simulation.copy import Baseline
 from engine.store.models import Delivery, Post
 
@@ -46,6 +48,9 @@ class CampaignSummary:
     by_variant: Counter[str] = field(default_factory=Counter)
     first_send: datetime | None = None
     last_send: datetime | None = None
+    failures: Counter[str] = field(default_factory=Counter)  # render_error, permanent, …
+    exits: Counter[str] = field(default_factory=Counter)  # flows ended early: expression_error, …
+    exit_examples: list[str] = field(default_factory=list)  # the full reasons, with file and line
 
     def note_send(self, moment: datetime) -> None:
         if self.first_send is None or moment < self.first_send:
@@ -61,6 +66,9 @@ class CampaignSummary:
             "failed": self.failed,
             "pending": self.pending,
             "skipped": dict(sorted(self.skipped.items())),
+            "failures": dict(sorted(self.failures.items())),
+            "exits": dict(sorted(self.exits.items())),
+            "exit_examples": list(self.exit_examples),
             "by_channel": dict(sorted(self.by_channel.items())),
             "by_locale": dict(sorted(self.by_locale.items())),
             "by_variant": dict(sorted(self.by_variant.items())),
@@ -99,6 +107,7 @@ class SeasonReport:
             "failed": sum(c.failed for c in self.campaigns.values()),
             "skipped": skipped,
             "pending": sum(c.pending for c in self.campaigns.values()),
+            "exited": sum(sum(c.exits.values()) for c in self.campaigns.values()),
             "fired": self.fired,
         }
 
@@ -188,8 +197,9 @@ def build_report(
                 detail[day][campaign_id][dim][value] += 1
         elif state == "failed":
             entry.failed += 1
+            entry.failures[reason_group(reason) if reason else "unknown"] += 1
         elif state == "skipped":
-            entry.skipped[(reason or "unknown").split(":")[0] if reason else "unknown"] += 1
+            entry.skipped[reason_group(reason)] += 1
         else:
             entry.pending += 1
 
@@ -223,6 +233,9 @@ def build_report(
                 continue
             count(post.campaign_id, post.state, post.reason, post.posted_at, {"channel": post.channel})
         season_start = datetime.combine(start, datetime.min.time(), zone)
+        for cid, kinds in exit_counts(conn, since=season_start).items():
+            summary(cid).exits.update(kinds)
+            summary(cid).exit_examples = example_reasons(conn, cid)
         tests = [t for t in load_tests(conn) if t.decide_at >= season_start]
         lifts = {
             cid: [{**lift.as_dict(), "text": lift.text()} for lift in campaign_lifts(conn, cid, window_days)]

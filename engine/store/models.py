@@ -6,14 +6,14 @@ are stored lower-cased. Free-form data (tags, custom attributes, event payloads)
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
-from sqlalchemy import Column, Index, Numeric, UniqueConstraint
+from sqlalchemy import Column, Date, Index, Numeric, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from engine.store.types import JSONType, UTCDateTime
@@ -216,6 +216,13 @@ class Suppression(SQLModel, table=True):
 
 
 class Coupon(SQLModel, table=True):
+    """A unique discount code: from a flow's ``coupon`` step, or given by an agent (``care goodwill``).
+
+    An agent's coupon records who gave it (``issued_by``: the CLI's ``--agent`` or the API token's
+    label), why (``reason``) and for which order (``order_id``, the shop's id); ``request_key`` is
+    the API's ``Idempotency-Key`` (scoped by the token label), so a retried request finds it.
+    """
+
     __tablename__ = "coupon"
     __table_args__ = (
         UniqueConstraint("campaign_id", "coupon_id", "contact_id", "occurrence", name="uq_coupon_issue"),
@@ -231,6 +238,36 @@ class Coupon(SQLModel, table=True):
     expires_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
     redeemed_at: datetime | None = _dt()
+    issued_by: str | None = None
+    reason: str | None = None
+    order_id: str | None = None
+    request_key: str | None = Field(default=None, unique=True, max_length=255)
+
+
+class TopicOptOut(SQLModel, table=True):
+    """A contact left one topic (``topic:`` of marketing campaigns) and keeps the others."""
+
+    __tablename__ = "topic_opt_out"
+    __table_args__ = (UniqueConstraint("contact_id", "topic", name="uq_topic_opt_out"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True, ondelete="CASCADE")
+    topic: str
+    created_at: datetime = _dt(nullable=False)
+    source: str | None = None
+
+
+class Snooze(SQLModel, table=True):
+    """A contact paused marketing through a day (``through``, in their zone): ``until`` is the first
+    instant marketing may reach them again."""
+
+    __tablename__ = "snooze"
+
+    contact_id: int = Field(primary_key=True, foreign_key="contact.id", ondelete="CASCADE")
+    through: date = Field(sa_column=Column(Date(), nullable=False))
+    until: datetime = _dt(nullable=False)
+    created_at: datetime = _dt(nullable=False)
+    source: str | None = None
 
 
 class CampaignState(SQLModel, table=True):
@@ -412,6 +449,8 @@ ALL_TABLES = [
     ShopEvent,
     Suppression,
     Coupon,
+    TopicOptOut,
+    Snooze,
     CampaignState,
     ChannelState,
     Enrolment,

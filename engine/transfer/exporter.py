@@ -5,6 +5,11 @@ sorted keys and money with two decimals, so ``export → import into an empty st
 export`` reproduces the file byte for byte, on SQLite and PostgreSQL alike. Consent is
 exported as the open grant per channel with its evidence; withdrawn history stays in the
 store (``contact export`` shows it).
+
+``coupons`` goes one way only, to the shop: every code issued — by a flow's ``coupon`` step
+(``campaign_id``, ``coupon_id``) or by an agent (campaign ``care-goodwill``, ``issued_by``,
+``reason``, ``order_id``) — with its percent (as written: ``15``, ``12.5``), expiry and the
+customer's address, for the shop to load into its checkout.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
+from engine.store.models import Coupon
 from engine.transfer.formats import Format, atomic_text_file, detect_format
 from engine.transfer.importer import CARD, CONSENT, CONTACT, EVENT, ORDER
+from engine.transfer.kinds import ExportKind
 from engine.transfer.schemas import (
     ATTRIBUTE_PREFIX,
     CHANNELS,
@@ -32,16 +39,34 @@ from engine.transfer.schemas import (
 )
 
 CHUNK = 1_000
+COUPON = Coupon.__table__  # type: ignore[attr-defined]
 CENT = Decimal("0.01")
 
 
+COUPON_COLUMNS = (
+    "code",
+    "percent",
+    "expires_at",
+    "email",
+    "campaign_id",
+    "coupon_id",
+    "issued_by",
+    "reason",
+    "order_id",
+    "created_at",
+)
+
+
 def export_file(
-    engine: Engine, kind: Kind | str, path: Path | str, *, fmt: Format | str | None = None
+    engine: Engine, kind: Kind | ExportKind | str, path: Path | str, *, fmt: Format | str | None = None
 ) -> int:
     """Write every row of ``kind`` to ``path``; returns the number of rows written."""
-    kind = Kind(kind)
     path = Path(path)
     fmt = detect_format(path, fmt)
+    if ExportKind(kind) is ExportKind.coupons:
+        with engine.connect() as conn, atomic_text_file(path) as handle:
+            return _write(handle, fmt, list(COUPON_COLUMNS), [], _coupons(conn))
+    kind = Kind(kind)
     with engine.connect() as conn:
         attribute_keys = _attribute_keys(conn) if kind is Kind.contacts and fmt is Format.csv else []
         columns = [name for name in COLUMNS[kind] if not (fmt is Format.csv and name == "attributes")]
@@ -161,6 +186,20 @@ def _events(conn: Connection) -> Iterator[dict[str, Any]]:
         for row in chunk:
             record = dict(row._mapping)
             record["payload"] = _sorted_json(record["payload"] or {})
+            yield record
+
+
+def _coupons(conn: Connection) -> Iterator[dict[str, Any]]:
+    statement = (
+        select(COUPON, CONTACT.c.email)
+        .outerjoin(CONTACT, CONTACT.c.id == COUPON.c.contact_id)
+        .order_by(COUPON.c.id)
+    )
+    for chunk in _chunks(conn, statement):
+        for row in chunk:
+            record = dict(row._mapping)
+            percent = Decimal(record["percent"])
+            record["percent"] = format(percent.normalize(), "f") if percent else "0"
             yield record
 
 

@@ -8,3 +8,13 @@ class Kind(StrEnum):
     orders = "orders"
     gift_cards = "gift-cards"
     events = "events"
+
+
+class ExportKind(StrEnum):
+    """What ``tidings export`` writes: every importable kind, and the issued coupon codes (for the shop)."""
+
+    contacts = "contacts"
+    orders = "orders"
+    gift_cards = "gift-cards"
+    events = "events"
+    coupons = "coupons"

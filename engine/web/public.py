@@ -4,9 +4,11 @@ Paths and answers (DESIGN.md "Interfaces"):
 
 * ``POST /u/{token}`` — RFC 8058 one-click unsubscribe (body ``List-Unsubscribe=One-Click``,
   form-encoded or multipart; an empty body from the page's button works too): 200, no
-  cookies, no confirmation step. With ``channel`` fields (the preferences form) it
-  unsubscribes from those channels. ``GET /u/{token}`` — the localised preferences page.
-  A malformed, tampered or foreign token gets 400 and changes nothing.
+  cookies, no confirmation step. The preferences form (``form=preferences``) leaves the
+  ``topic`` fields it ticks among the ``topic_shown`` ones (and rejoins the others), pauses
+  marketing through the ``pause`` day (empty: no pause; :mod:`engine.feedback.preferences`)
+  and unsubscribes from the ``channel`` fields it ticks. ``GET /u/{token}`` — the localised
+  preferences page. A malformed, tampered or foreign token gets 400 and changes nothing.
 * ``POST /webhooks/sendgrid`` — signed event webhook: 403 for a missing, invalid or stale
   signature (see :mod:`engine.feedback.sendgrid_events`), 400 for a body that is not an
   array of events, 200 once stored.
@@ -20,6 +22,8 @@ Paths and answers (DESIGN.md "Interfaces"):
   a 2xx, because what was valid is stored and sending it again changes nothing (the shop's
   retry-on-5xx never loops on it), and a distinct one, because the rejected events need
   fixing. Every answer is 4xx or 2xx for anything a shop can send: nothing it posts is a 500.
+* ``POST /care/goodwill`` — customer care gives a coupon and the apology is sent
+  (:mod:`engine.web.care`: 503 without ``TIDINGS_CARE_TOKEN``, 401, 422, ``Idempotency-Key``).
 * ``GET /cutoffs`` and ``GET /cutoffs/banner?country=EE&locale=et`` — order-by dates from the
   workspace's schedules, as JSON and as an embeddable HTML fragment (:mod:`engine.web.cutoffs`).
 * ``GET /`` — the status page (what runs, what is next, links); ``GET /api/status`` its JSON
@@ -33,11 +37,11 @@ Every database call runs in Starlette's thread pool: the store is synchronous SQ
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -51,6 +55,14 @@ from starlette.concurrency import run_in_threadpool
 from engine import metrics
 from engine.clock import Clock
 from engine.feedback import jsonsafe
+from engine.feedback.preferences import (
+    InvalidPreference,
+    PreferenceChange,
+    apply_preferences,
+    pause_options,
+    read_preferences,
+    workspace_topics,
+)
 from engine.feedback.sendgrid_events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -67,6 +79,8 @@ from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
+from engine.web.api_guard import bearer_refusal, read_body
+from engine.web.care import add_care_routes
 from engine.web.cutoffs import (
     Answer,
     BadRequest,
@@ -78,7 +92,7 @@ from engine.web.cutoffs import (
 )
 from engine.web.images import image_response
 from engine.web.status import CachedWorkspace, NextUpProvider, WorkspaceSource, status_view
-from engine.web.unsubscribe_text import pick_language, strings
+from engine.web.unsubscribe_text import long_date, pick_language, strings
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +137,6 @@ def _pages() -> Environment:
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is over ``limit`` bytes (checked while reading, not after)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_public_app(
@@ -188,15 +187,31 @@ def create_public_app(
     def invalid_link() -> HTMLResponse:
         return page("invalid_link", pick_language(None, settings.default_locale), status=400)
 
-    # --- unsubscribe -------------------------------------------------------------------
+    # --- unsubscribe and preferences ------------------------------------------------------
 
-    @app.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe and preferences page")
-    def unsubscribe_page(token: str) -> HTMLResponse:
-        claim = claim_or_none(token)
-        if claim is None:
-            return invalid_link()
+    workspace_source: WorkspaceSource = workspace or CachedWorkspace(settings)
+
+    def topic_labels(language: str) -> dict[str, str]:
+        """The workspace's topics in the reader's language (``labels: topic:``; else the topic's name)."""
+        current = workspace_source()
+        labels = current.schedules.labels
+        return {
+            topic: labels.text("topic", topic, language, settings.default_locale)
+            if labels.has_kind("topic")
+            else topic
+            for topic in workspace_topics(current)
+        }
+
+    def preferences_page(claim: UnsubscribeClaim, token: str) -> HTMLResponse:
         view = preferences(engine, claim)
         language = pick_language(view.locale, settings.default_locale)
+        with engine.connect() as conn:
+            chosen = read_preferences(conn, claim.contact_id, settings.zone)
+        now = clock.now()
+        current = chosen.through if chosen.paused_at(now) else None
+        options = pause_options(now.astimezone(chosen.zone).date())
+        if current is not None and current not in options:
+            options = sorted([*options, current])
         return page(
             "unsubscribe",
             language,
@@ -204,6 +219,42 @@ def create_public_app(
             masked_email=view.masked_email or "",
             channels=[status for status in view.channels if status.subscribed],
             token_channel=claim.channel,
+            topics=[
+                {"topic": topic, "label": label, "left": topic in chosen.left_topics}
+                for topic, label in topic_labels(language).items()
+            ],
+            pause_options=[{"value": day.isoformat(), "label": long_date(day, language)} for day in options],
+            pause_current=current.isoformat() if current else "",
+            paused_through=long_date(current, language) if current else None,
+        )
+
+    @app.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe and preferences page")
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        claim = claim_or_none(token)
+        if claim is None:
+            return invalid_link()
+        return preferences_page(claim, token)
+
+    def save_preferences(claim: UnsubscribeClaim, fields: dict[str, list[str]]) -> PreferenceChange | None:
+        """Apply the form's topics and pause; None when the form has neither."""
+        if "topic_shown" not in fields and "pause" not in fields:
+            return None
+        pause: date | None | Literal["keep"] = "keep"
+        if "pause" in fields:
+            text = (fields["pause"] or [""])[-1].strip()
+            try:
+                pause = date.fromisoformat(text) if text else None
+            except ValueError:
+                raise InvalidPreference(f"not a day: {text!r}") from None
+        return apply_preferences(
+            engine,
+            claim,
+            now=clock.now(),
+            default_zone=settings.zone,
+            known_topics=workspace_topics(workspace_source()),
+            shown_topics=fields.get("topic_shown", []),
+            leave=[value for value in fields.get("topic", []) if value],
+            pause=pause,
         )
 
     @app.post("/u/{token}", summary="One-click unsubscribe (RFC 8058)", openapi_extra=_FORM_BODY)
@@ -214,12 +265,12 @@ def create_public_app(
         fields = await _form_fields(request)
         one_click = "One-Click" in fields.get("List-Unsubscribe", [])
         chosen = [value for value in fields.get("channel", []) if value]
-        if fields.get("form") == ["preferences"] and not chosen and not one_click:
-            chosen_or_default: list[str] | None = []
-        else:
-            chosen_or_default = chosen or None
+        from_form = fields.get("form") == ["preferences"] and not one_click
+        change: PreferenceChange | None = None
         try:
-            if chosen_or_default == []:
+            if from_form:
+                change = await run_in_threadpool(save_preferences, claim, fields)
+            if from_form and not chosen:
                 result = None
             else:
                 result = await run_in_threadpool(
@@ -228,23 +279,39 @@ def create_public_app(
                     claim,
                     now=clock.now(),
                     source="one-click" if one_click or not fields else "preferences page",
-                    channels=chosen_or_default,
+                    channels=chosen or None,
                 )
-        except UnknownChannel as exc:
+        except (UnknownChannel, InvalidPreference) as exc:
+            if "text/html" in request.headers.get("accept", ""):
+                language = pick_language(None, settings.default_locale)
+                return page("invalid_link", language, status=400, message=strings(language)["invalid_choice"])
             return PlainTextResponse(str(exc), status_code=400)
         if one_click or "text/html" not in request.headers.get("accept", ""):
-            return PlainTextResponse("unsubscribed\n", headers={"Cache-Control": "no-store"})
+            answer = "unsubscribed\n" if result is not None else "saved\n"
+            return PlainTextResponse(answer, headers={"Cache-Control": "no-store"})
         view = await run_in_threadpool(preferences, engine, claim)
         language = pick_language(view.locale, settings.default_locale)
         t = strings(language)
         labels = [t[f"channel.{channel}"] for channel in (result.channels if result else ())]
-        return page("unsubscribe_done", language, labels=labels)
+        return page("unsubscribe_done", language, labels=labels, changes=_change_lines(change, t, language))
+
+    def _change_lines(change: PreferenceChange | None, t: dict[str, str], language: str) -> list[str]:
+        if change is None:
+            return []
+        names = topic_labels(language)
+        lines = [t["left_topic"].format(label=names.get(topic, topic)) for topic in change.left]
+        lines += [t["rejoined_topic"].format(label=names.get(topic, topic)) for topic in change.rejoined]
+        if change.paused_through is not None:
+            lines.append(t["paused_now"].format(date=long_date(change.paused_through, language)))
+        if change.pause_ended:
+            lines.append(t["pause_ended"])
+        return lines
 
     # --- SendGrid ------------------------------------------------------------------------
 
     @app.post("/webhooks/sendgrid", summary="SendGrid signed event webhook", openapi_extra=_JSON_BODY)
     async def sendgrid_webhook(request: Request) -> Response:
-        body = await _body(request, MAX_WEBHOOK_BODY)
+        body = await read_body(request, MAX_WEBHOOK_BODY)
         if body is None:
             return _error(413, "request body too large")
         try:
@@ -277,16 +344,10 @@ def create_public_app(
 
     @app.post("/events", summary="Shop events (one or a batch)", openapi_extra=_JSON_BODY)
     async def shop_events(request: Request) -> Response:
-        if events_token is None:
-            return _error(503, "the events API is disabled: set TIDINGS_EVENTS_TOKEN")
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), events_token):
-            return JSONResponse(
-                {"error": "missing or wrong bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        body = await _body(request, MAX_EVENTS_BODY)
+        refused = bearer_refusal(request, events_token, setting="TIDINGS_EVENTS_TOKEN", what="events API")
+        if refused is not None:
+            return refused
+        body = await read_body(request, MAX_EVENTS_BODY)
         if body is None:
             return _error(413, f"request body too large (at most {MAX_EVENTS_BODY} bytes)")
         try:
@@ -357,9 +418,11 @@ def create_public_app(
         response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
         return cutoff_response(answer, response)
 
-    # --- status page ---------------------------------------------------------------------
+    # --- customer care -------------------------------------------------------------------
 
-    workspace_source: WorkspaceSource = workspace or CachedWorkspace(settings)
+    add_care_routes(app, settings, engine, clock, workspace_source)
+
+    # --- status page ---------------------------------------------------------------------
 
     def status() -> dict[str, Any]:
         return status_view(settings, engine, clock.now(), workspace_source(), next_up)

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.parser import Parser
 
 from engine.workspace.sandbox import BoundedSandbox
@@ -118,9 +118,23 @@ def evaluate(source: str, context: Mapping[str, Any]) -> bool:
     Errors inside the evaluation (comparing ``None`` with a number, a sandbox refusal)
     propagate: the caller decides whether that ends the flow or skips the contact.
     """
+    return bool(value_of(source, context))
+
+
+def value_of(source: str, context: Mapping[str, Any]) -> Any:
+    """The value of a checked expression over ``context`` (``event.data.send_on`` → its date text).
+
+    An undefined attribute (``event.data.send_on`` on an event without one) comes back as
+    ``None``, like an absent name, so callers test one thing for "not there"."""
     full: dict[str, Any] = {name: None for name in CONTEXT_NAMES}
     full.update(context)
     now = full.get("now")
     if isinstance(now, datetime) and "days_until" not in context:
         full["days_until"] = lambda value: days_until(value, now)
-    return bool(_compiled(source)(**full))
+    result = _compiled(source)(**full)
+    return None if isinstance(result, Undefined) else result
+
+
+def expression_names(source: str) -> set[str]:
+    """The context names a valid expression reads (``event.data.send_on`` → ``{"event"}``)."""
+    return set(meta.find_undeclared_variables(_parse(source)))

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import Problem, SourceLocation
+from engine.workspace.expressions import expression_names
 from engine.workspace.labels import Labels, missing_locales
-from engine.workspace.models import Campaign, CampaignSource, PostStep, SendStep
+from engine.workspace.models import Campaign, CampaignSource, PostStep, SendStep, WaitStep, WaitUntilDate
 from engine.workspace.schedules import PER_CONTACT_DATES, ScheduleFile, Schedules
 from engine.workspace.segments import Segment, SegmentsFile
 from engine.workspace.templates import TemplateIndex, scan_templates
@@ -349,6 +350,7 @@ def check_campaign(campaign: Campaign, workspace: Workspace) -> list[Problem]:
     _check_mixing(campaign, add)
     _check_step_ids(campaign, add)
     _check_templates(campaign, workspace.templates, add)
+    _check_care(campaign, add)
 
     if campaign.audience is not None and campaign.audience.segment is not None:
         name = campaign.audience.segment
@@ -402,6 +404,44 @@ def _check_mixing(campaign: Campaign, add: _Add) -> None:
                     f"be mixed with a per-contact campaign: move them into a campaign without audience "
                     f"(e.g. campaigns/{stem}-posts.yaml)",
                 )
+
+
+#: The event whose data names a gift card's recipient: ``to: recipient`` needs it as the trigger.
+RECIPIENT_EVENT = "gift_card.purchased"
+
+
+def _check_care(campaign: Campaign, add: _Add) -> None:
+    """Recipient sends, date waits, topics and holds: each where it can mean something."""
+    trigger = campaign.trigger.event
+    for step in campaign.iter_steps():
+        recipient = isinstance(step, SendStep) and step.send.to == "recipient"
+        if recipient and (trigger is None or trigger.type != RECIPIENT_EVENT):
+            add(
+                (*_step_loc(step.path), "send", "to"),
+                f"to: recipient sends to the gift card's recipient, which only a campaign triggered "
+                f"by {RECIPIENT_EVENT} knows; trigger on event {{type: {RECIPIENT_EVENT}}} or remove it",
+            )
+        if isinstance(step, WaitStep) and isinstance(step.wait, WaitUntilDate):
+            names = expression_names(step.wait.until_date)
+            if trigger is None and "event" in names:
+                add(
+                    (*_step_loc(step.path), "wait", "until_date"),
+                    "until_date reads event, but this campaign is not triggered by an event",
+                )
+    if campaign.topic is not None and campaign.is_broadcast:
+        add(("topic",), "a broadcast reaches no contact, so nobody can leave its topic: remove topic")
+    if campaign.category.value == "transactional":
+        if campaign.topic is not None:
+            add(
+                ("topic",),
+                "a transactional campaign has no topic: people cannot leave messages about their own "
+                "orders and cards (remove topic, or make the campaign marketing)",
+            )
+        if campaign.limits.hold_marketing_while is not None:
+            add(
+                ("limits", "hold_marketing_while"),
+                "hold_marketing_while holds promotions; this campaign is transactional and is never held",
+            )
 
 
 def _check_step_ids(campaign: Campaign, add: _Add) -> None:

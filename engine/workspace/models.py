@@ -286,6 +286,14 @@ class SendSpec(StrictModel):
             )
         return value
 
+    to: Literal["contact", "recipient"] = Field(
+        default="contact",
+        description=(
+            "who receives it: the enrolled contact, or (in campaigns triggered by gift_card.purchased) "
+            "the gift card's recipient"
+        ),
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> SendSpec:
         if (self.template is None) == (self.variants is None):
@@ -317,6 +325,14 @@ class WaitUntil(StrictModel):
 
     duration: Duration
     until_time: TimeOfDay | None = None
+
+
+class WaitUntilDate(StrictModel):
+    """Wait until a date taken from the context (``event.data.send_on``), at ``until_time`` in the zone of
+    the contact the next send goes to; a missing or past date does not wait at all."""
+
+    until_date: Expr
+    until_time: TimeOfDay = Field(default=time(9, 0), json_schema_extra={"default": "09:00"})
 
 
 class WaitForEvent(StrictModel):
@@ -374,18 +390,25 @@ class PostStep(StepBase):
 
 def _wait_tag(value: object) -> str:
     if isinstance(value, dict):
-        return "<for_event>" if "for_event" in value else "<until>"
+        if "for_event" in value:
+            return "<for_event>"
+        return "<until_date>" if "until_date" in value else "<until>"
     if isinstance(value, WaitForEvent):
         return "<for_event>"
+    if isinstance(value, WaitUntilDate):
+        return "<until_date>"
     if isinstance(value, WaitUntil):
         return "<until>"
     return "<duration>"
 
 
 class WaitStep(StepBase):
-    """``wait: 2d``, ``wait: {duration: 1d, until_time: "10:00"}`` or ``wait: {for_event: T, timeout: 7d}``.
+    """``wait: 2d``, ``wait: {duration: 1d, until_time: "10:00"}``, ``wait: {for_event: T, timeout: 7d}``
+    or ``wait: {until_date: EXPR, until_time: "09:00"}``.
 
     The until_time form waits the duration, then on to the next such time in the contact's zone.
+    The until_date form waits until that date (from the context) at that time in the zone of the
+    contact the next send goes to (the gift card's recipient for ``to: recipient``).
     """
 
     kind: ClassVar[str] = "wait"
@@ -393,13 +416,14 @@ class WaitStep(StepBase):
         Union[  # noqa: UP007
             Annotated[Duration, Tag("<duration>")],
             Annotated[WaitUntil, Tag("<until>")],
+            Annotated[WaitUntilDate, Tag("<until_date>")],
             Annotated[WaitForEvent, Tag("<for_event>")],
         ],
         Discriminator(_wait_tag),
     ]
 
     @property
-    def spec(self) -> WaitUntil | WaitForEvent:
+    def spec(self) -> WaitUntil | WaitUntilDate | WaitForEvent:
         """The wait with the ``wait: 2d`` shorthand normalised to ``WaitUntil(duration=2d)``."""
         if isinstance(self.wait, Duration):
             return WaitUntil(duration=self.wait)
@@ -572,10 +596,29 @@ class QuietHours(StrictModel):
         return moment >= self.start or moment < self.end
 
 
+#: What can keep promotions away from a contact (``limits.hold_marketing_while``): an open return
+#: (or exchange) and an open claim. The runtime decides when one is open (engine.runtime.cases).
+HoldReason = Literal["return_open", "claim_open"]
+HOLD_REASONS: tuple[HoldReason, ...] = ("return_open", "claim_open")
+
+
+def _unique_holds(value: list[HoldReason] | None) -> list[HoldReason] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise PydanticCustomError("hold_repeat", "each hold is listed once")
+    return value
+
+
 class Limits(StrictModel):
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
     skip_public_holidays: bool = False
+    hold_marketing_while: Annotated[list[HoldReason] | None, AfterValidator(_unique_holds)] = Field(
+        default=None,
+        description=(
+            "promotions skip a contact while one of these is open (return_open, claim_open); "
+            "absent: TIDINGS_HOLD_MARKETING_WHILE; [] holds nothing"
+        ),
+    )
 
 
 class CampaignSource:
@@ -612,6 +655,10 @@ class Campaign(StrictModel):
     audience: Audience | None = None
     trigger: Trigger
     goal: Goal | None = None
+    topic: Name | None = Field(
+        default=None,
+        description="what the campaign is about (e.g. offers): a contact may leave a topic, keep the rest",
+    )
     steps: list[Step] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     holdout: HoldoutPercent | None = None
@@ -692,6 +739,15 @@ class Campaign(StrictModel):
     def post_steps(self) -> list[PostStep]:
         """A broadcast's post steps, in reading order."""
         return [step for step in self.iter_steps() if isinstance(step, PostStep)]
+
+    def next_send(self, path: str) -> SendStep | None:
+        """The first send step after the step at ``path`` in reading order (what a wait there waits for)."""
+        passed = False
+        for step in self.iter_steps():
+            if passed and isinstance(step, SendStep):
+                return step
+            passed = passed or step.path == path
+        return None
 
     def step_by_id(self, step_id: str) -> AnyStep | None:
         return next((s for s in self.iter_steps() if s.step_id == step_id), None)

@@ -179,6 +179,7 @@ _CUSTOM_KINDS = {
     "audience_empty",
     "offset_days",
     "offset_repeat",
+    "hold_repeat",
 }
 
 

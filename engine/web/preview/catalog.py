@@ -116,6 +116,8 @@ class CampaignInfo:
     dates: tuple[date, date] | None = None  # first and last day it names (window, or ``at`` day)
     next_fires_note: str = ""
     problems: list[dict[str, Any]] = field(default_factory=list)
+    #: What went wrong at send time, from the store: flows ended early, messages that failed to render.
+    outcomes: list[str] = field(default_factory=list)
 
     def fire_dicts(self) -> list[dict[str, str]]:
         return [{"occurrence": key, "when": shown} for key, shown in self.fires]
@@ -131,6 +133,7 @@ class CampaignInfo:
             "templates": list(self.templates),
             "next_fires": [shown for _key, shown in self.fires],
             "next_fires_note": self.next_fires_note,
+            "outcomes": list(self.outcomes),
             "fires": self.fire_dicts(),
             "problems": list(self.problems),
         }
@@ -354,6 +357,34 @@ class WorkspaceCatalog:
             return None
         return [(send.occurrence, _describe_send(send)) for send in sends]
 
+    def _outcomes(self, campaign_id: str) -> list[str]:
+        """Named outcomes recorded at send time (never only a log line): flows that ended on an
+        expression error, with the expression and its file and line, and render errors."""
+        if self.engine is None:
+            return []
+        from sqlalchemy import func, select
+
+        from engine.runtime.exits import example_reasons, exit_counts
+        from engine.store.models import Delivery
+
+        delivery = Delivery.__table__  # type: ignore[attr-defined]
+        try:
+            with self.engine.connect() as conn:
+                exits: dict[str, int] = dict(exit_counts(conn, campaign_id).get(campaign_id, {}))
+                examples = example_reasons(conn, campaign_id) if exits else []
+                render_errors = conn.execute(
+                    select(func.count()).where(
+                        delivery.c.campaign_id == campaign_id, delivery.c.reason == "render_error"
+                    )
+                ).scalar_one()
+        except SQLAlchemyError:
+            return []
+        found = [f"{count:,} flows ended early: {kind}" for kind, count in sorted(exits.items())]
+        found += examples
+        if render_errors:
+            found.append(f"{render_errors:,} messages failed to render (see tidings stats)")
+        return found
+
     def _campaign(self, campaign: Any, workspace: Any, now: datetime, *, loaded: bool) -> CampaignInfo:
         info = CampaignInfo(
             id=campaign.key,
@@ -365,6 +396,7 @@ class WorkspaceCatalog:
             templates=campaign.templates_used(),
             dates=dated_span(campaign),
         )
+        info.outcomes = self._outcomes(campaign.key)
         if campaign.trigger.kind == "event":
             info.next_fires_note = f"on each {campaign.trigger.spec.type} event"
             return info
