@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from engine.errors import TidingsError
-from engine.settings import Settings
+from engine.settings import Settings, masked_url
 
 if TYPE_CHECKING:
     from engine.fanout.worker_runtime import WorkerRuntime
@@ -51,14 +50,7 @@ class BrokerUnavailable(TidingsError):
 
 def safe_broker_url(url: str) -> str:
     """The broker URL with any password masked, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    return masked_url(url)
 
 
 def create_app(settings: Settings, *, runtime: WorkerRuntime | None = None) -> Celery:

@@ -69,7 +69,7 @@ from engine.runtime.policy import (
     outside_window,
 )
 from engine.runtime.policy import decide as gate
-from engine.runtime.ratelimit import TokenBucket, email_bucket, x_bucket
+from engine.runtime.ratelimit import RateBucket, email_bucket, x_bucket
 from engine.runtime.retry import RetryPolicy, decide_retry
 from engine.settings import Settings
 from engine.store.models import Contact, DeliveryState, GiftCard, ShopEvent, ShopOrder
@@ -209,8 +209,8 @@ class Dispatcher:
         self.workspace = workspace
         self.worker_id = worker_id or default_worker_id()
         self.retry_policy = RetryPolicy.from_settings(settings)
-        self.email_bucket: TokenBucket = email_bucket(settings, clock)
-        self.x_bucket: TokenBucket = x_bucket(settings, clock)
+        self.email_bucket: RateBucket = email_bucket(settings, clock, engine)
+        self.x_bucket: RateBucket = x_bucket(settings, clock, engine)
         self._rng = rng or random.Random()
         # Only a wall clock may be slept on; a fake or simulated clock moves when its owner says.
         self._sleep = sleep if sleep is not None else (time.sleep if isinstance(clock, SystemClock) else None)
@@ -303,7 +303,7 @@ class Dispatcher:
 
     def _claim(
         self,
-        bucket: TokenBucket,
+        bucket: RateBucket,
         limit: int,
         stats: DispatchStats,
         *,
@@ -529,6 +529,8 @@ class Dispatcher:
                 retry_after: Any = exc.retry_after
                 if isinstance(exc, RateLimited) and exc.reset_at is not None:
                     retry_after = exc.reset_at
+                if isinstance(exc, RateLimited):  # the account is over its limit: everyone waits
+                    (self.x_bucket if table_is_post(row) else self.email_bucket).block_until(exc.reset_at)
             else:
                 log.warning("unexpected error sending %s %s: %r", row.campaign_id, row.id, exc)
                 reason_text, retry_after = f"{type(exc).__name__}: {exc}", None
