@@ -5,21 +5,26 @@
 publishes ``tidings.dispatch_batch`` tasks of up to ``TIDINGS_BATCH_SIZE`` delivery ids each.
 Stamping before publishing means a worker that gets the message at once finds the rows
 committed and unlocked. A row counts as published *for its current due time*
-(``published_at >= scheduled_for``), so a row that comes due again (a retry, a quiet-hours
-delay) is published again, and nothing else is.
+(``published_at >= scheduled_for``); a row a worker handed back (a retry, a quiet-hours delay)
+has ``published_at`` cleared (:mod:`engine.fanout.receipts`), so what the publisher looks for
+on every tick is found through ``ix_delivery_unpublished`` without walking a published backlog.
 
 :meth:`Publisher.sweep` is the safety net, because the broker only distributes work and may
-lose it (a purged queue, a broker restart without persistence, a worker killed before it
-acknowledged on a transport without redelivery). It re-publishes
+lose it. It re-publishes only rows whose message can really be lost, not rows merely waiting
+behind a backlog or for rate-limit tokens (which, at 100/s, would have re-stamped a million
+rows every grace period):
 
-* rows still due ``TIDINGS_SWEEP_GRACE_SECONDS`` after they were published (their message was
-  lost or is stuck behind a long backlog — a duplicate message is harmless: the claim decides), and
-* rows whose lease expired while claimed (their worker died mid-batch): the ordinary claim
-  query takes them back, the sweeper only makes sure some worker is asked to run it.
+* **a dead worker's batch** — rows picked by a batch whose lease (``lease`` row ``task:…``,
+  renewed by the worker's heartbeat) expired: handed back and published again at once;
+* **an expired claim** — a row whose claim lease ran out (its worker died mid-send): the ordinary
+  claim query takes it back, the sweeper makes sure some worker is asked to run it;
+* **a lost message** — a row published ``TIDINGS_SWEEP_GRACE_SECONDS`` ago (or for an earlier
+  due time) that no worker picked up, *while the broker's queue is empty*: nothing in the
+  broker can still carry it (a flushed or restarted Redis). While the queue holds messages, such
+  rows wait; a message lost while others remain queued is re-published once the queue drains.
 
 Rows of campaigns that may not send now (paused, draft, or no longer in the workspace) are
-neither published nor swept: the dispatcher would not claim them, and re-publishing them every
-grace period would only fill the queue.
+neither published nor swept: the dispatcher would not claim them.
 
 Posts (broadcasts, a handful per occurrence) are published as ``dispatch_batch(limit=N)``:
 "claim up to N due rows", which the dispatcher runs for emails and posts alike.
@@ -39,12 +44,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as KombuOperationalError
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, or_, select, update
 from sqlalchemy.engine import Engine
 
 from engine.clock import Clock
 from engine.fanout.celery_app import DISPATCH_TASK, BrokerUnavailable, create_app, safe_broker_url
+from engine.fanout.receipts import LEASE, TASK_PREFIX
 from engine.runtime.controls import controls
 from engine.runtime.policy import campaign_rules, campaigns_of
 from engine.settings import Settings
@@ -58,8 +65,10 @@ POST: Table = Post.__table__  # type: ignore[attr-defined]
 DUE_STATES = (DeliveryState.pending.value, DeliveryState.retry.value)
 #: Rows stamped per transaction; each chunk is committed before its tasks are published.
 CHUNK_ROWS = 5000
-#: The sweep query runs at most this often (and at least four times per grace period).
-SWEEP_EVERY_SECONDS = 30.0
+#: The sweep runs at most this often (and at least twice per grace period).
+SWEEP_EVERY_SECONDS = 5.0
+
+Condition = Callable[[Table, datetime, timedelta], ColumnElement[bool]]
 
 
 class Publisher:
@@ -86,7 +95,7 @@ class Publisher:
         self.queue = settings.broker_queue
         self.batch_size = settings.batch_size
         self.grace = timedelta(seconds=settings.sweep_grace_seconds)
-        self.sweep_every = timedelta(seconds=min(SWEEP_EVERY_SECONDS, settings.sweep_grace_seconds / 4))
+        self.sweep_every = timedelta(seconds=min(SWEEP_EVERY_SECONDS, settings.sweep_grace_seconds / 2))
         self._workspace = workspace
         self._last_sweep: datetime | None = None
 
@@ -98,15 +107,32 @@ class Publisher:
         return self._publish(now, self._fresh, "published")
 
     def sweep(self) -> int:
-        """Re-publish rows the broker lost or whose worker died; returns how many rows.
+        """Re-publish rows whose message can be lost (see the module docstring); returns how many rows.
 
-        Runs its query at most every ``min(30 s, grace / 4)`` of the clock; calls in between return 0.
+        Runs at most every ``min(5 s, grace / 2)`` of the clock; calls in between return 0.
         """
         now = self.clock.now()
         if self._last_sweep is not None and now - self._last_sweep < self.sweep_every:
             return 0
         self._last_sweep = now
-        return self._publish(now, self._stranded, "re-published")
+        handed_back = self._reclaim_dead_batches(now)
+        total = self._publish(now, self._fresh, "re-published") if handed_back else 0
+        total += self._publish(now, self._expired_claims, "re-published")
+        if self.queue_depth() == 0:
+            total += self._publish(now, self._lost, "re-published")
+        return total
+
+    def queue_depth(self) -> int | None:
+        """Messages waiting in the broker's queue (0 when it does not exist); None when it does not answer."""
+        try:
+            with self.app.connection_for_read() as connection:
+                declared = connection.default_channel.queue_declare(queue=self.queue, passive=True)
+                return int(declared.message_count)
+        except ChannelError:
+            return 0  # no such queue: a flushed broker, or one never used
+        except (KombuOperationalError, OSError) as exc:
+            log.warning("could not ask the broker how much it holds: %s", " ".join(str(exc).split()))
+            return None
 
     def close(self) -> None:
         """Release the broker connections."""
@@ -117,33 +143,75 @@ class Publisher:
     @staticmethod
     def _fresh(table: Table, now: datetime, grace: timedelta) -> ColumnElement[bool]:
         """Due, and not published since it came due."""
-        return and_(
-            table.c.state.in_(DUE_STATES),
-            table.c.scheduled_for <= now,
-            or_(table.c.published_at.is_(None), table.c.published_at < table.c.scheduled_for),
+        if table is POST:
+            return and_(
+                table.c.state.in_(DUE_STATES),
+                table.c.scheduled_for <= now,
+                or_(table.c.published_at.is_(None), table.c.published_at < table.c.scheduled_for),
+            )
+        return or_(
+            # handed back or never published (ix_delivery_unpublished)
+            and_(table.c.published_at.is_(None), table.c.state.in_(DUE_STATES), table.c.scheduled_for <= now),
+            # a retry written by a batch that claimed it without a receipt (few: the retry state)
+            and_(
+                table.c.state == DeliveryState.retry.value,
+                table.c.scheduled_for <= now,
+                table.c.published_at < table.c.scheduled_for,
+            ),
         )
 
     @staticmethod
-    def _stranded(table: Table, now: datetime, grace: timedelta) -> ColumnElement[bool]:
-        """Published for this due time over ``grace`` ago and still unclaimed, or a lease that ran out."""
-        cutoff = now - grace
-        return or_(
-            and_(
-                table.c.state.in_(DUE_STATES),
-                table.c.scheduled_for <= now,
-                table.c.published_at >= table.c.scheduled_for,
-                table.c.published_at <= cutoff,
-            ),
-            and_(
-                table.c.state == DeliveryState.claimed.value,
-                table.c.lease_until < now,
-                or_(
-                    table.c.published_at.is_(None),
-                    table.c.published_at < table.c.lease_until,
-                    table.c.published_at <= cutoff,
-                ),
+    def _expired_claims(table: Table, now: datetime, grace: timedelta) -> ColumnElement[bool]:
+        """A claim whose lease ran out (its worker died or hung), not re-published since."""
+        return and_(
+            table.c.state == DeliveryState.claimed.value,
+            table.c.lease_until < now,
+            or_(
+                table.c.published_at.is_(None),
+                table.c.published_at < table.c.lease_until,
+                table.c.published_at <= now - grace,
             ),
         )
+
+    @staticmethod
+    def _lost(table: Table, now: datetime, grace: timedelta) -> ColumnElement[bool]:
+        """Published for this due time over ``grace`` ago (or for an earlier one) and never picked up:
+        asked only when the broker's queue is empty, so its message is gone."""
+        waiting = [
+            table.c.published_at.is_not(None),
+            table.c.state.in_(DUE_STATES),
+            table.c.scheduled_for <= now,
+            or_(table.c.published_at < table.c.scheduled_for, table.c.published_at <= now - grace),
+        ]
+        if table is DELIVERY:
+            waiting.insert(0, table.c.picked_by.is_(None))  # ix_delivery_awaiting_pickup
+        return and_(*waiting)
+
+    def _reclaim_dead_batches(self, now: datetime) -> int:
+        """Hand back the rows of batches whose worker stopped renewing their lease; returns how many."""
+        with write_transaction(self.engine) as conn:
+            dead = list(
+                conn.execute(
+                    select(LEASE.c.name).where(LEASE.c.name.like(f"{TASK_PREFIX}%"), LEASE.c.expires_at < now)
+                ).scalars()
+            )
+            if not dead:
+                return 0
+            handed = (
+                conn.execute(
+                    update(DELIVERY)
+                    .where(DELIVERY.c.picked_by.in_(dead), DELIVERY.c.state.in_(DUE_STATES))
+                    .values(picked_by=None, published_at=None)
+                ).rowcount
+                or 0
+            )
+            conn.execute(delete(LEASE).where(LEASE.c.name.in_(dead), LEASE.c.expires_at < now))
+        log.warning(
+            "%d batch(es) of a worker that stopped (no heartbeat): %d row(s) published again",
+            len(dead),
+            handed,
+        )
+        return handed
 
     def _campaigns(self) -> tuple[list[str] | None, list[str]]:
         """(allowed, paused): the campaigns the dispatcher would claim (the same rule as its
@@ -162,12 +230,7 @@ class Publisher:
 
     # --- stamping and publishing -----------------------------------------------------------
 
-    def _publish(
-        self,
-        now: datetime,
-        condition: Callable[[Table, datetime, timedelta], ColumnElement[bool]],
-        verb: str,
-    ) -> int:
+    def _publish(self, now: datetime, condition: Condition, verb: str) -> int:
         total = 0
         allowed, paused = self._campaigns()
         for table in (DELIVERY, POST):

@@ -289,6 +289,14 @@ class Delivery(SQLModel, table=True):
             sqlite_where=text("published_at IS NULL"),
             postgresql_where=text("published_at IS NULL"),
         ),
+        # Rows handed to the broker that no worker has taken yet: what the sweeper checks when the
+        # broker's queue is empty (a lost message), without walking the outbox.
+        Index(
+            "ix_delivery_awaiting_pickup",
+            "published_at",
+            sqlite_where=text("picked_by IS NULL AND published_at IS NOT NULL"),
+            postgresql_where=text("picked_by IS NULL AND published_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

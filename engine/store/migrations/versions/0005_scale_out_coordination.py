@@ -5,7 +5,8 @@
 * ``fire_record``: trigger fires written before they are planned, completed by the next leader.
 * ``delivery.picked_by``: which worker batch took a row's broker message, so the sweeper
   re-publishes only rows whose message can really be lost; ``ix_delivery_unpublished`` lets
-  the publisher find rows never handed to the broker without walking a published backlog.
+  the publisher find rows never handed to the broker without walking a published backlog, and
+  ``ix_delivery_awaiting_pickup`` the sweeper rows handed over that no worker took.
 
 Revision ID: 0005
 Revises: 0003
@@ -75,10 +76,18 @@ def upgrade() -> None:
             sqlite_where=sa.text("published_at IS NULL"),
             postgresql_where=sa.text("published_at IS NULL"),
         )
+        batch_op.create_index(
+            "ix_delivery_awaiting_pickup",
+            ["published_at"],
+            unique=False,
+            sqlite_where=sa.text("picked_by IS NULL AND published_at IS NOT NULL"),
+            postgresql_where=sa.text("picked_by IS NULL AND published_at IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_delivery_awaiting_pickup")
         batch_op.drop_index("ix_delivery_unpublished")
         batch_op.drop_index("ix_delivery_picked_by")
         batch_op.drop_column("picked_by")
