@@ -6,7 +6,6 @@ outbox; a one-off campaign is due "now" (the current minute) so nothing waits fo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from test_daemon_support import (
 from engine import scheduler as jobs
 from engine.cli import main
 from engine.clock import SystemClock
-from engine.daemon import AlreadyRunning, Daemon, DaemonLock, wait_for
+from engine.daemon import Daemon, wait_for
 from engine.runtime import controls
 from engine.settings import Settings
 from engine.workspace.models import ScheduleTrigger
@@ -237,30 +236,6 @@ def test_second_run_on_the_same_sqlite_database_refuses_to_start(
     assert "Scheduled:" not in captured.out and "Stopped." not in captured.out
 
 
-def test_second_daemon_on_postgresql_waits_as_standby_until_the_first_stops(pg_engine: Engine) -> None:
-    settings = Settings(database_url=pg_engine.url.render_as_string(hide_password=False), secret_key="s" * 40)
-    first, second = DaemonLock(pg_engine, settings), DaemonLock(pg_engine, settings)
-    second.poll_seconds = 0.05
-    stop = threading.Event()
-    waiting = threading.Event()
-    got: list[bool] = []
-    assert first.acquire(wait=False, stop=stop)
-    with pytest.raises(AlreadyRunning):
-        DaemonLock(pg_engine, settings).acquire(wait=False, stop=stop)
-
-    standby = threading.Thread(
-        target=lambda: got.append(second.acquire(wait=True, on_wait=waiting.set, stop=stop))
-    )
-    standby.start()
-    assert waiting.wait(timeout=10)
-    assert got == []  # still waiting while the first holds the lock
-    first.release()
-    standby.join(timeout=10)
-
-    assert got == [True]
-    second.release()
-
-
 def test_with_a_broker_the_daemon_hands_due_messages_to_workers_instead_of_sending(
     settings: Settings, sqlite_engine: Engine
 ) -> None:
@@ -271,14 +246,12 @@ def test_with_a_broker_the_daemon_hands_due_messages_to_workers_instead_of_sendi
     queue = f"daemon-{uuid.uuid4().hex[:10]}"
     brokered = settings.model_copy(update={"broker_url": "memory://", "broker_queue": queue, "batch_size": 5})
     daemon = Daemon(brokered, sqlite_engine, serve_public=False, watch=False, say=lambda _line: None)
+    daemon.start()
     try:
         daemon.fire_campaign("now", None)
         daemon.tick()
     finally:
-        daemon.stop_event.set()
-        daemon.dispatcher.close()
-        assert daemon.publisher is not None
-        daemon.publisher.close()
+        daemon.stop()
     # Nothing went out from the daemon itself: the rows wait for a worker, and the broker holds them.
     assert delivery_states(sqlite_engine, "now") == {"pending": CONTACTS}
     assert outbox_messages(settings.outbox_path) == []
