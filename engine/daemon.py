@@ -417,7 +417,7 @@ class Daemon:
                 continue
             due = due_occurrences(
                 campaign, self.workspace.schedules, since, until, default_zone=self.settings.zone
-            )
+            )[-1:]  # the latest one only, as APScheduler coalesces missed runs
             fired = fire_ledger.recorded(self.engine, campaign.key, [o.key for o in due])
             for occurrence in due:
                 if occurrence.key in fired:
