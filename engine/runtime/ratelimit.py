@@ -21,12 +21,16 @@ All three refill at ``rate`` tokens per second up to ``capacity`` on the injecte
 
 Grants, and the trade-off behind them: a shared bucket costs a round trip per call, and a
 dispatcher that takes one token whenever one is there claims one row per wake-up (three SQL
-statements per message at 50/s). A wall-clock bucket therefore grants a second's worth at a
-time (:data:`GRANT_SECONDS`; at least one token, at most ``capacity``): ``take_up_to`` grants
-nothing until that many are there (or all that was asked for, when less), and
-``seconds_until`` says when they will be. A rate of 100/s then costs one grant and one claim
-of 100 rows a second; what it costs is up to a second of latency on the first message of a
-small send. X's bucket (50 per 15 minutes) still grants single posts.
+statements per message at 50/s). A wall-clock bucket therefore grants half a second's worth at
+a time (:data:`GRANT_SECONDS`; at least one token, at most ``capacity``): ``take_up_to`` grants
+nothing until that many are there (or all that was asked for, when less), then all there is up
+to what was asked, and ``seconds_until`` says when a grant will be there. A rate of 100/s then
+costs about two grants and two claims of 50 rows a second. Half, not a whole second's worth:
+the bucket holds one second's worth, so a taker that wakes up to half a second late (a
+scheduler's jitter, another worker's batch giving tokens back) still finds every token the
+bucket earned meanwhile (with grants of a whole second, two workers at 20/s delivered 16/s).
+What it costs is up to half a second of latency on the first message of a small send. X's
+bucket (50 per 15 minutes) still grants single posts.
 
 Exactness: the tokens granted over any span are at most ``capacity`` plus ``rate`` times the
 span, so a minute at 100/s with a one-second burst sends at most 6,100 (+1.7 %), whatever the
@@ -67,7 +71,7 @@ from engine.store.models import RateBucket as RateBucketRow
 
 X_WINDOW_SECONDS = 15 * 60
 #: A wall-clock bucket grants this many seconds' worth of tokens at a time (see the module docstring).
-GRANT_SECONDS = 1.0
+GRANT_SECONDS = 0.5
 #: A bucket whose time is further ahead of a caller's clock than this re-anchors on that clock.
 MAX_SKEW_SECONDS = 5.0
 #: A refused take's wait is reused by a ``seconds_until`` asked right after it (one round trip, not two).
