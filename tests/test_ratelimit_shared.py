@@ -48,19 +48,18 @@ def redis_names() -> Iterator[list[str]]:
     client.close()
 
 
-@pytest.fixture(
-    params=[
-        "process",
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("redis", marks=pytest.mark.redis),
-    ]
-)
-def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
-    """``make(rate, capacity, grain=1, on=clock)``: a new handle on the test's one shared bucket (for
+SHARED = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("redis", marks=pytest.mark.redis),
+]
+
+
+def _maker(where: str, request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """``make(rate, capacity, grain=1, on=clock)``: a new handle on the test's one bucket (for
     ``process``, the one bucket of this process, which has nothing to share)."""
     name = f"email:test:{uuid.uuid4().hex[:12]}"
-    if request.param == "process":
+    if where == "process":
         only: list[TokenBucket] = []
 
         def local(rate: float, capacity: float, grain: float = 1, on: FakeClock = clock) -> RateBucket:
@@ -69,10 +68,8 @@ def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
             return only[0]
 
         return local
-    if request.param in ("sqlite", "postgres"):
-        engine: Engine = request.getfixturevalue(
-            "sqlite_engine" if request.param == "sqlite" else "pg_engine"
-        )
+    if where in ("sqlite", "postgres"):
+        engine: Engine = request.getfixturevalue("sqlite_engine" if where == "sqlite" else "pg_engine")
 
         def stored(rate: float, capacity: float, grain: float = 1, on: FakeClock = clock) -> RateBucket:
             return StoreBucket(engine, name, rate, capacity, on, grain=grain)
@@ -84,6 +81,18 @@ def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
         return RedisBucket(REDIS_URL, name, rate, capacity, on, grain=grain)
 
     return in_redis
+
+
+@pytest.fixture(params=["process", *SHARED])
+def make(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """Every kind of bucket."""
+    return _maker(request.param, request, clock)
+
+
+@pytest.fixture(params=SHARED)
+def make_shared(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
+    """The buckets processes share (the store's and Redis's)."""
+    return _maker(request.param, request, clock)
 
 
 def test_a_bucket_grants_its_burst_then_refills_with_the_clock(make: Make, clock: FakeClock) -> None:
@@ -116,7 +125,7 @@ def test_a_bucket_with_a_grain_grants_a_seconds_worth_at_a_time(make: Make, cloc
 
 
 def test_a_providers_retry_after_blocks_everyone_until_then(make: Make, clock: FakeClock) -> None:
-    first, second = make(100, 100), make(100, 100)
+    first, second = make(100, 100), make(100, 100)  # two processes (or, for ``process``, one)
     first.block_until(clock.now() + timedelta(seconds=30))
     assert second.take_up_to(10) == 0
     assert second.seconds_until(1) == pytest.approx(30.01)
@@ -135,13 +144,11 @@ def test_a_429_without_a_reset_empties_the_bucket(make: Make, clock: FakeClock) 
 
 
 def test_a_clock_stepped_far_back_re_anchors_the_bucket_instead_of_freezing_it(
-    make: Make, clock: FakeClock
+    make_shared: Make, clock: FakeClock
 ) -> None:
-    if isinstance(make(10, 10), TokenBucket):
-        pytest.skip("a bucket of one process has one clock")
-    ahead = make(10, 10, on=FakeClock(clock.now() + timedelta(minutes=5)))  # a host five minutes ahead
+    ahead = make_shared(10, 10, on=FakeClock(clock.now() + timedelta(minutes=5)))  # a host five minutes ahead
     assert ahead.take_up_to(10) == 10
-    bucket = make(10, 10)
+    bucket = make_shared(10, 10)
     assert bucket.take_up_to(10) == 0
     clock.advance(1)
     assert bucket.take_up_to(10) == 10
