@@ -20,6 +20,7 @@ from test_fanout_publisher import make_settings, published_ids, queued
 
 from engine.clock import FakeClock
 from engine.fanout import Publisher, create_app
+from engine.fanout.celery_app import recovery_queue
 from engine.fanout.receipts import LEASE, batch_receipt, sign
 from engine.runtime.claims import claim_due
 from engine.runtime.heartbeat import LeaseHeartbeat
@@ -145,7 +146,7 @@ def test_a_flushed_queue_is_re_published_within_the_grace_period(
     assert publisher.sweep() == 0  # published a moment ago: possibly still on its way
     clock.advance(publisher.sweep_every)
     assert publisher.sweep() == 3
-    assert published_ids(queued(app, settings.broker_queue)) == rows
+    assert published_ids(queued(app, recovery_queue(settings.broker_queue))) == rows
 
 
 def test_a_dead_workers_batch_is_published_again_as_soon_as_its_lease_runs_out(
@@ -161,7 +162,7 @@ def test_a_dead_workers_batch_is_published_again_as_soon_as_its_lease_runs_out(
     assert publisher.sweep() == 0
     clock.advance(publisher.sweep_every)
     assert publisher.sweep() == 4
-    assert published_ids(queued(app, settings.broker_queue)) == rows
+    assert published_ids(queued(app, recovery_queue(settings.broker_queue))) == rows
     assert leases(store_engine) == 0
     assert {r.picked_by for r in delivery_rows(store_engine).values()} == {None}
 
@@ -179,7 +180,7 @@ def test_a_live_workers_batch_is_left_alone_while_its_heartbeat_beats(
             clock.advance(LEASE_SECONDS / 4)
             heartbeat.beat()
             assert publisher.sweep() == 0
-    assert queued(app, settings.broker_queue) == []
+    assert queued(app, settings.broker_queue) == queued(app, recovery_queue(settings.broker_queue)) == []
 
 
 def test_rows_a_batch_handed_back_are_published_again_when_due(

@@ -19,9 +19,13 @@ rows every grace period):
 * **an expired claim** — a row whose claim lease ran out (its worker died mid-send): the ordinary
   claim query takes it back, the sweeper makes sure some worker is asked to run it;
 * **a lost message** — a row published ``TIDINGS_SWEEP_GRACE_SECONDS`` ago (or for an earlier
-  due time) that no worker picked up, *while the broker's queue is empty*: nothing in the
+  due time) that no worker picked up, *while the broker's queues are empty*: nothing in the
   broker can still carry it (a flushed or restarted Redis). While the queue holds messages, such
   rows wait; a message lost while others remain queued is re-published once the queue drains.
+
+What the sweeper re-publishes goes to the recovery queue (``TIDINGS_BROKER_QUEUE.recovery``),
+which workers take from in turn with the main one: a dead worker's rows go out within seconds,
+not after the rest of a rate-limited backlog.
 
 Rows of campaigns that may not send now (paused, draft, or no longer in the workspace) are
 neither published nor swept: the dispatcher would not claim them.
@@ -37,6 +41,7 @@ Example (what ``tidings run`` does on each tick when ``TIDINGS_BROKER_URL`` is s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Collection, Sequence
@@ -50,7 +55,13 @@ from sqlalchemy import ColumnElement, Table, and_, delete, or_, select, update
 from sqlalchemy.engine import Engine
 
 from engine.clock import Clock
-from engine.fanout.celery_app import DISPATCH_TASK, BrokerUnavailable, create_app, safe_broker_url
+from engine.fanout.celery_app import (
+    DISPATCH_TASK,
+    BrokerUnavailable,
+    create_app,
+    recovery_queue,
+    safe_broker_url,
+)
 from engine.fanout.receipts import LEASE, TASK_PREFIX
 from engine.runtime.controls import controls
 from engine.runtime.policy import campaign_rules, campaigns_of
@@ -93,6 +104,7 @@ class Publisher:
         self.clock = clock
         self.app = app if app is not None else create_app(settings)
         self.queue = settings.broker_queue
+        self.recovery = recovery_queue(self.queue)
         self.batch_size = settings.batch_size
         self.grace = timedelta(seconds=settings.sweep_grace_seconds)
         self.sweep_every = timedelta(seconds=min(SWEEP_EVERY_SECONDS, settings.sweep_grace_seconds / 2))
@@ -115,24 +127,31 @@ class Publisher:
         if self._last_sweep is not None and now - self._last_sweep < self.sweep_every:
             return 0
         self._last_sweep = now
-        handed_back = self._reclaim_dead_batches(now)
-        total = self._publish(now, self._fresh, "re-published") if handed_back else 0
-        total += self._publish(now, self._expired_claims, "re-published")
+        total = self._reclaim_dead_batches(now)
+        total += self._publish(now, self._expired_claims, "re-published", self.recovery)
         if self.queue_depth() == 0:
-            total += self._publish(now, self._lost, "re-published")
+            total += self._publish(now, self._lost, "re-published", self.recovery)
         return total
 
     def queue_depth(self) -> int | None:
-        """Messages waiting in the broker's queue (0 when it does not exist); None when it does not answer."""
+        """Messages waiting in the broker's queue and its recovery queue (a queue that does not exist
+        holds none); None when the broker does not answer."""
+        total = 0
         try:
             with self.app.connection_for_read() as connection:
-                declared = connection.default_channel.queue_declare(queue=self.queue, passive=True)
-                return int(declared.message_count)
-        except ChannelError:
-            return 0  # no such queue: a flushed broker, or one never used
+                for name in (self.queue, self.recovery):
+                    channel = connection.channel()  # one each: AMQP closes a channel that asked for no queue
+                    try:
+                        total += int(channel.queue_declare(queue=name, passive=True).message_count)
+                    except ChannelError:
+                        pass  # no such queue (a flushed broker, or one never used): it holds nothing
+                    finally:
+                        with contextlib.suppress(ChannelError):
+                            channel.close()
         except (KombuOperationalError, OSError) as exc:
             log.warning("could not ask the broker how much it holds: %s", " ".join(str(exc).split()))
             return None
+        return total
 
     def close(self) -> None:
         """Release the broker connections."""
@@ -188,30 +207,44 @@ class Publisher:
         return and_(*waiting)
 
     def _reclaim_dead_batches(self, now: datetime) -> int:
-        """Hand back the rows of batches whose worker stopped renewing their lease; returns how many."""
+        """Re-publish the rows of batches whose worker stopped renewing their lease; returns how many."""
+        expired = select(LEASE.c.name).where(LEASE.c.name.like(f"{TASK_PREFIX}%"), LEASE.c.expires_at < now)
+        with self.engine.connect() as conn:
+            dead = list(conn.execute(expired).scalars())
+        if not dead:
+            return 0
         with write_transaction(self.engine) as conn:
+            # still expired once locked: a heartbeat that came late keeps its batch
             dead = list(
                 conn.execute(
-                    select(LEASE.c.name).where(LEASE.c.name.like(f"{TASK_PREFIX}%"), LEASE.c.expires_at < now)
+                    delete(LEASE)
+                    .where(LEASE.c.name.in_(dead), LEASE.c.expires_at < now)
+                    .returning(LEASE.c.name)
                 ).scalars()
             )
-            if not dead:
-                return 0
-            handed = (
-                conn.execute(
-                    update(DELIVERY)
-                    .where(DELIVERY.c.picked_by.in_(dead), DELIVERY.c.state.in_(DUE_STATES))
-                    .values(picked_by=None, published_at=None)
-                ).rowcount
-                or 0
+            ids = (
+                sorted(
+                    conn.execute(
+                        update(DELIVERY)
+                        .where(DELIVERY.c.picked_by.in_(dead), DELIVERY.c.state.in_(DUE_STATES))
+                        .values(picked_by=None, published_at=now)
+                        .returning(DELIVERY.c.id)
+                    ).scalars()
+                )
+                if dead
+                else []
             )
-            conn.execute(delete(LEASE).where(LEASE.c.name.in_(dead), LEASE.c.expires_at < now))
+        if not dead:
+            return 0
         log.warning(
-            "%d batch(es) of a worker that stopped (no heartbeat): %d row(s) published again",
+            "%d batch(es) of a worker that stopped (no heartbeat): %d row(s) re-published to %s",
             len(dead),
-            handed,
+            len(ids),
+            self.recovery,
         )
-        return handed
+        if ids:
+            self._send(DELIVERY, ids, now, self.recovery)
+        return len(ids)
 
     def _campaigns(self) -> tuple[list[str] | None, list[str]]:
         """(allowed, paused): the campaigns the dispatcher would claim (the same rule as its
@@ -230,7 +263,8 @@ class Publisher:
 
     # --- stamping and publishing -----------------------------------------------------------
 
-    def _publish(self, now: datetime, condition: Condition, verb: str) -> int:
+    def _publish(self, now: datetime, condition: Condition, verb: str, queue: str | None = None) -> int:
+        queue = queue or self.queue
         total = 0
         allowed, paused = self._campaigns()
         for table in (DELIVERY, POST):
@@ -243,12 +277,12 @@ class Publisher:
                 ids = self._stamp(table, where, now)
                 if not ids:
                     break
-                self._send(table, ids, now)
+                self._send(table, ids, now, queue)
                 total += len(ids)
                 if len(ids) < CHUNK_ROWS:
                     break
         if total:
-            log.info("%s %d due row(s) to queue %s", verb, total, self.queue)
+            log.info("%s %d due row(s) to queue %s", verb, total, queue)
         return total
 
     def _stamp(self, table: Table, where: ColumnElement[bool], now: datetime) -> list[int]:
@@ -268,7 +302,7 @@ class Publisher:
         rows.sort(key=lambda row: (row[1], row[0]))
         return [int(row[0]) for row in rows]
 
-    def _send(self, table: Table, ids: Sequence[int], now: datetime) -> None:
+    def _send(self, table: Table, ids: Sequence[int], now: datetime, queue: str) -> None:
         """Publish tasks for stamped rows; on a broker failure, un-stamp what was not published and raise."""
         if table is POST:
             batches = math.ceil(len(ids) / self.batch_size)
@@ -284,7 +318,7 @@ class Publisher:
         try:
             with self.app.producer_or_acquire() as producer:
                 for kwargs, _ in messages:
-                    self.app.send_task(DISPATCH_TASK, kwargs=kwargs, queue=self.queue, producer=producer)
+                    self.app.send_task(DISPATCH_TASK, kwargs=kwargs, queue=queue, producer=producer)
                     published += 1
         except (KombuOperationalError, OSError) as exc:
             unsent = [row_id for _, chunk in messages[published:] for row_id in chunk]
