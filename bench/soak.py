@@ -45,7 +45,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,36 +104,10 @@ def drop_database(admin_url: str, url: str) -> None:
 
 
 def add_contacts(engine: Any, count: int) -> float:
-    from sqlalchemy import insert
-
-    from engine.store.models import Consent, Contact
+    from bench.end_to_end import add_shoppers
 
     started = time.perf_counter()
-    granted = datetime.now(UTC) - timedelta(days=30)
-    with engine.begin() as conn:
-        for first in range(1, count + 1, CHUNK):
-            ids = range(first, min(first + CHUNK, count + 1))
-            conn.execute(
-                insert(Contact.__table__),  # type: ignore[attr-defined]
-                [
-                    {
-                        "id": i,
-                        "email": f"shopper{i}@example.com",
-                        "first_name": f"Shopper{i}",
-                        "timezone": "Europe/Tallinn",
-                        "country": "EE",
-                        "locale": "en",
-                        "tags": [],
-                        "attributes": {},
-                        "total_spent": Decimal("0"),
-                    }
-                    for i in ids
-                ],
-            )
-            conn.execute(
-                insert(Consent.__table__),  # type: ignore[attr-defined]
-                [{"contact_id": i, "channel": "email", "granted_at": granted, "source": "soak"} for i in ids],
-            )
+    add_shoppers(engine, count, granted=datetime.now(UTC) - timedelta(days=30))
     return time.perf_counter() - started
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -33,6 +32,8 @@ import pytest
 from cli_support import TIDINGS
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
+from test_daemon import NOW_CAMPAIGN
+from test_daemon_process import free_port
 from test_daemon_support import add_people, delivery_states, make_workspace, write_campaign
 from test_public_sendgrid_webhook import PUBLIC_B64, sign
 
@@ -47,23 +48,6 @@ PEOPLE = 8
 SECRET = "d" * 40
 CONSENT = Consent.__table__  # type: ignore[attr-defined]
 FIRES = FireRecord.__table__  # type: ignore[attr-defined]
-
-CAMPAIGN = """\
-name: On the minute
-status: active
-timezone: UTC
-audience: {{segment: everyone}}
-trigger:
-  at: {at}
-steps:
-  - send: {{channel: email, template: hello}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def call(
@@ -179,7 +163,7 @@ def test_one_leader_through_a_dropped_connection_and_a_stopped_leader_and_no_fir
     due = (datetime.now(UTC) + timedelta(seconds=TTL + 12)).replace(second=0, microsecond=0) + timedelta(
         minutes=1
     )
-    write_campaign(root, "minute", CAMPAIGN.format(at=due.strftime("%Y-%m-%dT%H:%M")))
+    write_campaign(root, "minute", NOW_CAMPAIGN.format(at=due.strftime("%Y-%m-%dT%H:%M")))
     for run in runs:
         run.process.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "Reloaded the workspace (SIGHUP): jobs 1 added" in first.output(), timeout=30)
