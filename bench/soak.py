@@ -27,8 +27,8 @@ a supervisor would. At the end it prints:
 * **peak RSS** per process (``VmHWM``) and **messages/s per worker process**.
 
 Run: ``.venv/bin/python bench/soak.py [--contacts 100000] [--workers 2] [--rate 400] [--kills 5]
-[--seed 1] [--scaling-rows 10000]``; PostgreSQL from ``TIDINGS_TEST_PG_URL`` (default the local
-trust setup), Redis from ``TIDINGS_TEST_REDIS_URL`` (database 14 by default).
+[--seed 1] [--scaling-rows 10000] [--redis-url redis://127.0.0.1:6379/14]``; PostgreSQL from
+``TIDINGS_TEST_PG_URL`` (default the local trust setup), where it creates and drops a database.
 """
 
 from __future__ import annotations
@@ -146,6 +146,10 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: Every process this run started, so that an interrupted run (Ctrl-C, SIGTERM, a failure) leaves none.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 @dataclass
 class Child:
     """One ``tidings`` process; restarted under the same name after a kill."""
@@ -164,6 +168,7 @@ class Child:
         self.process = subprocess.Popen(
             [tidings_command(), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+        STARTED.append(self.process)
 
     @property
     def pid(self) -> int:
@@ -548,17 +553,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-workers", type=int, default=2, help="uvicorn processes of the SendGrid server"
     )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/14", help="the broker (a Redis database of its own)"
+    )
     args = parser.parse_args(argv)
 
     from service_checks import PG_ADMIN_URL
 
     from bench.sendgrid_capacity import server_farm
+    from engine.runtime.ratelimit import REDIS_PREFIX, bucket_name
     from engine.settings import Settings
     from engine.store import make_engine, upgrade
 
     args.lease = Settings(secret_key=SECRET).lease_seconds
-    redis_url = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+    redis_url = args.redis_url
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up below, as after Ctrl-C
     queue = f"soak-{uuid.uuid4().hex[:8]}"
+    buckets: list[str] = []
     database_url = create_database(PG_ADMIN_URL)
     engine = make_engine(database_url)
     try:
@@ -579,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
                 CAMPAIGN.format(name="Scaling", at="2030-01-01T10:00"), encoding="utf-8"
             )
             env = base_env(workspace, database_url, redis_url, queue, farm.url, args.rate)
+            shared = Settings(
+                **{k[len("TIDINGS_") :].lower(): v for k, v in env.items() if k.startswith("TIDINGS_")}
+            )
+            buckets.extend(REDIS_PREFIX + bucket_name(shared, channel) for channel in ("email", "x"))
             scaling = measure_scaling(engine, env, folder, args.scaling_rows) if args.scaling_rows else {}
             result = run_soak(args, engine, env, folder)
             accepted, statuses = farm.stop()
@@ -588,16 +603,21 @@ def main(argv: list[str] | None = None) -> int:
         bound = sum(kill.in_flight for kill in result["kills"] if kill.victim == "worker")
         return 0 if lost == 0 and 0 <= duplicates <= bound and set(result["codes"].values()) == {0} else 1
     finally:
+        for process in STARTED:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
         engine.dispose()
         drop_database(PG_ADMIN_URL, database_url)
-        _forget_queue(redis_url, queue)
+        _forget(redis_url, queue, buckets)
 
 
-def _forget_queue(redis_url: str, queue: str) -> None:
+def _forget(redis_url: str, queue: str, buckets: list[str]) -> None:
+    """Delete what this run left in Redis: its queues' keys and its rate buckets."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"*{queue}*"):
+    for key in [*client.scan_iter(match=f"*{queue}*"), *buckets]:
         client.delete(key)
     client.close()
 

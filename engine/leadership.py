@@ -129,7 +129,6 @@ class Leadership:
         self._trouble: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._force_first = False
 
     # --- what callers ask -------------------------------------------------------------------
 

@@ -246,9 +246,11 @@ def test_two_workers_of_two_threads_send_at_the_one_shared_rate(
             worker.stop()
     times = sorted(mail.received_at for mail in sendgrid.accepted)
     assert len(times) == rows
-    # after the first second's burst, the provider saw the configured rate, not one per thread (4×)
+    # after the first second's burst, the provider saw the configured rate, not one per thread (4×):
+    # never over it by more than 10 %, and (the workers always wanting more) not far under it either
     measured = (rows - rate) / (times[-1] - times[0])
-    assert 0.9 * rate <= measured <= 1.1 * rate, f"{measured:.1f}/s at the provider, configured {rate}/s"
+    assert measured <= 1.1 * rate, f"{measured:.1f}/s at the provider, configured {rate}/s"
+    assert measured >= 0.8 * rate, f"{measured:.1f}/s at the provider, configured {rate}/s"
 
 
 @pytest.mark.slow
