@@ -15,10 +15,9 @@ of the leader's last renewal, whatever stopped it (a crash, a SIGSTOP, a lost co
 a leader that finds its lease gone logs it once, stops its scheduler and serves on as a
 standby. On SQLite (one machine's file) a second ``tidings run`` refuses to start.
 
-Fires are written to the fire ledger (:mod:`engine.fire_ledger`) before they are planned and
-marked done in the plan's own transaction; a new leader completes the ones left unfinished,
-and fires any scheduled occurrence of an unchanged cron job that was never recorded (a leader
-stopped between APScheduler moving the job on and the fire starting).
+Fires are written to the fire ledger (:mod:`engine.fire_ledger`) before APScheduler moves
+their job on, and marked done in the plan's own transaction; a new leader completes the ones
+left unfinished (a leader killed while it planned, or between APScheduler's move and the fire).
 
 Shutdown (SIGTERM/SIGINT): stop taking work, let the running tick finish (in-flight sends
 complete and are recorded; whatever was claimed but not sent goes back to pending), hand the
@@ -57,7 +56,7 @@ from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
 from engine.runtime.fire import fire, resolve_occurrence
 from engine.runtime.heartbeat import LeaseHeartbeat
-from engine.runtime.occurrences import EARLIEST_ZONE, OccurrenceError, due_occurrences
+from engine.runtime.occurrences import EARLIEST_ZONE, OccurrenceError
 from engine.runtime.planner import PlanStats
 from engine.settings import Settings
 from engine.store import write_transaction
@@ -126,6 +125,24 @@ def sqlite_database(engine: Engine) -> Path | None:
     if url.get_backend_name() != "sqlite":
         return None
     return Path(url.database or "tidings.db")
+
+
+class LedgerExecutor(JobExecutor):  # type: ignore[misc]
+    """APScheduler's thread pool, writing each campaign run to the fire ledger before it starts it.
+
+    ``_process_jobs`` submits a due run, then moves the job on in its store. Writing the fire down
+    here, in the scheduler's thread, puts it in the ledger before the move: no run can vanish
+    between the two (see :meth:`Daemon.note_due`).
+    """
+
+    def __init__(self, note_due: Callable[[Any], None], max_workers: int) -> None:
+        super().__init__(max_workers)
+        self._note_due = note_due
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        if job.id.startswith(jobs.JOB_PREFIX):
+            self._note_due(job)
+        super().submit_job(job, run_times)
 
 
 class FencedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
@@ -237,7 +254,7 @@ class Daemon:
                 ),
                 "runtime": MemoryJobStore(),
             },
-            executors={"default": JobExecutor(4)},
+            executors={"default": LedgerExecutor(self.note_due, 4)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -392,44 +409,34 @@ class Daemon:
                     f"Fired {campaign_id} ({key}, held back while the lease was late): {stats.created} new"
                 )
 
-    def _catch_up(self, report: jobs.SyncReport) -> None:
-        """Fire the occurrences of unchanged cron jobs that came due within the misfire grace and
-        were never recorded: APScheduler moved the job on, then the leader stopped before firing."""
-        grace = self.settings.misfire_grace_seconds
-        if grace <= 0 or not report.kept:
-            return
-        now = self.clock.now()
-        kept = set(report.kept)
-        for campaign in self.workspace.campaigns.values():
-            if campaign.trigger.kind != "schedule":
-                continue
-            mine = [
-                job
-                for job in self.scheduler.get_jobs(jobstore="default")
-                if job.id.startswith(jobs.JOB_PREFIX) and job.kwargs.get("campaign_id") == campaign.key
-            ]
-            if not mine or any(job.id not in kept for job in mine):
-                continue  # added or changed now: APScheduler decides what is due, as on a first start
-            nexts = [job.next_run_time for job in mine if job.next_run_time is not None]
-            until = min([now, *nexts]) - timedelta(microseconds=1)
-            since = now - timedelta(seconds=grace)
-            if until < since:
-                continue
-            due = due_occurrences(
-                campaign, self.workspace.schedules, since, until, default_zone=self.settings.zone
-            )[-1:]  # the latest one only, as APScheduler coalesces missed runs
-            fired = fire_ledger.recorded(self.engine, campaign.key, [o.key for o in due])
-            for occurrence in due:
-                if occurrence.key in fired:
-                    continue
-                log.warning(
-                    "catching up %s occurrence %s: it came due while no leader fired it",
-                    campaign.key,
-                    occurrence.key,
-                )
-                stats = self._fire(campaign, occurrence.key)
-                if stats is not None:
-                    self.say(f"Caught up {campaign.key} ({occurrence.key}): {stats.created} new {stats.mode}")
+    def note_due(self, job: Any) -> None:
+        """APScheduler is about to run ``job``: write its fire to the ledger first, as ``planning``.
+
+        Called from the scheduler's thread before the run is handed to an executor thread, and so
+        before APScheduler moves the job on in its store: a leader killed in between leaves the
+        fire in the ledger, and the next leader completes it. (Otherwise a cron job's run would be
+        gone: its next run time already moved, nothing recorded.) Raises
+        :class:`LeadershipLost` on a standby, and the run is not started.
+        """
+        campaign = self.workspace.campaigns.get(job.kwargs.get("campaign_id", ""))
+        if campaign is None:
+            return  # the run itself says so
+        occurrence = resolve_occurrence(
+            self.workspace,
+            campaign,
+            job.kwargs.get("occurrence_key"),
+            clock=self.clock,
+            settings=self.settings,
+        )
+        epoch = self.leadership.guard()
+        fire_ledger.begin(
+            self.engine,
+            campaign.key,
+            occurrence.key,
+            epoch=epoch,
+            now=self.clock.now(),
+            fence=self.leadership.fence,
+        )
 
     def on_events_stored(self, event_ids: list[int]) -> None:
         """The public app's hook: enrol contacts for new shop events at once (the leader; a standby
@@ -629,7 +636,6 @@ class Daemon:
             self._leading_since = self.clock.now()
             self._leading.set()
             with self._fire_lock:
-                self._catch_up(report)
                 self._complete_fires()
             self.scheduler.resume()
         except Exception:  # noqa: BLE001 — hand the lead to a standby rather than hold it idle

@@ -19,6 +19,7 @@ from test_dispatch_helpers import add_contact
 from test_dispatch_support import campaign, write_templates
 
 from engine import fire_ledger
+from engine import scheduler as jobs
 from engine.clock import FakeClock, SystemClock
 from engine.daemon import Daemon
 from engine.leadership import LEADER, LEASE, Leadership, LeadershipLost
@@ -261,14 +262,9 @@ def test_a_new_leader_completes_the_fire_its_predecessor_began(store_engine: Eng
         daemon.stop()
 
 
-def test_a_cron_fire_lost_between_apscheduler_and_the_ledger_is_caught_up_once(
+def test_a_run_apscheduler_moved_on_is_in_the_ledger_and_the_next_leader_completes_it(
     store_engine: Engine, tmp_path: Path
 ) -> None:
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-
-    from engine import scheduler as jobs
-    from engine.workspace.loader import load_workspace
-
     root = make_workspace(tmp_path / "ws", {"minutely": EVERY_MINUTE})
     add_people(store_engine, CONTACTS)
     settings = settings_for(
@@ -279,28 +275,57 @@ def test_a_cron_fire_lost_between_apscheduler_and_the_ledger_is_caught_up_once(
         leader_ttl_seconds=4,
         leader_renew_seconds=1,
     )
-    # The leader before: APScheduler moved the job to the next minute, then the process died
-    # before the fire of this minute reached the ledger.
-    before = jobs.DaemonScheduler(
-        timezone="UTC",
-        jobstores={"default": SQLAlchemyJobStore(engine=store_engine, tablename="apscheduler_jobs")},
-    )
-    before.start(paused=True)
-    workspace = load_workspace(root, default_timezone="UTC").workspace
-    jobs.sync_jobs(
-        before, workspace, default_zone=settings.zone, now=datetime.now(UTC), misfire_grace_seconds=3600
-    )
-    before.modify_job("campaign:minutely:0", next_run_time=datetime.now(UTC) + timedelta(hours=1))
-    before.shutdown(wait=True)
-    crashed_leader_lease(store_engine)
     said: list[str] = []
-    daemon = Daemon(
-        settings, store_engine, clock=SystemClock(), serve_public=False, watch=False, say=said.append
-    )
-    daemon.start()
+
+    def daemon() -> Daemon:
+        return Daemon(
+            settings, store_engine, clock=SystemClock(), serve_public=False, watch=False, say=said.append
+        )
+
+    first = daemon()
+    first.start()
     try:
-        caught = [line for line in said if line.startswith("Caught up minutely")]
-        assert len(caught) == 1, said
-        assert sum(delivery_states(store_engine, "minutely").values()) == CONTACTS
+        job = first.scheduler.get_job("campaign:minutely:0")
+        # what APScheduler's executor does with a due run, before the store moves the job on
+        first.note_due(job)
     finally:
-        daemon.stop()
+        first.stop()  # ... and then the leader is gone before the run planned anything
+    (entry,) = fire_ledger.unfinished(store_engine)
+    assert entry.campaign_id == "minutely" and entry.epoch == 1
+    second = daemon()
+    second.start()
+    try:
+        assert fire_ledger.state_of(store_engine, "minutely", entry.occurrence) == FireState.done.value
+        assert any(
+            line.startswith(f"Completed an interrupted fire of minutely ({entry.occurrence}") for line in said
+        )
+        with store_engine.connect() as conn:
+            planned = conn.execute(
+                text("SELECT count(*) FROM delivery WHERE occurrence = :o"), {"o": entry.occurrence}
+            ).scalar()
+        assert planned == CONTACTS
+    finally:
+        second.stop()
+
+
+def test_a_standby_writes_no_fire_for_a_due_run(
+    store_engine: Engine, tmp_path: Path, clock: FakeClock
+) -> None:
+    root = make_workspace(tmp_path / "ws", {"minutely": EVERY_MINUTE})
+    settings = settings_for(root, tmp_path / "x.db", broker_url="memory://")
+    standby = Daemon(settings, store_engine, clock=SystemClock(), serve_public=False, watch=False, say=print)
+    due = standby.scheduler.add_job(  # a real APScheduler job, as the executor is handed it
+        jobs.JOB_FUNCTION,
+        "interval",
+        minutes=1,
+        id="campaign:minutely:0",
+        kwargs={"campaign_id": "minutely", "occurrence_key": None},
+    )
+    try:
+        with pytest.raises(LeadershipLost):
+            standby.note_due(due)
+        assert fire_ledger.unfinished(store_engine) == []
+    finally:
+        standby.dispatcher.close()
+        assert standby.publisher is not None
+        standby.publisher.close()
