@@ -633,8 +633,6 @@ class Daemon:
                 jobstore="runtime",
                 replace_existing=True,
             )
-            self._leading_since = self.clock.now()
-            self._leading.set()
             with self._fire_lock:
                 self._complete_fires()
             self.scheduler.resume()
@@ -653,6 +651,9 @@ class Daemon:
                 self.on_started()
         else:
             self.say(f"Leading (epoch {epoch}): jobs {report.summary()}")
+        # last: /healthz says "leader" and the tick starts once all of the above is done
+        self._leading_since = self.clock.now()
+        self._leading.set()
         self._tick_now.set()
 
     def _step_down(self) -> None:
