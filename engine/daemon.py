@@ -72,6 +72,8 @@ TICK_SECONDS = 2.0
 STATUS_SECONDS = 60.0
 #: A fire that failed (not for lack of leadership) is tried again after this long.
 FIRE_RETRY_SECONDS = 60.0
+#: How long a tick waits for a fire in progress before leaving events and flows to the next one.
+FIRE_LOCK_WAIT_SECONDS = 1.0
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 
@@ -232,9 +234,8 @@ class Daemon:
         self._refused: set[tuple[str, str]] = set()
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
-        # Claims are leased for TIDINGS_LEASE_SECONDS and kept alive while this process is.
+        # Claims are leased for TIDINGS_LEASE_SECONDS and kept alive while a drain sends them.
         self.heartbeat = LeaseHeartbeat(engine, self.clock, lease_seconds=settings.lease_seconds)
-        self.heartbeat.watch_claims(self.dispatcher.worker_id)
         # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
         self.publisher: Publisher | None = None
         if settings.broker_url:
@@ -317,11 +318,28 @@ class Daemon:
             log.warning("job for campaign %s, which is no longer in the workspace", campaign_id)
             return
         with self._fire_lock:
-            stats = self._fire(campaign, occurrence_key)
+            done = self._already_fired(campaign, occurrence_key)
+            stats = None if done else self._fire(campaign, occurrence_key)
+        if done:
+            # a one-off added again at a restart, a DST double fire: planning it again adds nothing
+            # but can take minutes (a million contacts), so the ledger says it is done
+            self.say(f"Fired {campaign_id}: 0 new deliveries (already fired: {done})")
+            return
         if stats is None:
             return
         self.say(f"Fired {campaign_id}: {stats.created} new {stats.mode}")
         self._tick_now.set()  # send what it planned now, not at the next interval
+
+    def _already_fired(self, campaign: Any, occurrence_key: str | None) -> str | None:
+        """The occurrence's key when the ledger has its fire done, else None."""
+        try:
+            key = resolve_occurrence(
+                self.workspace, campaign, occurrence_key, clock=self.clock, settings=self.settings
+            ).key
+        except OccurrenceError:
+            return None  # _fire says why
+        done = fire_ledger.state_of(self.engine, campaign.key, key) == fire_ledger.FireState.done.value
+        return key if done else None
 
     def _fire(self, campaign: Any, occurrence_key: str | None) -> PlanStats | None:
         """Record the fire in the ledger, plan it with the fence and the ledger's ``done`` in the plan's
@@ -429,6 +447,11 @@ class Daemon:
             settings=self.settings,
         )
         epoch = self.leadership.guard()
+        if (
+            fire_ledger.state_of(self.engine, campaign.key, occurrence.key)
+            == fire_ledger.FireState.done.value
+        ):
+            return  # fired already: the run says so, and plans nothing
         fire_ledger.begin(
             self.engine,
             campaign.key,
@@ -456,16 +479,23 @@ class Daemon:
 
     def _tick(self) -> None:
         try:
-            with self._fire_lock:
-                self.leadership.guard()
-                self._complete_fires()
-                pump_due_events(self.engine, self.workspace, self.clock, self.settings)
-                flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
+            self.leadership.guard()
+            if self.publisher is not None:
+                self.publisher.sweep()  # first: recovering a dead worker's rows never waits for a fire
+            # a fire planning a million rows holds the lock for a minute: events and flows then wait
+            # for a later tick, and sending goes on meanwhile
+            if self._fire_lock.acquire(timeout=FIRE_LOCK_WAIT_SECONDS):
+                try:
+                    self._complete_fires()
+                    pump_due_events(self.engine, self.workspace, self.clock, self.settings)
+                    flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
+                finally:
+                    self._fire_lock.release()
             if self.publisher is not None:
                 self.publisher.publish_due()
-                self.publisher.sweep()
             else:
-                self._drain()
+                with self.heartbeat.watching(self.dispatcher.worker_id):
+                    self._drain()
             self.status.last_tick_at = self.clock.now()
             self.status.last_tick_error = None
         except LeadershipLost as exc:

@@ -135,4 +135,4 @@ def state_of(engine: Engine, campaign_id: str, occurrence: str) -> str | None:
     return str(found) if found is not None else None
 
 
-__all__ = ["Unfinished", "begin", "fail", "finish", "recorded", "state_of", "unfinished"]
+__all__ = ["FireState", "Unfinished", "begin", "fail", "finish", "recorded", "state_of", "unfinished"]

@@ -201,3 +201,36 @@ def test_rows_a_batch_handed_back_are_published_again_when_due(
     clock.advance(timedelta(hours=8))
     assert publisher.publish_due() == 1
     assert published_ids(queued(app, settings.broker_queue)) == [row]
+
+
+def test_claims_left_by_a_failed_batch_run_out_instead_of_living_as_long_as_the_worker(
+    store_engine: Engine, clock: FakeClock
+) -> None:
+    (row,) = rows_for(store_engine, clock, 1)
+    heartbeat = LeaseHeartbeat(store_engine, clock, lease_seconds=LEASE_SECONDS)
+    with heartbeat.watching("w1"):
+        claim_due(store_engine, now=clock.now(), limit=1, lease_seconds=LEASE_SECONDS, worker_id="w1")
+        clock.advance(LEASE_SECONDS / 2)
+        assert heartbeat.beat() == 1  # in flight: kept alive
+    # the batch raised and ended with its row still claimed; the process lives on, beating
+    clock.advance(LEASE_SECONDS / 2)
+    assert heartbeat.beat() == 0
+    clock.advance(LEASE_SECONDS / 2 + 1)
+    assert claim_due(store_engine, now=clock.now(), limit=1, lease_seconds=LEASE_SECONDS, worker_id="w2") == [
+        row
+    ]
+
+
+def test_a_large_send_is_queued_a_bounded_number_of_batches_at_a_time(
+    store_engine: Engine, clock: FakeClock, settings: Settings, app: Celery
+) -> None:
+    from engine.fanout.publisher import MAX_QUEUED_MESSAGES
+
+    room = MAX_QUEUED_MESSAGES * settings.batch_size
+    rows = rows_for(store_engine, clock, room + 3)
+    publisher = Publisher(settings, store_engine, clock, app=app)
+    assert publisher.publish_due() == room
+    assert publisher.publish_due() == 0  # the queue is full: the rest waits
+    first = published_ids(queued(app, settings.broker_queue))  # the workers take it all
+    assert publisher.publish_due() == 3
+    assert first + published_ids(queued(app, settings.broker_queue)) == rows

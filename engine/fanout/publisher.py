@@ -2,7 +2,8 @@
 
 :meth:`Publisher.publish_due` hands every due row to the broker once: it stamps the rows'
 ``published_at`` (in one short transaction, ``SKIP LOCKED`` on PostgreSQL), commits, then
-publishes ``tidings.dispatch_batch`` tasks of up to ``TIDINGS_BATCH_SIZE`` delivery ids each.
+publishes ``tidings.dispatch_batch`` tasks of up to ``TIDINGS_BATCH_SIZE`` delivery ids each,
+keeping at most :data:`MAX_QUEUED_MESSAGES` batches queued: the rest waits for the next tick.
 Stamping before publishing means a worker that gets the message at once finds the rows
 committed and unlocked. A row counts as published *for its current due time*
 (``published_at >= scheduled_for``); a row a worker handed back (a retry, a quiet-hours delay)
@@ -78,6 +79,11 @@ DUE_STATES = (DeliveryState.pending.value, DeliveryState.retry.value)
 CHUNK_ROWS = 5000
 #: The sweep runs at most this often (and at least twice per grace period).
 SWEEP_EVERY_SECONDS = 5.0
+#: Batches the publisher keeps queued at most: enough for workers never to wait (a minute of
+#: work at 800/s with batches of 500), few enough that a flushed broker loses little and a
+#: million-row send is not stamped and queued all at once (which kept the leader's tick, and so
+#: the sweeper, busy for minutes).
+MAX_QUEUED_MESSAGES = 100
 
 Condition = Callable[[Table, datetime, timedelta], ColumnElement[bool]]
 
@@ -114,9 +120,14 @@ class Publisher:
     # --- public API -----------------------------------------------------------------------
 
     def publish_due(self) -> int:
-        """Publish every due row not yet published for its due time; returns how many rows."""
+        """Publish due rows not yet published for their due time, as long as the broker's queues hold
+        fewer than :data:`MAX_QUEUED_MESSAGES` batches; returns how many rows."""
         now = self.clock.now()
-        return self._publish(now, self._fresh, "published")
+        depth = self.queue_depth()
+        room = MAX_QUEUED_MESSAGES - depth if depth is not None else CHUNK_ROWS // self.batch_size
+        if room <= 0:
+            return 0
+        return self._publish(now, self._fresh, "published", limit=max(1, room) * self.batch_size)
 
     def sweep(self) -> int:
         """Re-publish rows whose message can be lost (see the module docstring); returns how many rows.
@@ -137,20 +148,23 @@ class Publisher:
         """Messages waiting in the broker's queue and its recovery queue (a queue that does not exist
         holds none); None when the broker does not answer."""
         total = 0
+        connection = self.app.connection_for_read()
+        unreachable = (KombuOperationalError, OSError, *connection.connection_errors)
         try:
-            with self.app.connection_for_read() as connection:
-                for name in (self.queue, self.recovery):
-                    channel = connection.channel()  # one each: AMQP closes a channel that asked for no queue
-                    try:
-                        total += int(channel.queue_declare(queue=name, passive=True).message_count)
-                    except ChannelError:
-                        pass  # no such queue (a flushed broker, or one never used): it holds nothing
-                    finally:
-                        with contextlib.suppress(ChannelError):
-                            channel.close()
-        except (KombuOperationalError, OSError) as exc:
+            for name in (self.queue, self.recovery):
+                channel = connection.channel()  # one each: AMQP closes a channel that asked for no queue
+                try:
+                    total += int(channel.queue_declare(queue=name, passive=True).message_count)
+                except ChannelError:
+                    pass  # no such queue (a flushed broker, or one never used): it holds nothing
+                finally:
+                    with contextlib.suppress(ChannelError):
+                        channel.close()
+        except unreachable as exc:
             log.warning("could not ask the broker how much it holds: %s", " ".join(str(exc).split()))
             return None
+        finally:
+            connection.release()
         return total
 
     def close(self) -> None:
@@ -263,7 +277,14 @@ class Publisher:
 
     # --- stamping and publishing -----------------------------------------------------------
 
-    def _publish(self, now: datetime, condition: Condition, verb: str, queue: str | None = None) -> int:
+    def _publish(
+        self,
+        now: datetime,
+        condition: Condition,
+        verb: str,
+        queue: str | None = None,
+        limit: int | None = None,
+    ) -> int:
         queue = queue or self.queue
         total = 0
         allowed, paused = self._campaigns()
@@ -273,22 +294,23 @@ class Publisher:
                 where = and_(where, table.c.campaign_id.in_(allowed))
             elif paused:
                 where = and_(where, table.c.campaign_id.not_in(paused))
-            while True:
-                ids = self._stamp(table, where, now)
+            while limit is None or total < limit:
+                chunk = CHUNK_ROWS if limit is None else min(CHUNK_ROWS, limit - total)
+                ids = self._stamp(table, where, now, chunk)
                 if not ids:
                     break
                 self._send(table, ids, now, queue)
                 total += len(ids)
-                if len(ids) < CHUNK_ROWS:
+                if len(ids) < chunk:
                     break
         if total:
             log.info("%s %d due row(s) to queue %s", verb, total, queue)
         return total
 
-    def _stamp(self, table: Table, where: ColumnElement[bool], now: datetime) -> list[int]:
-        """Mark up to :data:`CHUNK_ROWS` matching rows as published now; returns their ids, oldest first."""
+    def _stamp(self, table: Table, where: ColumnElement[bool], now: datetime, count: int) -> list[int]:
+        """Mark up to ``count`` matching rows as published now; returns their ids, oldest first."""
         candidates = select(table.c.id).where(where).order_by(table.c.scheduled_for, table.c.id)
-        candidates = candidates.limit(CHUNK_ROWS)
+        candidates = candidates.limit(count)
         if self.engine.dialect.name != "sqlite":
             candidates = candidates.with_for_update(skip_locked=True)
         statement = (

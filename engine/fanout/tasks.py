@@ -81,11 +81,13 @@ def register_tasks(app: Celery, runtime: Callable[[], WorkerRuntime]) -> None:
         if limit is not None and (not isinstance(limit, int) or limit <= 0):
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         worker = runtime()
-        if wanted is None:
-            stats = run_batch(worker.dispatcher(), limit=limit)
-        else:
-            with worker.receipt(str(self.request.id), wanted):
-                stats = run_batch(worker.dispatcher(), ids=wanted)
+        dispatcher = worker.dispatcher()
+        with worker.heartbeat.watching(dispatcher.worker_id):
+            if wanted is None:
+                stats = run_batch(dispatcher, limit=limit)
+            else:
+                with worker.receipt(str(self.request.id), wanted):
+                    stats = run_batch(dispatcher, ids=wanted)
         if stats.claimed or stats.posts_sent:
             log.info(
                 "batch done: %d claimed, %d sent, %d retrying, %d failed, %d skipped",

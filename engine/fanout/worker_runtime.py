@@ -4,8 +4,8 @@ One database engine and one loaded workspace per process; one
 :class:`~engine.runtime.dispatcher.Dispatcher` per pool thread, because a dispatcher runs one
 batch at a time (it has its own send threads, renderer cache and rate-limit buckets; the
 buckets' balance is shared by every process, see :mod:`engine.runtime.ratelimit`). One
-:class:`~engine.runtime.heartbeat.LeaseHeartbeat` per process keeps the claims of all its
-dispatchers, and the receipts of its batches, alive while it is.
+:class:`~engine.runtime.heartbeat.LeaseHeartbeat` per process keeps the claims of its batches in
+progress, and their receipts, alive while it is.
 
 Workers usually run on other hosts than the daemon, from a deployed copy of the workspace.
 When those files change (a deploy, an edited template), the next batch notices within
@@ -145,7 +145,6 @@ class WorkerRuntime:
                 dispatcher = self._make_dispatcher(self.engine, self.settings, self.clock, self._workspace)
                 mine = _ThreadDispatcher(dispatcher, self._version)
                 self._all.append(dispatcher)
-                self.heartbeat.watch_claims(dispatcher.worker_id)
             self._local.entry = mine
         elif mine.version != self._version:
             mine.dispatcher.workspace = self._workspace

@@ -7,7 +7,12 @@ a lease, ``lease_until`` of every row claimed by the dispatchers it watches (by 
 ids), and ``expires_at`` of the named leases it holds (a worker's batch in progress, see
 :mod:`engine.fanout.receipts`). One short transaction per beat whatever the number of rows:
 an ``UPDATE … WHERE state = 'claimed' AND claimed_by IN (…)`` per outbox table, which the
-``(state, scheduled_for)`` index keeps to the few rows in flight.
+``(state, scheduled_for)`` index keeps to the few rows in flight. On PostgreSQL it skips rows
+another transaction holds (``SKIP LOCKED``): a beat racing the batch's own outcome writes,
+row by row in another order, deadlocked and failed the batch, leaving its rows claimed.
+
+Watch a dispatcher only while it runs a batch (:meth:`LeaseHeartbeat.watching`): rows a batch
+left claimed when it failed must run out, not be kept alive for as long as the process lives.
 
 Before, a killed worker's rows waited out a 300 s lease; a worker whose sends were slow (a
 provider timing out at 10 s, 500 rows at 16 in flight: 312 s) could see its own lease run out
@@ -20,9 +25,9 @@ lease without one, the rows are someone else's to claim, which is what a lease i
 Example::
 
     heartbeat = LeaseHeartbeat(engine, clock, lease_seconds=settings.lease_seconds)
-    heartbeat.watch_claims(dispatcher.worker_id)
     heartbeat.start()
-    ...
+    with heartbeat.watching(dispatcher.worker_id):
+        dispatcher.run_once()
     heartbeat.stop()
 """
 
@@ -30,9 +35,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -75,6 +82,15 @@ class LeaseHeartbeat:
         with self._lock:
             self._claimers.discard(worker_id)
 
+    @contextmanager
+    def watching(self, worker_id: str) -> Iterator[None]:
+        """Keep ``worker_id``'s claims alive while the block (a batch) runs, and only then."""
+        self.watch_claims(worker_id)
+        try:
+            yield
+        finally:
+            self.forget_claims(worker_id)
+
     def hold(self, name: str) -> None:
         """Keep the named lease (a row of ``lease`` this process created) alive."""
         with self._lock:
@@ -96,13 +112,17 @@ class LeaseHeartbeat:
         with write_transaction(self.engine) as conn:
             if claimers:
                 for table in (DELIVERY, POST):
+                    mine = select(table.c.id).where(
+                        table.c.state == DeliveryState.claimed.value, table.c.claimed_by.in_(claimers)
+                    )
+                    if self.engine.dialect.name != "sqlite":
+                        # rows a flush is writing right now are skipped, not waited for: a beat must
+                        # never deadlock with the outcome writes of the very batch it keeps alive
+                        mine = mine.with_for_update(skip_locked=True)
                     extended += (
                         conn.execute(
                             update(table)
-                            .where(
-                                table.c.state == DeliveryState.claimed.value,
-                                table.c.claimed_by.in_(claimers),
-                            )
+                            .where(table.c.id.in_(mine.scalar_subquery()))
                             .values(lease_until=until)
                         ).rowcount
                         or 0
