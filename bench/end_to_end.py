@@ -79,39 +79,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
-def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, Any]:
-    """Child process: build, plan and dispatch ``size`` recipients; report times and peak RSS."""
-    from sqlalchemy import func, insert, select
+def add_shoppers(engine: Any, size: int, *, granted: datetime) -> None:
+    """Contacts 1…``size`` (``shopperN@example.com``), each with email consent, in bulk Core inserts."""
+    from sqlalchemy import insert
 
-    from engine.clock import SystemClock
-    from engine.runtime.dispatcher import dispatcher_for
-    from engine.runtime.fire import fire
-    from engine.settings import Settings
-    from engine.store import make_engine, upgrade
-    from engine.store.models import Consent, Contact, Delivery
-    from engine.workspace.loader import Workspace
-    from tests.test_dispatch_support import campaign, write_templates
+    from engine.store.models import Consent, Contact
 
-    write_templates(folder)
-    database = folder / "bench.db"
-    settings = Settings(
-        workspace=folder,
-        database_url=f"sqlite:///{database}",
-        email_channel="sendgrid",
-        public_url="https://shop.example.com",
-        sendgrid_api_key=API_KEY,
-        sendgrid_host=url,
-        sendgrid_timeout_seconds=30,
-        secret_key="b" * 40,
-        concurrency=concurrency,
-        batch_size=1_000,
-        email_rate_per_second=RATE,
-    )
-    engine = make_engine(settings.database_url_resolved, pool_size=concurrency + 4)
-    upgrade(engine)
-    clock = SystemClock()
-    granted = clock.now() - timedelta(days=30)
-    started = time.perf_counter()
     with engine.begin() as conn:
         for first in range(1, size + 1, CHUNK):
             ids = range(first, min(first + CHUNK, size + 1))
@@ -136,6 +109,41 @@ def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, A
                 insert(Consent.__table__),  # type: ignore[attr-defined]
                 [{"contact_id": i, "channel": "email", "granted_at": granted} for i in ids],
             )
+
+
+def run_size(size: int, folder: Path, url: str, concurrency: int) -> dict[str, Any]:
+    """Child process: build, plan and dispatch ``size`` recipients; report times and peak RSS."""
+    from sqlalchemy import func, select
+
+    from engine.clock import SystemClock
+    from engine.runtime.dispatcher import dispatcher_for
+    from engine.runtime.fire import fire
+    from engine.settings import Settings
+    from engine.store import make_engine, upgrade
+    from engine.store.models import Delivery
+    from engine.workspace.loader import Workspace
+    from tests.test_dispatch_support import campaign, write_templates
+
+    write_templates(folder)
+    database = folder / "bench.db"
+    settings = Settings(
+        workspace=folder,
+        database_url=f"sqlite:///{database}",
+        email_channel="sendgrid",
+        public_url="https://shop.example.com",
+        sendgrid_api_key=API_KEY,
+        sendgrid_host=url,
+        sendgrid_timeout_seconds=30,
+        secret_key="b" * 40,
+        concurrency=concurrency,
+        batch_size=1_000,
+        email_rate_per_second=RATE,
+    )
+    engine = make_engine(settings.database_url_resolved, pool_size=concurrency + 4)
+    upgrade(engine)
+    clock = SystemClock()
+    started = time.perf_counter()
+    add_shoppers(engine, size, granted=clock.now() - timedelta(days=30))
     built = time.perf_counter() - started
 
     bench = campaign("bench", trigger={"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})

@@ -8,13 +8,21 @@ a watcher reloads the workspace when files change (or on SIGHUP) and keeps the l
 version when the new one does not validate; the public app (unsubscribe, webhooks, events,
 health, metrics) listens on ``TIDINGS_PUBLIC_BIND``.
 
-Only one daemon may plan at a time: on SQLite a second ``tidings run`` refuses to start; on
-PostgreSQL it waits as a standby until the advisory lock is free.
+Every daemon serves the public app; only the leader plans and fires (:mod:`engine.leadership`):
+it holds the ``leader`` lease, renews it every few seconds, and checks it before every fire
+and inside every plan's transaction. A standby takes over within ``TIDINGS_LEADER_TTL_SECONDS``
+of the leader's last renewal, whatever stopped it (a crash, a SIGSTOP, a lost connection);
+a leader that finds its lease gone logs it once, stops its scheduler and serves on as a
+standby. On SQLite (one machine's file) a second ``tidings run`` refuses to start.
+
+Fires are written to the fire ledger (:mod:`engine.fire_ledger`) before APScheduler moves
+their job on, and marked done in the plan's own transaction; a new leader completes the ones
+left unfinished (a leader killed while it planned, or between APScheduler's move and the fire).
 
 Shutdown (SIGTERM/SIGINT): stop taking work, let the running tick finish (in-flight sends
-complete and are recorded; whatever was claimed but not sent goes back to pending), stop
-the web server. Nothing is lost; anything cut short by a hard kill is retried when its
-lease expires.
+complete and are recorded; whatever was claimed but not sent goes back to pending), hand the
+lease over (a standby leads at its next attempt), stop the web server. Nothing is lost;
+anything cut short by a hard kill is claimable again one lease after its last heartbeat.
 """
 
 from __future__ import annotations
@@ -25,29 +33,36 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from sqlalchemy import func, select, text, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
 
+from engine import fire_ledger
 from engine import scheduler as jobs
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
+from engine.leadership import Leadership, LeadershipLost
 from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
 from engine.runtime.ab_tests import decide_due_tests
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.event_pump import process_events, pump_due_events
-from engine.runtime.fire import fire
+from engine.runtime.fire import fire, resolve_occurrence
+from engine.runtime.heartbeat import LeaseHeartbeat
+from engine.runtime.occurrences import OccurrenceError
+from engine.runtime.planner import PlanStats
 from engine.runtime.upcoming import NextSend, next_sends
 from engine.settings import Settings
+from engine.store import write_transaction
 from engine.store.models import Delivery, DeliveryState
 from engine.workspace.loader import Workspace, load_workspace
 from engine.workspace.schedules import Schedules
@@ -59,7 +74,10 @@ log = logging.getLogger("tidings.daemon")
 
 TICK_SECONDS = 2.0
 STATUS_SECONDS = 60.0
-PG_LOCK_KEY = 0x7469_6469  # "tidi": one advisory lock per database for the planning daemon
+#: A fire that failed (not for lack of leadership) is tried again after this long.
+FIRE_RETRY_SECONDS = 60.0
+#: How long a tick waits for a fire in progress before leaving events and flows to the next one.
+FIRE_LOCK_WAIT_SECONDS = 1.0
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 
 
@@ -67,31 +85,22 @@ class AlreadyRunning(TidingsError):
     """Another daemon owns this database."""
 
 
-# --- single-instance locks -----------------------------------------------------------------
+# --- single instance on SQLite, a fenced job store --------------------------------------------------
 
 
-class DaemonLock:
-    """Exclusive right to plan on one database: a file lock beside a SQLite file, else a PG advisory lock."""
+class InstanceLock:
+    """One ``tidings run`` per SQLite file: an exclusive file lock beside it.
 
-    #: How often a standby daemon asks PostgreSQL for the planning lock again.
-    poll_seconds = 5.0
+    SQLite is one machine's store, so a second daemon there could only ever wait; it refuses to
+    start instead, naming the one that runs. (PostgreSQL daemons share a leader lease instead.)
+    """
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
+    def __init__(self, database: Path) -> None:
+        self.database = database
         self._file: Any = None
-        self._conn: Any = None
 
-    def acquire(
-        self, *, wait: bool, on_wait: Callable[[], None] | None = None, stop: threading.Event
-    ) -> bool:
-        url = make_url(self.engine.url.render_as_string(hide_password=False))
-        if url.get_backend_name() == "sqlite":
-            return self._acquire_file(Path(url.database or "tidings.db"))
-        return self._acquire_advisory(wait=wait, on_wait=on_wait, stop=stop)
-
-    def _acquire_file(self, database: Path) -> bool:
-        path = database.with_name(database.name + ".lock")
+    def acquire(self) -> None:
+        path = self.database.with_name(self.database.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")  # noqa: SIM115 — held open for the daemon's lifetime
         try:
@@ -101,49 +110,73 @@ class DaemonLock:
             holder = handle.read().strip() or "another process"
             handle.close()
             raise AlreadyRunning(
-                f"another `tidings run` ({holder}) is already running on {database}; stop it first"
+                f"another `tidings run` ({holder}) is already running on {self.database}; stop it first"
             ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
         handle.flush()
         self._file = handle
-        return True
-
-    def _acquire_advisory(
-        self, *, wait: bool, on_wait: Callable[[], None] | None, stop: threading.Event
-    ) -> bool:
-        self._conn = self.engine.connect()
-        announced = False
-        while not stop.is_set():
-            got = self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
-            self._conn.commit()
-            if got:
-                return True
-            if not wait:
-                self._conn.close()
-                self._conn = None
-                raise AlreadyRunning("another `tidings run` holds the planning lock on this database")
-            if not announced and on_wait is not None:
-                on_wait()
-                announced = True
-            stop.wait(self.poll_seconds)
-        self._conn.close()
-        self._conn = None
-        return False
 
     def release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
-                self._conn.commit()
-            finally:
-                self._conn.close()
-                self._conn = None
+
+
+def sqlite_database(engine: Engine) -> Path | None:
+    """The SQLite file behind ``engine``; None for any other database."""
+    url = make_url(engine.url.render_as_string(hide_password=False))
+    if url.get_backend_name() != "sqlite":
+        return None
+    return Path(url.database or "tidings.db")
+
+
+class LedgerExecutor(JobExecutor):  # type: ignore[misc]
+    """APScheduler's thread pool, writing each campaign run to the fire ledger before it starts it.
+
+    ``_process_jobs`` submits a due run, then moves the job on in its store. Writing the fire down
+    here, in the scheduler's thread, puts it in the ledger before the move: no run can vanish
+    between the two (see :meth:`Daemon.note_due`).
+    """
+
+    def __init__(self, note_due: Callable[[Any], None], max_workers: int) -> None:
+        super().__init__(max_workers)
+        self._note_due = note_due
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        if job.id.startswith(jobs.JOB_PREFIX):
+            self._note_due(job)
+        super().submit_job(job, run_times)
+
+
+class FencedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """APScheduler's job store on the shared database, read and written only while leading.
+
+    Two schedulers on one job store lose or double runs (LIBRARY-NOTES). A leader that was
+    stopped wakes up with its scheduler still running: before anything else, that scheduler
+    would take the due jobs and move them on in the store the new leader now runs. Here it
+    finds nothing due and writes nothing until leadership is settled.
+    """
+
+    def __init__(self, *, may_act: Callable[[], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._may_act = may_act
+
+    def get_due_jobs(self, now: datetime) -> list[Any]:
+        if not self._may_act():
+            return []
+        due: list[Any] = super().get_due_jobs(now)
+        return due
+
+    def update_job(self, job: Any) -> None:
+        if self._may_act():
+            super().update_job(job)
+
+    def remove_job(self, job_id: str) -> None:
+        if self._may_act():
+            super().remove_job(job_id)
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -189,7 +222,20 @@ class Daemon:
         self._tick_now = threading.Event()
         self._ticker: threading.Thread | None = None
         self._uvicorn: Any = None
-        self.lock = DaemonLock(engine, settings)
+        database = sqlite_database(engine)
+        self.instance_lock = InstanceLock(database) if database is not None else None
+        _protect_once(engine, settings.leader_ttl_seconds)
+        self.leadership = Leadership(
+            engine, self.clock, settings, on_elected=self._role_news, on_lost=self._role_news
+        )
+        self._leading = threading.Event()
+        self._role_changed = threading.Event()
+        self._role_lock = threading.Lock()
+        self._conductor: threading.Thread | None = None
+        self._ever_led = False
+        self._scheduler_used = False
+        self._leading_since: datetime | None = None
+        self._refused: set[tuple[str, str]] = set()
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
         # Sends render from a reviewed copy of the templates: a later edit that fails under the send
@@ -199,19 +245,28 @@ class Daemon:
         for line in first_review.lines():
             log.warning("start: %s", line)
         self.dispatcher.renderer.templates_dir = first_review.directory
+        # Claims are leased for TIDINGS_LEASE_SECONDS and kept alive while a drain sends them.
+        self.heartbeat = LeaseHeartbeat(engine, self.clock, lease_seconds=settings.lease_seconds)
         # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
         self.publisher: Publisher | None = None
         if settings.broker_url:
             from engine.fanout import Publisher  # Celery loads only when a broker is configured
 
             self.publisher = Publisher(settings, engine, self.clock, workspace=lambda: self.workspace)
-        self.scheduler = jobs.DaemonScheduler(
+        self.scheduler = self._new_scheduler()
+
+    def _new_scheduler(self) -> jobs.DaemonScheduler:
+        """A scheduler for one term of leadership (APScheduler cannot start again once shut down)."""
+        settings = self.settings
+        return jobs.DaemonScheduler(
             timezone="UTC",
             jobstores={
-                "default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs"),
+                "default": FencedJobStore(
+                    may_act=self._may_act, engine=self.engine, tablename="apscheduler_jobs"
+                ),
                 "runtime": MemoryJobStore(),
             },
-            executors={"default": JobExecutor(4)},
+            executors={"default": LedgerExecutor(self.note_due, 4)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -259,10 +314,11 @@ class Daemon:
             self.dispatcher.workspace = result.workspace
             self.dispatcher.renderer.templates_dir = review.directory
             self.dispatcher.renderer.invalidate()
-            report = self._sync()
+            with self._role_lock:  # a standby's jobs are synced when it takes the lead
+                jobs_line = self._sync().summary() if self._leading.is_set() else "synced when leading"
             self.status.reloads += 1
             self.status.last_problems = held_back
-            self.say(f"Reloaded the workspace ({reason}): jobs {report.summary()}")
+            self.say(f"Reloaded the workspace ({reason}): jobs {jobs_line}")
             return True
 
     def _sync(self) -> jobs.SyncReport:
@@ -277,49 +333,205 @@ class Daemon:
     # --- what the jobs call --------------------------------------------------------------------
 
     def fire_campaign(self, campaign_id: str, occurrence_key: str | None) -> None:
+        """What every campaign job runs: record the fire, plan it under the leader's fence."""
         campaign = self.workspace.campaigns.get(campaign_id)
         if campaign is None:
             log.warning("job for campaign %s, which is no longer in the workspace", campaign_id)
             return
         with self._fire_lock:
+            done = self._already_fired(campaign, occurrence_key)
+            stats = None if done else self._fire(campaign, occurrence_key)
+        if done:
+            # a one-off added again at a restart, a DST double fire: planning it again adds nothing
+            # but can take minutes (a million contacts), so the ledger says it is done
+            self.say(f"Fired {campaign_id}: 0 new deliveries (already fired: {done})")
+            return
+        if stats is None:
+            return
+        self.say(f"Fired {campaign_id}: {stats.created} new {stats.mode}")
+        self._tick_now.set()  # send what it planned now, not at the next interval
+
+    def _already_fired(self, campaign: Any, occurrence_key: str | None) -> str | None:
+        """The occurrence's key when the ledger has its fire done, else None."""
+        try:
+            key = resolve_occurrence(
+                self.workspace, campaign, occurrence_key, clock=self.clock, settings=self.settings
+            ).key
+        except OccurrenceError:
+            return None  # _fire says why
+        done = fire_ledger.state_of(self.engine, campaign.key, key) == fire_ledger.FireState.done.value
+        return key if done else None
+
+    def _fire(self, campaign: Any, occurrence_key: str | None) -> PlanStats | None:
+        """Record the fire in the ledger, plan it with the fence and the ledger's ``done`` in the plan's
+        transaction. None (logged) when this daemon may not fire now, or the fire failed."""
+        try:
+            occurrence = resolve_occurrence(
+                self.workspace, campaign, occurrence_key, clock=self.clock, settings=self.settings
+            )
+        except OccurrenceError as exc:
+            log.warning("not firing %s: %s", campaign.key, exc)
+            return None
+        key = occurrence.key
+        try:
+            epoch = self.leadership.guard()
+            record = fire_ledger.begin(
+                self.engine, campaign.key, key, epoch=epoch, now=self.clock.now(), fence=self.leadership.fence
+            )
+            finished: list[bool] = []
+
+            def fence_and_finish(conn: Connection) -> None:
+                self.leadership.fence(conn)
+                fire_ledger.finish(conn, record, now=self.clock.now())
+                finished.append(True)
+
             stats = fire(
                 self.engine,
                 self.workspace,
                 campaign,
-                occurrence_key,
+                occurrence,
                 clock=self.clock,
                 settings=self.settings,
+                fence=fence_and_finish,
             )
-        self.say(f"Fired {campaign_id}: {stats.created} new {stats.mode}")
-        self._tick_now.set()  # send what it planned now, not at the next interval
+            if not finished:  # nothing was planned (a draft or paused campaign): no plan transaction ran
+                with write_transaction(self.engine) as conn:
+                    fence_and_finish(conn)
+        except LeadershipLost as exc:
+            if self.leadership.is_leader:  # a late renewal, not a lost lease: fire it once renewed
+                self._refused.add((campaign.key, key))
+            log.warning("not firing %s occurrence %s: %s", campaign.key, key, exc)
+            return None
+        except Exception:  # noqa: BLE001 — the ledger keeps it `planning`; the next tick tries again
+            log.exception(
+                "firing %s occurrence %s failed; trying again in %.0f s",
+                campaign.key,
+                key,
+                FIRE_RETRY_SECONDS,
+            )
+            return None
+        self._refused.discard((campaign.key, key))
+        return stats
+
+    def _complete_fires(self) -> None:
+        """Fire again what the ledger says was never completed: a previous leader's fires, this
+        one's failures after :data:`FIRE_RETRY_SECONDS`, and fires refused while a renewal was late."""
+        try:
+            epoch = self.leadership.guard()
+        except LeadershipLost:
+            return
+        now = self.clock.now()
+        retry_before = now - timedelta(seconds=FIRE_RETRY_SECONDS)
+        for entry in fire_ledger.unfinished(self.engine, started_before=retry_before, epoch_below=epoch):
+            campaign = self.workspace.campaigns.get(entry.campaign_id)
+            if campaign is None:
+                reason = "the campaign is no longer in the workspace"
+                fire_ledger.fail(self.engine, entry.id, reason, now=now, fence=self.leadership.fence)
+                log.warning(
+                    "not completing the fire of %s %s: %s", entry.campaign_id, entry.occurrence, reason
+                )
+                continue
+            stats = self._fire(campaign, entry.occurrence)
+            if stats is not None:
+                self.say(
+                    f"Completed an interrupted fire of {campaign.key} ({entry.occurrence}, "
+                    f"begun in epoch {entry.epoch}): {stats.created} new {stats.mode}"
+                )
+        for campaign_id, key in sorted(self._refused):
+            campaign = self.workspace.campaigns.get(campaign_id)
+            if campaign is None:
+                self._refused.discard((campaign_id, key))
+                continue
+            stats = self._fire(campaign, key)
+            if stats is not None:
+                self.say(
+                    f"Fired {campaign_id} ({key}, held back while the lease was late): {stats.created} new"
+                )
+
+    def note_due(self, job: Any) -> None:
+        """APScheduler is about to run ``job``: write its fire to the ledger first, as ``planning``.
+
+        Called from the scheduler's thread before the run is handed to an executor thread, and so
+        before APScheduler moves the job on in its store: a leader killed in between leaves the
+        fire in the ledger, and the next leader completes it. (Otherwise a cron job's run would be
+        gone: its next run time already moved, nothing recorded.) Raises
+        :class:`LeadershipLost` on a standby, and the run is not started.
+        """
+        campaign = self.workspace.campaigns.get(job.kwargs.get("campaign_id", ""))
+        if campaign is None:
+            return  # the run itself says so
+        occurrence = resolve_occurrence(
+            self.workspace,
+            campaign,
+            job.kwargs.get("occurrence_key"),
+            clock=self.clock,
+            settings=self.settings,
+        )
+        epoch = self.leadership.guard()
+        if (
+            fire_ledger.state_of(self.engine, campaign.key, occurrence.key)
+            == fire_ledger.FireState.done.value
+        ):
+            return  # fired already: the run says so, and plans nothing
+        fire_ledger.begin(
+            self.engine,
+            campaign.key,
+            occurrence.key,
+            epoch=epoch,
+            now=self.clock.now(),
+            fence=self.leadership.fence,
+        )
 
     def on_events_stored(self, event_ids: list[int]) -> None:
-        """The public app's hook: enrol contacts for new shop events at once."""
+        """The public app's hook: enrol contacts for new shop events at once (the leader; a standby
+        leaves them stored, and the leader's tick enrols them)."""
+        if not self._may_act():
+            return
         with self._fire_lock:
             process_events(self.engine, self.workspace, event_ids, self.clock, self.settings)
         self._tick_now.set()
 
     def tick(self) -> None:
-        """Events → flows → outbox, on the ticker thread (tests call it directly); never twice at once."""
+        """Events → flows → outbox, on the ticker thread (tests call it directly); never twice at once.
+        Only the leader ticks: a standby's tick does nothing."""
         with self._tick_lock:
-            self._tick()
+            if self._leading.is_set():
+                self._tick()
 
     def _tick(self) -> None:
         try:
-            with self._fire_lock:
-                pump_due_events(self.engine, self.workspace, self.clock, self.settings)
-                flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
-                decide_due_tests(self.engine, self.workspace, self.clock, self.settings)
+            self.leadership.guard()
+            if self.publisher is not None:
+                self.publisher.sweep()  # first: recovering a dead worker's rows never waits for a fire
+            # a fire planning a million rows holds the lock for a minute: events and flows then wait
+            # for a later tick, and sending goes on meanwhile
+            if self._fire_lock.acquire(timeout=FIRE_LOCK_WAIT_SECONDS):
+                try:
+                    self._complete_fires()
+                    pump_due_events(self.engine, self.workspace, self.clock, self.settings)
+                    flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
+                    decide_due_tests(self.engine, self.workspace, self.clock, self.settings)
+                finally:
+                    self._fire_lock.release()
             if self.publisher is not None:
                 self.publisher.publish_due()
-                self.publisher.sweep()
             else:
-                self._drain()
+                with self.heartbeat.watching(self.dispatcher.worker_id):
+                    self._drain()
             self.status.last_tick_at = self.clock.now()
             self.status.last_tick_error = None
+        except LeadershipLost as exc:
+            log.info("tick skipped: %s", exc)
         except Exception as exc:  # noqa: BLE001 — a bad tick must not kill the daemon
             self.status.last_tick_error = f"{type(exc).__name__}: {exc}"
             log.exception("runtime tick failed; retrying on the next tick")
+
+    def _may_act(self) -> bool:
+        try:
+            self.leadership.guard()
+        except LeadershipLost:
+            return False
+        return True
 
     def _drain(self) -> None:
         """Send what is due through the one send loop; a stop request ends it after the current batch,
@@ -342,19 +554,34 @@ class Daemon:
         )
 
     def health(self) -> dict[str, Any]:
-        ticking = self._ticker is not None and self._ticker.is_alive()
-        alive = self.scheduler.running and ticking and not self.stop_event.is_set()
+        """What ``/healthz`` shows. A leader is alive while its scheduler runs and its ticks are recent;
+        a standby while it keeps trying to take over. Both say which role they have, and the last
+        time this daemon lost the lead, and why."""
+        lease = self.leadership.status()
+        ticking = self._ticker is not None and self._ticker.is_alive() and not self.stop_event.is_set()
+        leading = self._leading.is_set()
         last = self.status.last_tick_at
-        stale = last is None or (self.clock.now() - last).total_seconds() > max(120.0, self.tick_seconds * 30)
-        started = self.status.started_at
-        young = started is not None and (self.clock.now() - started).total_seconds() < 120
-        ok = alive and (not stale or young)
+        if leading:
+            since = self._leading_since or self.clock.now()
+            young = (self.clock.now() - since).total_seconds() < 120
+            stale = (
+                last is None
+                or last < since
+                or ((self.clock.now() - last).total_seconds() > max(120.0, self.tick_seconds * 30))
+            )
+            ok = self.scheduler.running and ticking and (not stale or young)
+            scheduler = "ok" if ok else "down"
+        else:
+            ok = ticking and self.leadership.keeping
+            scheduler = "standby" if ok else "down"
         return {
             "alive": ok,  # the public app answers 503 when this is False
-            "scheduler": "ok" if ok else "down",
+            "role": "leader" if leading else "standby",
+            "scheduler": scheduler,
             "scheduler_alive": ok,
             "last_tick_at": last.isoformat() if last else None,
             "last_tick_error": self.status.last_tick_error,
+            "leadership": lease,
         }
 
     def upcoming(self) -> dict[str, list[NextSend]]:
@@ -408,35 +635,98 @@ class Daemon:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.lock.acquire(
-            wait=not self.settings.is_sqlite,
-            on_wait=lambda: self.say("Standby: another daemon holds the planning lock; waiting for it."),
-            stop=self.stop_event,
-        )
-        if self.stop_event.is_set():
-            return
-        jobs.set_firer(self)
-        self.scheduler.start(paused=True)
-        report = self._sync()
-        self.scheduler.add_job(
-            lambda: self.say(self.status_line()),
-            "interval",
-            seconds=STATUS_SECONDS,
-            id="status-line",
-            jobstore="runtime",
-            replace_existing=True,
-        )
-        self.status.started_at = self.clock.now()
-        self.scheduler.resume()
-        self._ticker = threading.Thread(target=self._tick_forever, name="tidings-tick", daemon=True)
-        self._ticker.start()
-        log.info("scheduler started: jobs %s", report.summary())
+        """Serve the public app, then lead or stand by; returns once leading (jobs in step) or standing by.
+
+        On SQLite a second daemon raises :class:`AlreadyRunning` before anything starts.
+        """
+        if self.instance_lock is not None:
+            self.instance_lock.acquire()
+        self.heartbeat.start()
         if self.serve_public:
             self._start_public_app()
         if self.watch:
             self._start_watcher()
-        if self.on_started is not None:
-            self.on_started()
+        self._ticker = threading.Thread(target=self._tick_forever, name="tidings-tick", daemon=True)
+        self._ticker.start()
+        self._conductor = threading.Thread(target=self._conduct, name="tidings-role", daemon=True)
+        self._conductor.start()
+        # SQLite's file lock already makes this the only daemon: take the lease even if a crashed one holds it
+        if self.leadership.start(force=self.instance_lock is not None):
+            self._apply_role()
+            return
+        seen = self.leadership.status()
+        self.say(
+            f"Standby: {seen['leader'] or 'another daemon'} leads (epoch {seen['leader_epoch']}); serving "
+            f"the public app, and taking over within {self.settings.leader_ttl_seconds:g} s if it stops."
+        )
+
+    def _role_news(self, _news: object) -> None:
+        """The lease keeper's news (elected, or lost): the role thread acts on it."""
+        self._role_changed.set()
+
+    def _conduct(self) -> None:
+        while not self.stop_event.is_set():
+            self._role_changed.wait(1.0)
+            self._role_changed.clear()
+            if not self.stop_event.is_set():
+                self._apply_role()
+
+    def _apply_role(self) -> None:
+        with self._role_lock:
+            if self.stop_event.is_set():
+                return
+            if self.leadership.is_leader and not self._leading.is_set():
+                self._lead()
+            elif not self.leadership.is_leader and self._leading.is_set():
+                self._step_down()
+
+    def _lead(self) -> None:
+        """Take the lead: a scheduler for this term, jobs in step, unfinished and missed fires completed."""
+        epoch = self.leadership.epoch
+        try:
+            if self._scheduler_used:
+                self.scheduler = self._new_scheduler()
+            self._scheduler_used = True
+            jobs.set_firer(self)
+            self.scheduler.start(paused=True)
+            report = self._sync()
+            self.scheduler.add_job(
+                lambda: self.say(self.status_line()),
+                "interval",
+                seconds=STATUS_SECONDS,
+                id="status-line",
+                jobstore="runtime",
+                replace_existing=True,
+            )
+            with self._fire_lock:
+                self._complete_fires()
+            self.scheduler.resume()
+        except Exception:  # noqa: BLE001 — hand the lead to a standby rather than hold it idle
+            log.exception("could not take up the lead (epoch %s); giving it up", epoch)
+            self._leading.clear()
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            self.leadership.release()
+            return
+        log.info("scheduler started (epoch %s): jobs %s", epoch, report.summary())
+        if not self._ever_led:
+            self._ever_led = True
+            self.status.started_at = self.clock.now()
+            if self.on_started is not None:
+                self.on_started()
+        else:
+            self.say(f"Leading (epoch {epoch}): jobs {report.summary()}")
+        # last: /healthz says "leader" and the tick starts once all of the above is done
+        self._leading_since = self.clock.now()
+        self._leading.set()
+        self._tick_now.set()
+
+    def _step_down(self) -> None:
+        """The lease is gone (the keeper logged why): stop the scheduler, keep serving as a standby."""
+        self._leading.clear()
+        self._refused.clear()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)  # a fire in progress fails its fence and rolls back
 
     def _tick_forever(self) -> None:
         """Tick every ``tick_seconds``, or at once when a fire or new events ask for it.
@@ -500,14 +790,21 @@ class Daemon:
         self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop taking work; finish what is in flight; give back what was claimed but not sent."""
+        """Stop taking work; finish what is in flight; give back what was claimed but not sent; hand the
+        lease over."""
         self.stop_event.set()
         self._tick_now.set()
+        self._role_changed.set()
+        if self._conductor is not None:
+            self._conductor.join(timeout=60)
+            self._conductor = None
+        was_leading = self._leading.is_set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self._ticker is not None:
             self._ticker.join()  # the batch in flight completes and is recorded
             self._ticker = None
+        self._leading.clear()
         self.dispatcher.close()
         if self.publisher is not None:
             self.publisher.close()
@@ -522,12 +819,16 @@ class Daemon:
             ).rowcount
         if released:
             log.info("returned %d claimed messages to the queue", released)
+        self.heartbeat.stop()
+        self.leadership.stop(release=True)
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         for thread in self._threads:
             thread.join(timeout=10)
-        jobs.set_firer(None)
-        self.lock.release()
+        if was_leading:  # a standby never pointed the jobs at itself (another daemon in this process may)
+            jobs.set_firer(None)
+        if self.instance_lock is not None:
+            self.instance_lock.release()
 
     def run_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT; SIGHUP reloads the workspace."""
@@ -552,6 +853,16 @@ class Daemon:
                 signal.signal(sig, handler)
             if started:  # a daemon that never started (lock refused) has nothing to report
                 self.say(f"Stopped. {self.status_line()}")
+
+
+_protected: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _protect_once(engine: Engine, ttl_seconds: float) -> None:
+    """:meth:`Leadership.protect` once per engine (tests start several daemons on one)."""
+    if engine not in _protected:
+        _protected.add(engine)
+        Leadership.protect(engine, ttl_seconds)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

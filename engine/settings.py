@@ -17,7 +17,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -63,6 +63,15 @@ class LogFormat(StrEnum):
 class UnsignedWebhooks(StrEnum):
     reject = "reject"
     allow = "allow"
+
+
+class RateLimiterKind(StrEnum):
+    """Where the per-channel token buckets live (see :mod:`engine.runtime.ratelimit`)."""
+
+    auto = "auto"  # Redis when TIDINGS_BROKER_URL is redis://, else the database
+    redis = "redis"  # the broker's Redis (TIDINGS_BROKER_URL must be redis:// or rediss://)
+    database = "database"  # a row per bucket in the store (SQLite or PostgreSQL)
+    process = "process"  # each process its own bucket: N processes send N times the rate
 
 
 class ShopSettings(BaseModel):
@@ -238,12 +247,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     broker_url: str | None = None
     broker_queue: str = Field(default="tidings", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    sweep_grace_seconds: float = Field(default=600, gt=0)
+    #: A row handed to the broker that no worker picked up this long after, while the broker's
+    #: queue is empty, lost its message (a flushed or restarted broker): it is published again.
+    sweep_grace_seconds: float = Field(default=10, gt=0)
+    #: Per-channel rate limits shared by every process and thread (see RateLimiterKind).
+    rate_limiter: RateLimiterKind = RateLimiterKind.auto
+    #: Leadership (which `tidings run` plans and fires): the leader renews its lease every
+    #: LEADER_RENEW_SECONDS; a standby takes over once LEADER_TTL_SECONDS pass without a renewal.
+    leader_ttl_seconds: float = Field(default=15, gt=0)
+    leader_renew_seconds: float = Field(default=3, gt=0)
 
     max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=5, gt=0)
     retry_max_seconds: float = Field(default=900, gt=0)
-    lease_seconds: float = Field(default=300, gt=0)
+    #: A claim's lease; extended every quarter of it while the claiming process is alive, so a
+    #: killed or hung worker's rows are claimable again this long after its last heartbeat.
+    lease_seconds: float = Field(default=30, gt=0)
     concurrency: int = Field(default=16, ge=1, le=512)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     email_rate_per_second: float = Field(default=100, gt=0)
@@ -387,11 +406,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"TIDINGS_SOCIAL_CHANNEL=x needs {', '.join(missing)}")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("TIDINGS_RETRY_MAX_SECONDS must not be below TIDINGS_RETRY_BASE_SECONDS")
+        if self.leader_renew_seconds * 2 > self.leader_ttl_seconds:
+            raise ValueError(
+                "TIDINGS_LEADER_RENEW_SECONDS must be at most half of TIDINGS_LEADER_TTL_SECONDS "
+                "(a leader must be able to miss a renewal without losing its lease)"
+            )
+        if self.rate_limiter is RateLimiterKind.redis and not _is_redis(self.broker_url):
+            raise ValueError("TIDINGS_RATE_LIMITER=redis needs TIDINGS_BROKER_URL=redis://…")
         if self.shop.images_url is None:
             self.shop = self.shop.model_copy(update={"images_url": AnyHttpUrl(self.public_images_url)})
         return self
 
     # --- derived values -------------------------------------------------------------
+
+    @property
+    def redis_url(self) -> str | None:
+        """The broker URL when it is Redis (rate limits may live there), else None."""
+        return self.broker_url if _is_redis(self.broker_url) else None
 
     @cached_property
     def workspace_dir(self) -> Path:
@@ -472,6 +503,22 @@ class Settings(BaseSettings):
             if password:
                 values.append(password)
         return values
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password masked, for messages and logs (``redis://:***@host:6379/0``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _is_redis(url: str | None) -> bool:
+    return bool(url) and urlsplit(url or "").scheme in {"redis", "rediss"}
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
 from engine.store import make_engine, upgrade
-from engine.store.models import ALL_TABLES
+from engine.store.models import ALL_TABLES, COORDINATION_TABLES
 
 __all__ = ["IN_CI", "PG_ADMIN_URL", "REDIS_URL", "redis_available", "require_service"]
 
@@ -56,7 +56,7 @@ def pg_database_url() -> Iterator[str]:
 
 
 def _truncate(engine: Engine) -> None:
-    names = ", ".join(f'"{table.__tablename__}"' for table in ALL_TABLES)
+    names = ", ".join(f'"{table.__tablename__}"' for table in [*ALL_TABLES, *COORDINATION_TABLES])
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

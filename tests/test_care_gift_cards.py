@@ -247,4 +247,6 @@ def test_an_until_date_that_is_not_a_date_ends_the_flow_with_a_named_reason(
         (enrolment,) = conn.execute(select(ENROLMENT)).all()
         assert conn.execute(select(DELIVERY)).all() == []
     assert enrolment.state == "exited"
-    assert enrolment.end_reason == "expression_error: until_date 'event.data.note_day' is 'soon', not a date"
+    assert enrolment.end_reason == (
+        "expression_error: until_date 'event.data.note_day' is 'soon', not a date (card-flow:1)"
+    )

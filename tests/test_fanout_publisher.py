@@ -21,6 +21,7 @@ from test_dispatch_support import broadcast, campaign, workspace
 
 from engine.clock import FakeClock
 from engine.fanout import DISPATCH_TASK, BrokerUnavailable, Publisher, create_app
+from engine.fanout.celery_app import recovery_queue
 from engine.runtime.claims import claim_due
 from engine.runtime.controls import pause, resume
 from engine.settings import Settings
@@ -122,7 +123,7 @@ def test_sweeper_republishes_a_row_still_unclaimed_after_the_grace_period(
     assert publisher.sweep() == 0
     clock.advance(publisher.sweep_every)  # the sweep query runs at most this often
     assert publisher.sweep() == 1
-    assert published_ids(queued(app, settings.broker_queue)) == [row]
+    assert published_ids(queued(app, recovery_queue(settings.broker_queue))) == [row]
     clock.advance(GRACE - 1)
     assert publisher.sweep() == 0  # just re-published: it gets a whole grace period again
 
@@ -140,7 +141,7 @@ def test_sweeper_asks_a_worker_to_take_back_a_row_whose_worker_died(
     assert publisher.sweep() == 0  # the lease still runs
     clock.advance(publisher.sweep_every)
     assert publisher.sweep() == 1
-    assert published_ids(queued(app, settings.broker_queue)) == [row]
+    assert published_ids(queued(app, recovery_queue(settings.broker_queue))) == [row]
     assert claim_due(store_engine, now=clock.now(), limit=1, lease_seconds=60, worker_id="w2") == [row]
 
 
@@ -176,7 +177,7 @@ def test_with_the_workspace_only_rows_of_campaigns_that_may_send_are_published(
     assert published_ids(queued(app, settings.broker_queue)) == [active, apology]
     clock.advance(GRACE + 1)
     assert publisher.sweep() == 2  # the lost messages of the rows that may send; never the held ones
-    assert published_ids(queued(app, settings.broker_queue)) == [active, apology]
+    assert published_ids(queued(app, recovery_queue(settings.broker_queue))) == [active, apology]
 
 
 def test_due_posts_are_published_as_claim_up_to_n_batches(

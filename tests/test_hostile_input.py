@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -57,13 +59,31 @@ class Run:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
-def _capped(*command: str) -> list[str]:
-    """``command`` under the address-space cap, set by the shell that then execs it.
+#: Runs a command under the address-space cap and reports the command's own peak RSS.
+#:
+#: Linux carries a process's peak RSS across ``exec``: a child spawned straight from this test
+#: process (``sh -c``, ``preexec_fn``, ``vfork``) starts with the test run's peak (550 MB late in
+#: the suite) and ``wait4`` reports that. This launcher is a small fresh interpreter; the child it
+#: *forks* gets a peak of its own (a new signal struct, a copy of the launcher's small memory),
+#: which it measures with ``wait4`` and writes to ``report``.
+LAUNCHER = """
+import os, resource, sys
+report, cap, *command = sys.argv[1:]
+resource.setrlimit(resource.RLIMIT_AS, (int(cap), int(cap)))
+pid = os.fork()
+if pid == 0:
+    os.execvp(command[0], command)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss * 1024))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 
-    Not ``preexec_fn=setrlimit``: that makes Python fork the whole test process, and the child's
-    peak RSS (``wait4``) would then count the pages it shared with a test run grown to hundreds of
-    MB. ``sh`` is spawned without copying them, and ``exec`` keeps its own small peak.
-    """
+
+def _capped(*command: str) -> list[str]:
+    """``command`` under the address-space cap, for a server whose peak is read from ``/proc``
+    (``VmHWM`` belongs to the memory of the program ``exec`` started, not to its parent's)."""
     return ["sh", "-c", f'ulimit -v {ADDRESS_SPACE_CAP >> 10} && exec "$@"', "sh", *command]
 
 
@@ -81,12 +101,14 @@ def base_env(workspace: Path) -> dict[str, str]:
 def measured(workspace: Path, *args: str) -> Run:
     """``tidings ARGS`` on ``workspace`` under the caps: exit code, output, its own peak RSS (wait4)."""
     environment = dict(os.environ) | base_env(workspace)
+    report = workspace.parent / f"peak-rss-{time.monotonic_ns()}"
     process = subprocess.Popen(
-        _capped(TIDINGS, *args),
+        [sys.executable, "-c", LAUNCHER, str(report), str(ADDRESS_SPACE_CAP), TIDINGS, *args],
         env=environment,
         cwd=workspace,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # the launcher and its child: killed together past the time bound
     )
     deadline = time.monotonic() + TIME_BOUND_SECONDS
     out = err = b""
@@ -100,14 +122,14 @@ def measured(workspace: Path, *args: str) -> Run:
         if pid:
             break
         if time.monotonic() > deadline:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             os.wait4(process.pid, 0)
             pytest.fail(f"tidings {' '.join(args)} ran past {TIME_BOUND_SECONDS} s")
         time.sleep(0.05)  # polling a real child process
     out += process.stdout.read() or b""
     err += process.stderr.read() or b""
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Run(process.returncode, out.decode(), err.decode(), usage.ru_maxrss * 1024)
+    return Run(process.returncode, out.decode(), err.decode(), int(report.read_text()))
 
 
 @pytest.fixture

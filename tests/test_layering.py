@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "audience": 2,
     "render": 2,
     "channels": 2,
+    "leadership": 2,  # the leader lease and its fence: the runtime's plans may call the fence
+    "fire_ledger": 2,
     "demo": 2,
     "transfer": 2,
     "runtime": 3,

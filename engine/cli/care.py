@@ -65,8 +65,15 @@ def goodwill(
     state, why = given.delivery_state, None
     if send:
         from engine.runtime.dispatcher import dispatcher_for
+        from engine.runtime.heartbeat import claims_kept_alive
 
-        with dispatcher_for(engine, settings, STATE.clock, workspace) as dispatcher:
+        clock = STATE.clock
+        with (
+            dispatcher_for(engine, settings, clock, workspace) as dispatcher,
+            claims_kept_alive(
+                engine, clock, lease_seconds=settings.lease_seconds, worker_id=dispatcher.worker_id
+            ),
+        ):
             dispatcher.drain(ids=[given.delivery_id])
         table = Delivery.__table__  # type: ignore[attr-defined]
         with engine.connect() as conn:

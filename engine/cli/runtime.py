@@ -96,11 +96,17 @@ def _wait_for(engine: Engine, workspace: Any, campaign: Any, occurrence: str, qu
     from engine.runtime.ab_tests import decide_due_tests
     from engine.runtime.dispatcher import dispatcher_for
     from engine.runtime.flows import advance_due
+    from engine.runtime.heartbeat import claims_kept_alive
 
     settings, clock = STATE.settings, STATE.clock
     wall = isinstance(clock, SystemClock)
     last_report = 0.0
-    with dispatcher_for(engine, settings, clock, workspace) as dispatcher:
+    with (
+        dispatcher_for(engine, settings, clock, workspace) as dispatcher,
+        claims_kept_alive(
+            engine, clock, lease_seconds=settings.lease_seconds, worker_id=dispatcher.worker_id
+        ),
+    ):
         while True:
             advance_due(engine, workspace, clock, settings)
             decide_due_tests(engine, workspace, clock, settings)

@@ -26,10 +26,14 @@ class SchemaOutOfDate(TidingsError):
 
 
 def _queues(option: str | None, default: str) -> list[str]:
+    """The queues named, each with its recovery queue (what the sweeper re-publishes goes there)."""
+    from engine.fanout.celery_app import RECOVERY_SUFFIX, recovery_queue
+
     names = [name.strip() for name in (option or default).split(",") if name.strip()]
     if not names:
         raise typer.BadParameter("name at least one queue", param_hint="--queues")
-    return names
+    extra = [recovery_queue(name) for name in names if not name.endswith(RECOVERY_SUFFIX)]
+    return list(dict.fromkeys([*names, *extra]))
 
 
 def _check_schema() -> None:
@@ -57,7 +61,8 @@ def worker_cmd(
         None,
         "--queues",
         "-Q",
-        help="Comma-separated broker queues to take batches from (default: TIDINGS_BROKER_QUEUE).",
+        help="Comma-separated broker queues to take batches from (default: TIDINGS_BROKER_QUEUE), "
+        "each with its .recovery queue.",
     ),
 ) -> None:
     """Send outbox batches handed out through TIDINGS_BROKER_URL (run any number, on any host)."""

@@ -12,7 +12,10 @@ Choices, and why:
   claim decides who sends, not the message.
 * **No result backend**: outcomes live in the outbox, where ``tidings stats`` reads them.
 * **Routes**: the dispatch task goes to ``TIDINGS_BROKER_QUEUE`` (default ``tidings``), so a
-  shop can run several engines on one broker, and tests use a queue of their own.
+  shop can run several engines on one broker, and tests use a queue of their own. What the
+  sweeper re-publishes (a dead worker's batches, expired claims, lost messages) goes to
+  ``TIDINGS_BROKER_QUEUE.recovery``, which every worker also consumes, taking from the two in
+  turn: recovered rows do not wait behind a rate-limited backlog of hours.
 
 Warning:
     Redis's ``visibility_timeout`` must exceed the longest batch: a batch still running when
@@ -24,18 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
+from kombu import Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from engine.errors import TidingsError
-from engine.settings import Settings
+from engine.settings import Settings, masked_url
 
 if TYPE_CHECKING:
     from engine.fanout.worker_runtime import WorkerRuntime
 
 DISPATCH_TASK = "tidings.dispatch_batch"
+RECOVERY_SUFFIX = ".recovery"
 #: Lower bound for Redis's visibility timeout; it is also at least a few leases long.
 MIN_VISIBILITY_TIMEOUT = 3600
 BROKER_CHECK_SECONDS = 5.0
@@ -51,14 +55,7 @@ class BrokerUnavailable(TidingsError):
 
 def safe_broker_url(url: str) -> str:
     """The broker URL with any password masked, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    return masked_url(url)
 
 
 def create_app(settings: Settings, *, runtime: WorkerRuntime | None = None) -> Celery:
@@ -86,6 +83,7 @@ def create_app(settings: Settings, *, runtime: WorkerRuntime | None = None) -> C
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=queue,
+        task_queues=[Queue(name, routing_key=name) for name in (queue, recovery_queue(queue))],
         task_routes={DISPATCH_TASK: {"queue": queue}},
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
@@ -99,6 +97,11 @@ def create_app(settings: Settings, *, runtime: WorkerRuntime | None = None) -> C
 
     register_tasks(app, _runtime_provider(settings, runtime))
     return app
+
+
+def recovery_queue(queue: str) -> str:
+    """Where the sweeper re-publishes what ``queue`` lost; workers consume both."""
+    return queue + RECOVERY_SUFFIX
 
 
 def _runtime_provider(settings: Settings, runtime: WorkerRuntime | None) -> Callable[[], WorkerRuntime]:
@@ -131,9 +134,11 @@ def check_broker(app: Celery, *, timeout: float = BROKER_CHECK_SECONDS) -> None:
 
 __all__ = [
     "DISPATCH_TASK",
+    "RECOVERY_SUFFIX",
     "BrokerNotConfigured",
     "BrokerUnavailable",
     "check_broker",
     "create_app",
+    "recovery_queue",
     "safe_broker_url",
 ]

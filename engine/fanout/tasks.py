@@ -4,7 +4,9 @@
 another worker claimed or already sent are skipped by the claim itself) and sends them through
 the ordinary :class:`~engine.runtime.dispatcher.Dispatcher`: the same policy gate, renderer,
 channels, retries and rate limits as the in-process path. Rate limits are waited out inside
-the task, so a batch ends when its rows are done, not when the bucket runs dry.
+the task, so a batch ends when its rows are done, not when the bucket runs dry. While it
+runs, the worker holds a receipt for its rows (:mod:`engine.fanout.receipts`), so the
+sweeper leaves them alone unless the worker dies.
 
 ``tidings.dispatch_batch(limit=N)`` (no ids) claims up to N due rows of any kind, emails and
 posts: what the publisher asks for when broadcast posts are due.
@@ -26,14 +28,15 @@ from sqlalchemy.exc import OperationalError
 
 from engine.fanout.celery_app import DISPATCH_TASK
 from engine.runtime.dispatcher import Dispatcher, DispatchStats
+from engine.runtime.ratelimit import RateLimiterUnavailable
 
 if TYPE_CHECKING:
     from engine.fanout.worker_runtime import WorkerRuntime
 
 log = logging.getLogger("tidings.worker")
 
-#: A database that drops out mid-batch: the task is retried with backoff (a new message), and the
-#: rows it had claimed come back when their lease expires.
+#: A database (or the rate limiter's Redis) that drops out mid-batch: the task is retried with
+#: backoff (a new message), and the rows it had claimed come back when their lease expires.
 DB_RETRIES = 5
 
 
@@ -67,7 +70,7 @@ def register_tasks(app: Celery, runtime: Callable[[], WorkerRuntime]) -> None:
         bind=True,
         acks_late=True,
         ignore_result=True,
-        autoretry_for=(OperationalError,),
+        autoretry_for=(OperationalError, RateLimiterUnavailable),
         retry_backoff=True,
         retry_backoff_max=60,
         retry_jitter=True,
@@ -77,7 +80,14 @@ def register_tasks(app: Celery, runtime: Callable[[], WorkerRuntime]) -> None:
         wanted = _clean_ids(ids)
         if limit is not None and (not isinstance(limit, int) or limit <= 0):
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        stats = run_batch(runtime().dispatcher(), ids=wanted, limit=limit)
+        worker = runtime()
+        dispatcher = worker.dispatcher()
+        with worker.heartbeat.watching(dispatcher.worker_id):
+            if wanted is None:
+                stats = run_batch(dispatcher, limit=limit)
+            else:
+                with worker.receipt(str(self.request.id), wanted):
+                    stats = run_batch(dispatcher, ids=wanted)
         if stats.claimed or stats.posts_sent:
             log.info(
                 "batch done: %d claimed, %d sent, %d retrying, %d failed, %d skipped",

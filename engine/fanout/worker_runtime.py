@@ -2,7 +2,10 @@
 
 One database engine and one loaded workspace per process; one
 :class:`~engine.runtime.dispatcher.Dispatcher` per pool thread, because a dispatcher runs one
-batch at a time (it has its own send threads, renderer cache and rate-limit buckets).
+batch at a time (it has its own send threads, renderer cache and rate-limit buckets; the
+buckets' balance is shared by every process, see :mod:`engine.runtime.ratelimit`). One
+:class:`~engine.runtime.heartbeat.LeaseHeartbeat` per process keeps the claims of its batches in
+progress, and their receipts, alive while it is.
 
 Workers usually run on other hosts than the daemon, from a deployed copy of the workspace.
 When those files change (a deploy, an edited template), the next batch notices within
@@ -15,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,10 @@ from sqlalchemy.engine import Engine
 
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
+from engine.fanout.receipts import batch_receipt
+from engine.leadership import process_holder
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
+from engine.runtime.heartbeat import LeaseHeartbeat
 from engine.settings import Settings
 from engine.workspace.loader import Workspace, load_workspace
 
@@ -94,6 +101,9 @@ class WorkerRuntime:
         self.settings = settings
         self.engine = engine
         self.clock = clock or SystemClock()
+        self.holder = process_holder()
+        self.heartbeat = LeaseHeartbeat(engine, self.clock, lease_seconds=settings.lease_seconds)
+        self.heartbeat.start()
         self._make_dispatcher = make_dispatcher
         self._owns_engine = owns_engine
         self._check_every = check_every
@@ -144,6 +154,10 @@ class WorkerRuntime:
             mine.version = self._version
         return mine.dispatcher
 
+    def receipt(self, task_id: str, ids: Sequence[int]) -> AbstractContextManager[str]:
+        """Sign for a batch's rows while it runs (:func:`engine.fanout.receipts.batch_receipt`)."""
+        return batch_receipt(self.engine, self.clock, self.heartbeat, task_id, ids, holder=self.holder)
+
     def _refresh_workspace(self) -> None:
         with self._lock:
             if time.monotonic() - self._checked_at < self._check_every:
@@ -178,6 +192,7 @@ class WorkerRuntime:
             for channel in (dispatcher.email_channel, dispatcher.social_channel):
                 if channel is not None:
                     channel.close()
+        self.heartbeat.stop()
         if self._owns_engine:
             self.engine.dispose()
 

@@ -69,7 +69,7 @@ from engine.runtime.policy import (
     load_recipient_facts,
     note_sent,
 )
-from engine.runtime.ratelimit import TokenBucket, email_bucket, x_bucket
+from engine.runtime.ratelimit import RateBucket, email_bucket, x_bucket
 from engine.runtime.retry import RetryPolicy
 from engine.settings import Settings
 from engine.store.models import DeliveryState
@@ -116,8 +116,9 @@ class Dispatcher:
         self.workspace = workspace
         self.worker_id = worker_id or default_worker_id()
         self.retry_policy = RetryPolicy.from_settings(settings)
-        self.email_bucket: TokenBucket = email_bucket(settings, clock)
-        self.x_bucket: TokenBucket = x_bucket(settings, clock)
+        # Shared by every process and thread sending for the same account (Redis or the store).
+        self.email_bucket: RateBucket = email_bucket(settings, clock, engine)
+        self.x_bucket: RateBucket = x_bucket(settings, clock, engine)
         self._rng = rng or random.Random()
         # Only a wall clock may be slept on; a fake or simulated clock moves when its owner says.
         self._sleep = sleep if sleep is not None else (time.sleep if isinstance(clock, SystemClock) else None)
@@ -303,6 +304,7 @@ class Dispatcher:
             policy=self.retry_policy,
             rng=self._rng,
             permits=self._permits,
+            buckets={"email": self.email_bucket, "x": self.x_bucket},
             concurrency=self.settings.concurrency,
             lease_seconds=self.settings.lease_seconds,
         )

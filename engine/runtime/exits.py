@@ -37,7 +37,9 @@ def expression_reason(
     path = Path(location.path)
     shown = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
     text = " ".join(str(error).split()) or type(error).__name__
-    reason = f'{EXPRESSION_ERROR}: {text} in "{expression}" ({shown}:{location.line})'
+    # the expression once: an error that already quotes it ("until_date 'x' is 'soon'") is not repeated
+    where = "" if expression in text else f' in "{expression}"'
+    reason = f"{EXPRESSION_ERROR}: {text}{where} ({shown}:{location.line})"
     return reason[:MAX_REASON]
 
 

@@ -10,8 +10,9 @@ restart, a DST double fire, two schedulers racing, ``trigger`` run again — add
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from engine.clock import Clock
 from engine.runtime.occurrences import Occurrence, OccurrenceError, current_occurrence, occurrence_from_key
@@ -49,8 +50,12 @@ def fire(
     clock: Clock,
     settings: Settings,
     due_now: bool = False,
+    fence: Callable[[Connection], None] | None = None,
 ) -> PlanStats:
     """Plan ``occurrence`` of ``campaign`` (an object or its id); ``due_now``: every row due at once.
+
+    ``fence`` (the daemon's leadership check) runs last in the plan's transaction; see
+    :func:`~engine.runtime.planner.plan_occurrence`.
 
     Raises :class:`~engine.runtime.occurrences.OccurrenceError` for a key that is not one of
     the campaign's occurrences, and ``KeyError`` for an unknown campaign id.
@@ -64,7 +69,7 @@ def fire(
         )
     resolved = resolve_occurrence(workspace, campaign, occurrence, clock=clock, settings=settings)
     stats = plan_occurrence(
-        engine, workspace, campaign, resolved, clock=clock, settings=settings, due_now=due_now
+        engine, workspace, campaign, resolved, clock=clock, settings=settings, due_now=due_now, fence=fence
     )
     log.info(
         "fired %s occurrence %s: %d new %s%s",

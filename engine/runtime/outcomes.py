@@ -32,7 +32,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -54,6 +54,7 @@ from engine.clock import Clock
 from engine.message import SendResult
 from engine.render.errors import RenderError
 from engine.runtime.channel_state import suspend
+from engine.runtime.ratelimit import RateBucket
 from engine.runtime.retry import RetryPolicy, decide_retry
 from engine.store.models import DeliveryState, Post
 
@@ -168,6 +169,7 @@ def classify(
     now: datetime,
     policy: RetryPolicy,
     rng: random.Random,
+    buckets: Mapping[str, RateBucket] | None = None,
 ) -> Outcome:
     """What one attempt means for its row: sent, retry at a time, or failed for good."""
     row = flight.row
@@ -221,6 +223,9 @@ def classify(
             retry_after = exc.retry_after
             if isinstance(exc, RateLimited) and exc.reset_at is not None:
                 retry_after = exc.reset_at
+            if isinstance(exc, RateLimited) and buckets is not None and row.channel in buckets:
+                # The account is over its limit: every sender of the channel waits, not only this one.
+                buckets[row.channel].block_until(exc.reset_at)
             if isinstance(exc, OutcomeUnknown):
                 reason_text = OUTCOME_UNKNOWN + reason_text
         else:
@@ -346,6 +351,7 @@ class Recorder:
         policy: RetryPolicy,
         rng: random.Random,
         permits: threading.Semaphore,
+        buckets: Mapping[str, RateBucket] | None = None,
         concurrency: int,
         lease_seconds: float,
     ) -> None:
@@ -356,6 +362,7 @@ class Recorder:
         self._policy = policy
         self._rng = rng
         self._permits = permits
+        self._buckets = buckets
         self._queue: queue.SimpleQueue[InFlight | Outcome | None] = queue.SimpleQueue()
         self._stats = DispatchStats()
         self._error: BaseException | None = None

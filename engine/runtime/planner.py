@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -640,10 +641,13 @@ def plan_occurrence(
     clock: Clock,
     settings: Settings,
     due_now: bool = False,
+    fence: Callable[[Connection], None] | None = None,
 ) -> PlanStats:
     """Plan one occurrence of ``campaign``: rows due at each contact's time (or now with ``due_now``).
 
     Draft and paused campaigns plan nothing (``skipped`` says why); planning is one transaction.
+    ``fence`` runs last in it, before the commit: raising there (a daemon that lost the lead)
+    rolls the whole plan back.
     """
     mode = plan_mode(campaign)
     if not is_active(campaign):
@@ -651,7 +655,10 @@ def plan_occurrence(
     now = clock.now()
     with engine.begin() as conn:
         draft = draft_plan(conn, workspace, campaign, occurrence, settings=settings, now=now, due_now=due_now)
-        return write_plan(conn, draft, now)
+        stats = write_plan(conn, draft, now)
+        if fence is not None:
+            fence(conn)
+        return stats
 
 
 # --- one contact -----------------------------------------------------------------------------------------

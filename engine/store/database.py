@@ -8,6 +8,7 @@ opts out with :func:`read_only`. :func:`write_transaction` names the intent wher
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,7 +63,15 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 20) -> Engine:
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # operators (and tests) can tell the processes apart in pg_stat_activity
+        connect_args={"application_name": f"tidings:{os.getpid()}"},
+    )
 
 
 def engine_for(settings: Settings) -> Engine:

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
-from sqlalchemy import Column, Date, Index, Numeric, UniqueConstraint
+from sqlalchemy import Column, Date, Index, Numeric, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from engine.store.types import JSONType, UTCDateTime
@@ -331,6 +331,23 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_due", "state", "scheduled_for"),
         Index("ix_delivery_campaign_occurrence", "campaign_id", "occurrence"),
         Index("ix_delivery_contact_sent", "contact_id", "sent_at"),
+        Index("ix_delivery_picked_by", "picked_by"),
+        # Rows never handed to the broker: what the publisher looks for on every tick, without
+        # walking the published backlog of a large send.
+        Index(
+            "ix_delivery_unpublished",
+            "scheduled_for",
+            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        # Rows handed to the broker that no worker has taken yet: what the sweeper checks when the
+        # broker's queue is empty (a lost message), without walking the outbox.
+        Index(
+            "ix_delivery_awaiting_pickup",
+            "published_at",
+            sqlite_where=text("picked_by IS NULL AND published_at IS NOT NULL"),
+            postgresql_where=text("picked_by IS NULL AND published_at IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -353,6 +370,7 @@ class Delivery(SQLModel, table=True):
     lease_until: datetime | None = _dt()
     claimed_by: str | None = None
     published_at: datetime | None = _dt()  # last handed to the broker (scale-out); see engine.fanout
+    picked_by: str | None = None  # the worker's batch lease ("task:…") that took its broker message
     provider_message_id: str | None = Field(default=None, index=True)
     sent_at: datetime | None = _dt()
     created_at: datetime = _dt(nullable=False)
@@ -441,6 +459,57 @@ class AbTest(SQLModel, table=True):
     decided_at: datetime | None = _dt()
 
 
+class Lease(SQLModel, table=True):
+    """A named right held by one process until ``expires_at`` unless renewed.
+
+    ``leader``: which ``tidings run`` plans and fires (:mod:`engine.leadership`); ``epoch`` grows
+    with every change of holder and fences the writes of a leader that lost it.
+    ``task:ID``: a worker's batch in progress (:mod:`engine.fanout.receipts`).
+    """
+
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True, max_length=255)
+    holder: str
+    epoch: int = 1
+    acquired_at: datetime = _dt(nullable=False)
+    renewed_at: datetime = _dt(nullable=False)
+    expires_at: datetime = _dt(nullable=False, index=True)
+
+
+class RateBucket(SQLModel, table=True):
+    """A token bucket shared by every process of one store (``engine.runtime.ratelimit``)."""
+
+    __tablename__ = "rate_bucket"
+
+    name: str = Field(primary_key=True, max_length=255)
+    tokens: float
+    updated_at: datetime = _dt(nullable=False)
+    blocked_until: datetime | None = _dt()
+
+
+class FireState(StrEnum):
+    planning = "planning"
+    done = "done"
+    failed = "failed"
+
+
+class FireRecord(SQLModel, table=True):
+    """A trigger fire, written before it is planned, so that the next leader completes one cut short."""
+
+    __tablename__ = "fire_record"
+    __table_args__ = (UniqueConstraint("campaign_id", "occurrence", name="uq_fire_record_occurrence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    occurrence: str
+    epoch: int
+    state: str = Field(default=FireState.planning.value, index=True)
+    error: str | None = None
+    started_at: datetime = _dt(nullable=False)
+    finished_at: datetime | None = _dt()
+
+
 ALL_TABLES = [
     Contact,
     Consent,
@@ -459,3 +528,7 @@ ALL_TABLES = [
     DeliveryEvent,
     AbTest,
 ]
+
+#: Coordination between processes (leases, shared rate buckets, the fire ledger): not shop data,
+#: never copied into a simulation.
+COORDINATION_TABLES = [Lease, RateBucket, FireRecord]

@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +162,12 @@ def slow(seconds: float) -> Fault:
 
 @dataclass(frozen=True)
 class AcceptedMail:
-    """A message the server accepted: its id, the JSON body and the request headers."""
+    """A message the server accepted: its id, the JSON body, the request headers, when (epoch seconds)."""
 
     message_id: str
     body: dict[str, Any]
     headers: dict[str, str]
+    received_at: float = field(default_factory=time.time)
 
 
 class SendGridServer(FakeHttpService):
