@@ -51,6 +51,7 @@ from engine import scheduler as jobs
 from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
 from engine.leadership import Leadership, LeadershipLost
+from engine.liveness import Watchdog
 from engine.render.accepted import AcceptedTemplates
 from engine.runtime import flows
 from engine.runtime.ab_tests import decide_due_tests
@@ -220,8 +221,12 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._tick_lock = threading.Lock()
         self._tick_now = threading.Event()
-        self._ticker: threading.Thread | None = None
         self._uvicorn: Any = None
+        #: Every long-running loop of this process, supervised (engine.liveness): /healthz names a
+        #: dead or stuck one within seconds, and dead ones are restarted where that is safe.
+        self.watchdog = Watchdog()
+        #: Set by :meth:`stop` when work was still in flight at the shutdown bound (what, in words).
+        self.abandoned: str | None = None
         database = sqlite_database(engine)
         self.instance_lock = InstanceLock(database) if database is not None else None
         _protect_once(engine, settings.leader_ttl_seconds)
@@ -229,15 +234,17 @@ class Daemon:
             engine, self.clock, settings, on_elected=self._role_news, on_lost=self._role_news
         )
         self._leading = threading.Event()
+        #: Set once start() knows this daemon's first role: /healthz says "starting" (503) before.
+        self._settled = threading.Event()
         self._role_changed = threading.Event()
         self._role_lock = threading.Lock()
-        self._conductor: threading.Thread | None = None
         self._ever_led = False
         self._scheduler_used = False
         self._leading_since: datetime | None = None
         self._refused: set[tuple[str, str]] = set()
         self.workspace: Workspace = self._load_or_fail()
         self.dispatcher: Dispatcher = dispatcher_for(engine, settings, self.clock, self.workspace)
+        self.dispatcher.progress = self.watchdog.reporter("tick")
         # Sends render from a reviewed copy of the templates: a later edit that fails under the send
         # budget keeps its last good version (engine.render.accepted).
         self.accepted_templates = AcceptedTemplates(settings)
@@ -494,28 +501,37 @@ class Daemon:
     def tick(self) -> None:
         """Events → flows → outbox, on the ticker thread (tests call it directly); never twice at once.
         Only the leader ticks: a standby's tick does nothing."""
-        with self._tick_lock:
+        with self.watchdog.working("tick", "waiting for the previous tick"), self._tick_lock:
             if self._leading.is_set():
                 self._tick()
 
     def _tick(self) -> None:
+        step = self.watchdog.reporter("tick")
         try:
             self.leadership.guard()
             if self.publisher is not None:
+                step("re-publishing what workers lost")
                 self.publisher.sweep()  # first: recovering a dead worker's rows never waits for a fire
             # a fire planning a million rows holds the lock for a minute: events and flows then wait
             # for a later tick, and sending goes on meanwhile
+            step("waiting for a fire in progress")
             if self._fire_lock.acquire(timeout=FIRE_LOCK_WAIT_SECONDS):
                 try:
+                    step("completing interrupted fires")
                     self._complete_fires()
+                    step("enrolling contacts for new shop events")
                     pump_due_events(self.engine, self.workspace, self.clock, self.settings)
+                    step("advancing flows")
                     flows.advance_due(self.engine, self.workspace, self.clock, self.settings)
+                    step("deciding A/B tests")
                     decide_due_tests(self.engine, self.workspace, self.clock, self.settings)
                 finally:
                     self._fire_lock.release()
             if self.publisher is not None:
+                step("publishing due messages to workers")
                 self.publisher.publish_due()
             else:
+                step("sending")
                 with self.heartbeat.watching(self.dispatcher.worker_id):
                     self._drain()
             self.status.last_tick_at = self.clock.now()
@@ -558,10 +574,13 @@ class Daemon:
         a standby while it keeps trying to take over. Both say which role they have, and the last
         time this daemon lost the lead, and why."""
         lease = self.leadership.status()
-        ticking = self._ticker is not None and self._ticker.is_alive() and not self.stop_event.is_set()
+        ticker = self.watchdog.thread("tick")
+        ticking = ticker is not None and ticker.is_alive() and not self.stop_event.is_set()
         leading = self._leading.is_set()
         last = self.status.last_tick_at
-        if leading:
+        if not self._settled.is_set():
+            ok, scheduler = False, "starting"
+        elif leading:
             since = self._leading_since or self.clock.now()
             young = (self.clock.now() - since).total_seconds() < 120
             stale = (
@@ -582,6 +601,9 @@ class Daemon:
             "last_tick_at": last.isoformat() if last else None,
             "last_tick_error": self.status.last_tick_error,
             "leadership": lease,
+            # a dead or stuck loop, in one line each: /healthz says "degraded" and lists them
+            "problems": self.watchdog.problems(),
+            "loops": self.watchdog.report(),
         }
 
     def upcoming(self) -> dict[str, list[NextSend]]:
@@ -641,19 +663,31 @@ class Daemon:
         """
         if self.instance_lock is not None:
             self.instance_lock.acquire()
+        self.watchdog.start()
         self.heartbeat.start()
+        self.watchdog.watch("heartbeat", alive=lambda: self.heartbeat.alive, restart=self.heartbeat.start)
         if self.serve_public:
             self._start_public_app()
         if self.watch:
             self._start_watcher()
-        self._ticker = threading.Thread(target=self._tick_forever, name="tidings-tick", daemon=True)
-        self._ticker.start()
-        self._conductor = threading.Thread(target=self._conduct, name="tidings-role", daemon=True)
-        self._conductor.start()
+        # A tick's step (one render, one send slot) is bounded; a tick that stops moving is stuck.
+        self.watchdog.spawn("tick", self._tick_forever, bound=self.settings.stall_seconds)
+        self.watchdog.spawn("role", self._conduct)
         # SQLite's file lock already makes this the only daemon: take the lease even if a crashed one holds it
-        if self.leadership.start(force=self.instance_lock is not None):
+        leading = self.leadership.start(force=self.instance_lock is not None)
+        self.watchdog.watch("lease", alive=lambda: self.leadership.keeping, restart=self.leadership.keep)
+        self.watchdog.watch(
+            "scheduler",
+            alive=lambda: not self._leading.is_set() or self.scheduler.alive,
+            restart=self._restart_scheduler,
+            bound=self.settings.stall_seconds,
+            busy_for=lambda: self.scheduler.busy_for(),
+        )
+        if leading:
             self._apply_role()
+            self._settled.set()
             return
+        self._settled.set()
         seen = self.leadership.status()
         self.say(
             f"Standby: {seen['leader'] or 'another daemon'} leads (epoch {seen['leader_epoch']}); serving "
@@ -721,6 +755,16 @@ class Daemon:
         self._leading.set()
         self._tick_now.set()
 
+    def _restart_scheduler(self) -> None:
+        """The scheduler's thread died while this daemon leads: a new term's scheduler, its jobs put
+        in step again and unfinished fires completed (the fire ledger makes that safe)."""
+        with self._role_lock:
+            if not self._leading.is_set() or self.stop_event.is_set():
+                return
+            self._step_down()
+            if self.leadership.is_leader:
+                self._lead()
+
     def _step_down(self) -> None:
         """The lease is gone (the keeper logged why): stop the scheduler, keep serving as a standby."""
         self._leading.clear()
@@ -764,6 +808,7 @@ class Daemon:
         thread = threading.Thread(target=server.run, name="tidings-public", daemon=True)
         thread.start()
         self._threads.append(thread)
+        self.watchdog.watch("public", alive=thread.is_alive, restart=self._start_public_app)
 
     def _start_watcher(self) -> None:
         from watchfiles import watch
@@ -780,55 +825,106 @@ class Daemon:
         if not roots:
             return
 
-        def run() -> None:
-            for changes in watch(*roots, stop_event=self.stop_event, debounce=300, raise_interrupt=False):
-                names = sorted({Path(path).name for _, path in changes})
-                self.reload(f"changed: {', '.join(names[:3])}{'…' if len(names) > 3 else ''}")
+        started = [False]
 
-        thread = threading.Thread(target=run, name="tidings-watch", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        def run() -> None:
+            if started[0]:
+                # a restart after the watcher died: what changed meanwhile was never seen
+                with self.watchdog.working("watcher", "reloading after a restart"):
+                    self.reload("the file watcher restarted")
+            started[0] = True
+            for changes in watch(
+                *roots,
+                stop_event=self.stop_event,
+                debounce=300,
+                raise_interrupt=False,
+                yield_on_timeout=True,  # an empty set every 5 s: the watcher's sign of life
+            ):
+                self.watchdog.progress("watcher", "watching files")
+                if not changes:
+                    continue
+                names = sorted({Path(path).name for _, path in changes})
+                with self.watchdog.working("watcher", f"reloading ({', '.join(names[:3])})"):
+                    self.reload(f"changed: {', '.join(names[:3])}{'…' if len(names) > 3 else ''}")
+
+        # a reload reads YAML and renders templates under their budgets: it ends, or it is stuck
+        self.watchdog.spawn("watcher", run, bound=self.settings.stall_seconds)
 
     def stop(self) -> None:
         """Stop taking work; finish what is in flight; give back what was claimed but not sent; hand the
-        lease over."""
+        lease over — within ``TIDINGS_SHUTDOWN_SECONDS``.
+
+        The tick gives back the rows of its batch not yet rendered (:meth:`Dispatcher.run_once`), so
+        what it waits for is the sends in flight and at most one render. Past the bound (a provider
+        that hangs, a fire of a million contacts), the daemon stops anyway and says what it left:
+        claimed rows come back when their lease runs out, and the fire ledger completes the fire at
+        the next start. :attr:`abandoned` then says what was left.
+        """
+        deadline = time.monotonic() + self.settings.shutdown_seconds
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        self.watchdog.stop()  # loops ending from here on are stopping, not dying
         self.stop_event.set()
         self._tick_now.set()
         self._role_changed.set()
-        if self._conductor is not None:
-            self._conductor.join(timeout=60)
-            self._conductor = None
+        conductor = self.watchdog.thread("role")
+        if conductor is not None:
+            conductor.join(timeout=left())
         was_leading = self._leading.is_set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        if self._ticker is not None:
-            self._ticker.join()  # the batch in flight completes and is recorded
-            self._ticker = None
+            self.scheduler.shutdown(wait=False)
+        left_behind: list[str] = []
+        # a fire in progress holds the fire lock until its plan commits (or rolls back)
+        if self._fire_lock.acquire(timeout=left()):
+            self._fire_lock.release()
+        else:
+            left_behind.append("a fire in progress (the fire ledger completes it at the next start)")
+        ticker = self.watchdog.thread("tick")
+        if ticker is not None:
+            ticker.join(timeout=left())  # the messages in flight complete and are recorded
+        tick_done = ticker is None or not ticker.is_alive()
         self._leading.clear()
-        self.dispatcher.close()
+        self.dispatcher.close(wait=tick_done)
         if self.publisher is not None:
             self.publisher.close()
-        with self.engine.begin() as conn:
-            released = conn.execute(
-                update(DELIVERY)
-                .where(
-                    DELIVERY.c.state == DeliveryState.claimed.value,
-                    DELIVERY.c.claimed_by == self.dispatcher.worker_id,
-                )
-                .values(state=DeliveryState.pending.value, lease_until=None, claimed_by=None)
-            ).rowcount
-        if released:
-            log.info("returned %d claimed messages to the queue", released)
+        if tick_done:
+            with self.engine.begin() as conn:
+                released = conn.execute(
+                    update(DELIVERY)
+                    .where(
+                        DELIVERY.c.state == DeliveryState.claimed.value,
+                        DELIVERY.c.claimed_by == self.dispatcher.worker_id,
+                    )
+                    .values(state=DeliveryState.pending.value, lease_until=None, claimed_by=None)
+                ).rowcount
+            if released:
+                log.info("returned %d claimed messages to the queue", released)
+        else:
+            # rows being sent right now must not be handed to anyone else: their lease runs out instead
+            left_behind.append(
+                f"a send batch (its claimed messages are claimable again {self.settings.lease_seconds:g} s "
+                "after this stop)"
+            )
         self.heartbeat.stop()
         self.leadership.stop(release=True)
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for thread in [*self._threads, self.watchdog.thread("watcher")]:
+            if thread is not None:
+                thread.join(timeout=max(1.0, min(10.0, left())))
         if was_leading:  # a standby never pointed the jobs at itself (another daemon in this process may)
             jobs.set_firer(None)
         if self.instance_lock is not None:
             self.instance_lock.release()
+        if left_behind:
+            self.abandoned = "; ".join(left_behind)
+            log.warning(
+                "stopped after %g s (TIDINGS_SHUTDOWN_SECONDS) with work left: %s",
+                self.settings.shutdown_seconds,
+                self.abandoned,
+            )
 
     def run_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT; SIGHUP reloads the workspace."""
@@ -853,6 +949,10 @@ class Daemon:
                 signal.signal(sig, handler)
             if started:  # a daemon that never started (lock refused) has nothing to report
                 self.say(f"Stopped. {self.status_line()}")
+                if self.abandoned:
+                    self.say(
+                        f"Left in flight at the {self.settings.shutdown_seconds:g} s bound: {self.abandoned}."
+                    )
 
 
 _protected: weakref.WeakSet[Engine] = weakref.WeakSet()

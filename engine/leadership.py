@@ -336,9 +336,15 @@ class Leadership:
         """Try to lead once now, then keep trying (or renewing) on a thread; True when leading."""
         self._stop.clear()
         leading = self.try_acquire(force=force)
+        self.keep()
+        return leading
+
+    def keep(self) -> None:
+        """Renew (or keep trying to take) the lease from a thread of its own; again if it died."""
+        if self.keeping:
+            return
         self._thread = threading.Thread(target=self._keep, name="tidings-lease", daemon=True)
         self._thread.start()
-        return leading
 
     def stop(self, *, release: bool = True) -> None:
         self._stop.set()

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.store import read_only
 from engine.store.models import Delivery, DeliveryState
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -82,7 +83,7 @@ class OutboxDepthCollector(Collector):
         )
         table = Delivery.__table__  # type: ignore[attr-defined]
         try:
-            with self._engine.connect() as conn:
+            with read_only(self._engine) as conn:  # a scrape never waits for a writer's lock
                 counts: dict[str, int] = dict(
                     conn.execute(select(table.c.state, func.count()).group_by(table.c.state)).all()
                 )
@@ -107,7 +108,7 @@ class AttentionCollector(Collector):
         from engine.runtime.attention import attention
 
         try:
-            with self._engine.connect() as conn:
+            with read_only(self._engine) as conn:  # a scrape never waits for a writer's lock
                 needs = attention(conn, self._now())
         except SQLAlchemyError:
             return

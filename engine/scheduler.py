@@ -23,6 +23,7 @@ The pitfalls from LIBRARY-NOTES that lose runs, and what this module does about 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -55,12 +56,29 @@ class DaemonScheduler(BackgroundScheduler):
     caught up at the next start.
     """
 
+    _pass_started: float | None = None
+
     def _process_jobs(self) -> float | None:
-        with self._jobstores_lock:
-            if self.state == STATE_STOPPED:
-                return None
-            wait: float | None = super()._process_jobs()
-            return wait
+        self._pass_started = time.monotonic()
+        try:
+            with self._jobstores_lock:
+                if self.state == STATE_STOPPED:
+                    return None
+                wait: float | None = super()._process_jobs()
+                return wait
+        finally:
+            self._pass_started = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether its loop's thread runs (APScheduler's thread dies with an error in a pass)."""
+        thread = getattr(self, "_thread", None)
+        return bool(self.running and thread is not None and thread.is_alive())
+
+    def busy_for(self) -> float | None:
+        """How long the pass over the job stores in progress has run (None between passes)."""
+        started = self._pass_started
+        return None if started is None else time.monotonic() - started
 
 
 class CampaignFirer(Protocol):

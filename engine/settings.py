@@ -270,6 +270,14 @@ class Settings(BaseSettings):
     misfire_grace_seconds: float = Field(default=3600, ge=0)
     conversion_window_days: int = Field(default=7, ge=1)
     render_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    #: Liveness (engine.liveness): a loop of the daemon (its tick, watcher, scheduler) that works
+    #: this long on one step without progress (one message rendered or sent, one poll) makes
+    #: /healthz degraded, naming the loop and what it was doing. Must exceed a render's budget and
+    #: a provider's timeout, the longest step a healthy loop takes.
+    stall_seconds: float = Field(default=120, gt=0)
+    #: SIGTERM: how long the daemon waits for sends in flight and a fire in progress before it
+    #: exits anyway, leaving them to their lease (claims) and the fire ledger (fires).
+    shutdown_seconds: float = Field(default=30, gt=0)
     # The circuit breaker (engine.runtime.breaker): a marketing campaign whose recent sends bounce
     # or draw spam complaints above these rates is paused. Gmail and Yahoo require bulk senders to
     # stay under 0.3 % spam complaints (2024 sender requirements); Amazon SES reviews accounts at a
@@ -410,6 +418,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TIDINGS_LEADER_RENEW_SECONDS must be at most half of TIDINGS_LEADER_TTL_SECONDS "
                 "(a leader must be able to miss a renewal without losing its lease)"
+            )
+        longest_step = max(
+            self.render_timeout_seconds,
+            self.sendgrid_timeout_seconds,
+            self.smtp_timeout_seconds,
+            self.x_timeout_seconds,
+        )
+        if self.stall_seconds <= longest_step:
+            raise ValueError(
+                f"TIDINGS_STALL_SECONDS must exceed the longest single step, {longest_step:g} s (the render "
+                "budget or a provider timeout): a healthy send would be reported stuck"
             )
         if self.rate_limiter is RateLimiterKind.redis and not _is_redis(self.broker_url):
             raise ValueError("TIDINGS_RATE_LIMITER=redis needs TIDINGS_BROKER_URL=redis://…")

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "message": 0,
     "tokens": 0,
     "logs": 0,
+    "liveness": 0,  # the watchdog of long-running threads: stdlib only
     "display": 0,
     "inbound": 0,
     "metrics": 3,  # counts queue depth from the store at scrape time

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -155,6 +157,14 @@ def run_cmd(
         on_started=banner,
     )
     daemon.run_forever()
+    if daemon.abandoned:
+        # Threads still stuck past the shutdown bound (a provider that hangs, a fire of a million
+        # contacts) would hold the interpreter's exit for as long as they take. Everything that
+        # counts is in the store already (claims run out, the fire ledger completes the fire).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _parse_day(value: str, option: str) -> date:

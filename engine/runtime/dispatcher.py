@@ -106,6 +106,7 @@ class Dispatcher:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -128,6 +129,9 @@ class Dispatcher:
         self._closed = False
         self._lock = threading.Lock()
         self._campaigns: dict[str, Campaign] = dict(workspace.campaigns)
+        #: Told each step of a batch ("rendering …", "waiting for a send slot …"): the daemon's
+        #: watchdog (engine.liveness) reports a drain that stops moving.
+        self.progress: Callable[[str], None] = progress or _no_progress
 
     # --- public API -------------------------------------------------------------------------
 
@@ -138,11 +142,15 @@ class Dispatcher:
         ids: Sequence[int] | None = None,
         campaign: str | None = None,
         occurrence: str | None = None,
+        stop: threading.Event | None = None,
     ) -> DispatchStats:
         """One batch of emails and one of posts.
 
         ``campaign`` and ``occurrence`` restrict the batch to one fire (``trigger --wait``);
-        ``ids`` to given delivery rows (posts are then left alone).
+        ``ids`` to given delivery rows (posts are then left alone). Once ``stop`` is set, rows of
+        the batch not yet rendered go back to the queue unsent: a SIGTERM waits for the messages
+        in flight and at most one render (bounded by ``TIDINGS_RENDER_TIMEOUT_SECONDS``), not
+        for the rest of a batch.
         """
         with self._lock:
             limit = limit or self.settings.batch_size
@@ -150,9 +158,9 @@ class Dispatcher:
             allowed = {cid for cid, rule in rules.items() if rule.control == "cancelled" or not rule.held}
             if campaign is not None:
                 allowed &= {campaign}
-            stats = self._batch(DELIVERY, limit, rules, allowed, ids, occurrence)
-            if ids is None:
-                posts = self._batch(POST, limit, rules, allowed, None, occurrence)
+            stats = self._batch(DELIVERY, limit, rules, allowed, ids, occurrence, stop)
+            if ids is None and (stop is None or not stop.is_set()):
+                posts = self._batch(POST, limit, rules, allowed, None, occurrence, stop)
                 waits = [w for w in (stats.wait_seconds, posts.wait_seconds) if w > 0]
                 stats.add(posts)
                 stats.wait_seconds = min(waits, default=0.0)
@@ -178,7 +186,7 @@ class Dispatcher:
         total = DispatchStats()
         batches = 0
         while stop is None or not stop.is_set():
-            stats = self.run_once(ids=ids, campaign=campaign, occurrence=occurrence)
+            stats = self.run_once(ids=ids, campaign=campaign, occurrence=occurrence, stop=stop)
             total.add(stats)
             batches += 1
             if not until_idle or (max_batches is not None and batches >= max_batches):
@@ -194,10 +202,12 @@ class Dispatcher:
                 break
         return total
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the send threads: after the sends in flight (``wait``), or at once, cancelling what
+        has not started (a shutdown past its bound; a send already running ends on its timeout)."""
         if not self._closed:
             self._closed = True
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -230,6 +240,7 @@ class Dispatcher:
         allowed: set[str],
         ids: Sequence[int] | None,
         occurrence: str | None,
+        stop: threading.Event | None,
     ) -> DispatchStats:
         stats = DispatchStats()
         posts = table is POST
@@ -263,7 +274,7 @@ class Dispatcher:
         stats.claimed = len(claimed)
         unused = tokens - len(claimed)
         if claimed:
-            unused += self._send_batch(table, claimed, rules, now, stats)
+            unused += self._send_batch(table, claimed, rules, now, stats, stop)
         bucket.give_back(unused)
         return stats
 
@@ -274,8 +285,13 @@ class Dispatcher:
         rules: dict[str, CampaignRules],
         now: datetime,
         stats: DispatchStats,
+        stop: threading.Event | None = None,
     ) -> int:
-        """Gate, render and send the claimed rows; returns how many were not sent (their tokens go back)."""
+        """Gate, render and send the claimed rows; returns how many were not sent (their tokens go back).
+
+        Rows not yet started when ``stop`` is set, or once the recorder failed (nothing more would
+        be recorded, so nothing more may be sent), go back to the queue as they were.
+        """
         posts = table is POST
         with self.engine.connect() as conn:
             rows = list(conn.execute(select(table).where(table.c.id.in_(claimed)).order_by(table.c.id)))
@@ -312,6 +328,11 @@ class Dispatcher:
         unsent = 0
         try:
             for row in rows:
+                if (stop is not None and stop.is_set()) or recorder.failed:
+                    released.append((row.id, row.scheduled_for, row.reason))
+                    stats.returned += 1
+                    unsent += 1
+                    continue
                 rule = rules[row.campaign_id]
                 row_facts = facts[row.id]
                 if posts:
@@ -395,6 +416,7 @@ class Dispatcher:
     ) -> bool:
         """Render one message from its facts and hand it to its channel; False when it failed to render."""
         campaign = self._campaigns[row.campaign_id]
+        self.progress(f"rendering message {row.id} of {row.campaign_id}")
         started = time.perf_counter()
         try:
             if table is POST:
@@ -415,7 +437,11 @@ class Dispatcher:
             stats.failed += 1
             stats.count_reason("render_error")
             return False
+        self.progress(
+            f"waiting for a send slot ({self.settings.concurrency} messages in flight, {row.channel})"
+        )
         self._permits.acquire()  # given back by the recorder once this message's outcome is written
+        self.progress(f"sending message {row.id} of {row.campaign_id}")
         if table is POST:
             assert self.social_channel is not None
             recorder.put(InFlight(row, self._pool.submit(timed, self.social_channel.post, post), post.text))
@@ -450,6 +476,10 @@ class Dispatcher:
         return compose_post(
             self.renderer, self.settings, campaign, template=row.template, facts=facts, now=now
         )
+
+
+def _no_progress(_doing: str) -> None:
+    """Nobody watches this dispatcher's progress (a one-off command, a test)."""
 
 
 def dispatcher_for(engine: Engine, settings: Settings, clock: Clock, workspace: Workspace) -> Dispatcher:

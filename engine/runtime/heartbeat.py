@@ -138,11 +138,16 @@ class LeaseHeartbeat:
         return extended
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Beat from a thread of its own (again, if the previous one died)."""
+        if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="tidings-heartbeat", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()

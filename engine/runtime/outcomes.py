@@ -82,6 +82,7 @@ class DispatchStats:
     skipped: int = 0
     deferred: int = 0
     held: int = 0
+    returned: int = 0  # claimed, then given back unsent because the process is stopping
     posts_sent: int = 0
     wait_seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -375,6 +376,11 @@ class Recorder:
         """A send in flight (it holds a permit, given back once its outcome is written) or an outcome
         known already (a refusal, a render failure: nothing was sent)."""
         self._queue.put(item)
+
+    @property
+    def failed(self) -> bool:
+        """The recorder met an error and writes nothing more: nothing more may be sent."""
+        return self._error is not None
 
     def finish(self, stats: DispatchStats) -> None:
         self._queue.put(None)

@@ -77,6 +77,7 @@ from engine.feedback.unsubscribe import UnknownChannel, apply_unsubscribe, prefe
 from engine.runtime.attention import attention
 from engine.runtime.breaker import BreakerLimits
 from engine.settings import Settings
+from engine.store import read_only
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
 from engine.web.api_guard import bearer_refusal, read_body
@@ -446,7 +447,8 @@ def create_public_app(
         needs = None
         table = Delivery.__table__  # type: ignore[attr-defined]
         try:
-            with engine.connect() as conn:
+            # a snapshot: /healthz answers while another process holds SQLite's write lock
+            with read_only(engine) as conn:
                 conn.execute(text("SELECT 1"))
                 report["backlog"] = int(
                     conn.execute(
@@ -469,12 +471,17 @@ def create_public_app(
             report.update(probe)
             if probe.get("alive") is False:
                 healthy = False
+        # Alive, but not sending everything it should: say which and why (200: not a restart case).
+        # The probe's own problems (a dead or stuck loop of the daemon) come first.
+        problems = [str(p) for p in report.pop("problems", None) or []]
+        if needs:
+            problems += needs.problems
+        if problems:
+            report["problems"] = problems
         if not healthy:
             report["status"] = "unavailable"
-        elif report["database"] == "ok" and needs:
-            # Alive, but not sending everything it should: say which and why (200: not a restart case).
+        elif report["database"] == "ok" and problems:
             report["status"] = "degraded"
-            report["problems"] = needs.problems
         return (200 if healthy else 503), report
 
     @app.get("/healthz", summary="Liveness and readiness")
