@@ -122,6 +122,52 @@ def test_render_for_a_us_customer_shows_their_own_us_cutoff(
     assert rendered["send_at"] is not None
 
 
+def test_a_forced_language_is_what_plan_and_render_for_a_contact_show(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign = shop / "campaigns" / "shipping-deadlines.yaml"
+    campaign.write_text(
+        campaign.read_text(encoding="utf-8").replace("topic: reminders\n", "topic: reminders\nlocale: ro\n"),
+        encoding="utf-8",
+    )
+    _, email = _contact(shop, "US")
+
+    code = main(["--workspace", str(shop), "plan", "shipping-deadlines", "--rows", "5", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    rows = [row for occurrence in report["occurrences"] for row in occurrence["first_rows"]]
+    # everyone gets Romanian; a contact whose own locale is a Romanian one (ro-RO) keeps it
+    assert rows and all(row["locale"].split("-")[0] == "ro" for row in rows)
+    groups = [group for o in report["occurrences"] for group in o["breakdown"]]
+    assert {g["country"] for g in groups} >= {"US", "EE"}
+    assert all(g["locale"].split("-")[0] == "ro" for g in groups)
+
+    code = main(
+        [
+            "--workspace",
+            str(shop),
+            "render",
+            "shipping-reminder",
+            "--contact",
+            email,
+            "--campaign",
+            "shipping-deadlines",
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    forced = json.loads(captured.out)
+    args = ["--workspace", str(shop), "render", "shipping-reminder", "--contact", email]
+    code = main([*args, "--campaign", "shipping-deadlines", "--locale", "ro", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    romanian = json.loads(captured.out)
+    assert forced["locale"] == "ro"
+    assert (forced["subject"], forced["text"]) == (romanian["subject"], romanian["text"])
+
+
 def test_render_at_a_moment_renders_the_send_of_that_moment(
     shop: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -148,6 +148,15 @@ def _print(result: DryRun, renders: list[Rendered]) -> None:
     for key, count in result.excluded.items():
         reasons.add_row(REASONS.get(key, key), f"{count:,}")
     out.print(reasons)
+    if result.why_zero:
+        why = Table(title="Why nobody: what each audience condition keeps", show_edge=False)
+        why.add_column("condition")
+        why.add_column("alone", justify="right")
+        why.add_column("with those above", justify="right")
+        for row in result.why_zero:
+            alone = "—" if row["alone"] is None else f"{row['alone']:,}"
+            why.add_row(row["condition"], alone, f"{row['together']:,}")
+        out.print(why)
     split = Table(title="Reach by locale, country and variant", show_edge=False)
     for column in ("locale", "country", "variant"):
         split.add_column(column)

@@ -169,7 +169,7 @@ def _render_contact(
         template=template,
         step_id=step.step_id if isinstance(step, SendStep) else "",
         contact_id=view.contact_id,
-        locale=locale,
+        locale=locale or view.locale,
         marketing=campaign.category.value == "marketing",
         facts=view.facts,
         data=view.data,

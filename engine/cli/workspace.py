@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -13,7 +13,10 @@ from engine.cli.context import STATE
 from engine.errors import Problem, SourceLocation, TidingsError
 
 if TYPE_CHECKING:  # the loader pulls in pydantic models, holidays, ruamel: load it when a command runs
-    from engine.workspace.loader import LoadResult
+    from engine.render.renderer import Renderer
+    from engine.runtime.rehearsal import Rehearsal
+    from engine.settings import Settings
+    from engine.workspace.loader import LoadResult, Workspace
 
 
 class SchemaKind(StrEnum):
@@ -36,9 +39,10 @@ def validate_cmd(
 
     settings = STATE.settings
     root = settings.workspace_dir
-    result = load_workspace(root, default_timezone=settings.timezone)
+    result = load_workspace(root, default_timezone=settings.timezone, default_locale=settings.default_locale)
     problems = list(result.problems)
-    problems.extend(_render_checks(result, settings))
+    checked, rehearsed = _render_checks(result, settings)
+    problems.extend(checked)
     if paths:
         problems = _for_paths(paths, result, problems, settings.timezone)
     problems.sort(key=lambda p: (str(p.location.path), p.location.line, p.location.column))
@@ -50,7 +54,7 @@ def validate_cmd(
     else:
         for problem in shown:
             STATE.err.print(str(problem), markup=False, highlight=False, emoji=False)
-        STATE.out.print(_summary(result, shown, root), markup=False, highlight=False, emoji=False)
+        STATE.out.print(_summary(result, shown, root, rehearsed), markup=False, highlight=False, emoji=False)
     if errors:
         raise typer.Exit(1)
 
@@ -76,16 +80,53 @@ def register(app: typer.Typer) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _render_checks(result: LoadResult, settings: Any) -> list[Problem]:
-    """Template rendering checks, when the render package provides them (it is optional here)."""
+def _render_checks(result: LoadResult, settings: Settings) -> tuple[list[Problem], str | None]:
+    """The template and campaign checks, and the rehearsal with real contacts when a store exists.
+
+    Returns the problems and, when real contacts were used, a note for the summary line. A real
+    contact's finding at a place the samples already found wrong is the same finding: left out.
+    """
+    from engine.render.checks import check_workspace, unique
+    from engine.render.renderer import Renderer
+
+    workspace = result.workspace
+    renderer = Renderer(settings, workspace.templates_dir, labels=workspace.schedules.labels)
+    rehearsal, note = _rehearse(workspace, settings, renderer)
+    reached = rehearsal.reached if rehearsal is not None else None
+    found = check_workspace(workspace, settings, renderer=renderer, reached=reached)
+    if rehearsal is not None:
+        wrong = {(str(p.location.path), p.location.line) for p in found if p.severity == "error"}
+        found += [p for p in rehearsal.problems if (str(p.location.path), p.location.line) not in wrong]
+    return unique(found), note
+
+
+def _rehearse(
+    workspace: Workspace, settings: Settings, renderer: Renderer
+) -> tuple[Rehearsal | None, str | None]:
+    """The rehearsal over the configured database, or None when there is none (or it cannot be read)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.runtime.rehearsal import rehearse
+    from engine.store import engine_for
+    from engine.store.migrate import current_revision, head_revision
+
+    url = make_url(settings.database_url_resolved)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        return None, None  # no store yet: the sample checks are all there is
+    engine = engine_for(settings)
     try:
-        from engine.render.checks import check_workspace  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("engine.render"):
-            return []
-        raise
-    found: list[Problem] = check_workspace(result.workspace, settings)
-    return found
+        if current_revision(engine) != head_revision():
+            return None, "the database's schema is not current (tidings db upgrade): no real-contact checks"
+        rehearsal = rehearse(engine, workspace, settings, renderer, now=STATE.clock.now())
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:120]
+        return None, f"the database cannot be read ({reason}): no real-contact checks"
+    finally:
+        engine.dispose()
+    if not rehearsal.contacts:
+        return rehearsal, None
+    return rehearsal, f"checked with {rehearsal.contacts} real contact messages from the database"
 
 
 def _for_paths(paths: list[Path], result: LoadResult, problems: list[Problem], zone: str) -> list[Problem]:
@@ -147,7 +188,12 @@ def _relative(problem: Problem) -> Problem:
     return Problem(location, problem.message, problem.severity)
 
 
-def _summary(result: LoadResult, problems: list[Problem], root: Path) -> str:
+def _summary(result: LoadResult, problems: list[Problem], root: Path, note: str | None = None) -> str:
+    line = _counted(result, problems, root)
+    return f"{line} {note[0].upper()}{note[1:]}." if note else line
+
+
+def _counted(result: LoadResult, problems: list[Problem], root: Path) -> str:
     workspace = result.workspace
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors

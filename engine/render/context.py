@@ -1,16 +1,19 @@
 """The template context: the same names for every template and every campaign EXPR.
 
-Values are :class:`~engine.render.record.Record` objects (see there why not dicts).
+Values are :class:`~engine.render.record.Record` objects (see there why not dicts). What the names
+are, which fields each record has and of which kind is defined once, in
+:mod:`engine.workspace.context_schema`; the builders here fill exactly those fields.
 
-Two sources, coerced to the same types so that a sample renders like a real send:
-store rows (``Contact``, ``ShopOrder``, ``GiftCard``, ``Coupon``, ``ShopEvent``) and a
-template's ``sample.yaml`` (ISO date-times → aware datetimes, money → ``Decimal``).
+Two sources, typed alike so that a sample renders like a real send: store rows (``Contact``,
+``ShopOrder``, ``GiftCard``, ``Coupon``, ``ShopEvent``) and a template's ``sample.yaml``
+(:func:`read_sample`: money → ``Decimal``, ids → whole numbers, date-times aware, free-form data
+as JSON would give it; an unknown key or a value of the wrong kind is a problem at its own line).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,20 +21,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Row
 
+from engine.errors import Problem, SourceLocation
 from engine.render.errors import RenderError
 from engine.render.record import Record
 from engine.settings import Settings
 from engine.store.models import Contact, Coupon, GiftCard, ShopEvent, ShopOrder
-from engine.workspace.yaml_source import read_yaml
+from engine.workspace import context_schema as schema
+from engine.workspace.yaml_source import Loc, SourceMap, read_yaml
 
-ALWAYS = ("contact", "campaign", "shop", "unsubscribe_url", "now", "occurrence")
-OPTIONAL = ("order", "gift_card", "cutoff", "coupon", "event", "trigger_date")
+ALWAYS = tuple(spec.name for spec in schema.ALWAYS)
+OPTIONAL = tuple(spec.name for spec in schema.OPTIONAL)
 # Also present while rendering an email: its rendered subject and preheader (for <mj-title>, <mj-preview>).
-MESSAGE_NAMES = ("subject", "preheader")
-CONTEXT_NAMES = ALWAYS + OPTIONAL
-MONEY_KEYS = frozenset(
-    {"total", "total_spent", "amount", "balance", "price", "subtotal", "percent", "discount"}
-)
+MESSAGE_NAMES = schema.MESSAGE_NAMES
+CONTEXT_NAMES = schema.CONTEXT_NAMES
 
 
 # --- from store rows ---------------------------------------------------------------------
@@ -42,66 +44,43 @@ def contact_record(
 ) -> Record:
     """A contact as templates see it; ``zone`` is the zone the message uses (``timezone`` shows it,
     ``timezone_source`` says whether it is the contact's own or a fallback)."""
+    computed = {
+        "name": " ".join(p for p in (contact.first_name, contact.last_name) if p) or None,
+        "timezone": zone or contact.timezone,
+        "timezone_source": zone_source or ("contact" if contact.timezone else None),
+        "tags": list(contact.tags or []),
+        "attributes": dict(contact.attributes or {}),
+    }
     return Record(
-        {
-            "id": contact.id,
-            "email": contact.email,
-            "first_name": contact.first_name,
-            "last_name": contact.last_name,
-            "name": " ".join(p for p in (contact.first_name, contact.last_name) if p) or None,
-            "locale": contact.locale,
-            "country": contact.country,
-            "timezone": zone or contact.timezone,
-            "timezone_source": zone_source or ("contact" if contact.timezone else None),
-            "x_handle": contact.x_handle,
-            "tags": list(contact.tags or []),
-            "attributes": dict(contact.attributes or {}),
-            "orders_count": contact.orders_count,
-            "total_spent": contact.total_spent,
-            "first_seen_at": contact.first_seen_at,
-            "last_order_at": contact.last_order_at,
-        }
+        {name: computed[name] if name in computed else getattr(contact, name) for name in _CONTACT_FIELDS}
     )
+
+
+_CONTACT_FIELDS = schema.CONTACT.names
+#: Record field → store column, where the names differ (the shop's own id is the one customers see).
+_ORDER_COLUMNS = {"id": "external_id", "number": "external_id"}
+_CARD_COLUMNS = {"id": "external_id"}
 
 
 def order_record(order: ShopOrder | Row[Any]) -> Record:
-    return Record(
-        {
-            "id": order.external_id,
-            "number": order.external_id,
-            "status": order.status,
-            "placed_at": order.placed_at,
-            "shipped_at": order.shipped_at,
-            "delivered_at": order.delivered_at,
-            "returned_at": order.returned_at,
-            "problem": order.problem,
-            "shipping_country": order.shipping_country,
-            "shipping_method": order.shipping_method,
-            "total": order.total,
-            "currency": order.currency,
-            "is_gift": order.is_gift,
-            "items": list(order.items or []),
-        }
-    )
+    fields = {name: getattr(order, _ORDER_COLUMNS.get(name, name)) for name in schema.ORDER.names}
+    fields["items"] = list(order.items or [])
+    return Record(fields)
 
 
 def gift_card_record(card: GiftCard | Row[Any]) -> Record:
-    return Record(
-        {
-            "id": card.external_id,
-            "code_last4": card.code_last4,
-            "amount": card.amount,
-            "balance": card.balance,
-            "currency": card.currency,
-            "issued_at": card.issued_at,
-            "redeemed_at": card.redeemed_at,
-            "is_digital": card.is_digital,
-        }
-    )
+    return Record({name: getattr(card, _CARD_COLUMNS.get(name, name)) for name in schema.GIFT_CARD.names})
 
 
 def coupon_record(coupon: Coupon) -> Record:
-    return Record({"code": coupon.code, "percent": coupon.percent, "expires_at": coupon.expires_at})
+    return Record(
+        {
+            "code": coupon.code,
+            "percent": coupon.percent,
+            "expires_at": coupon.expires_at,
+            "placeholder": bool(getattr(coupon, "placeholder", False)),
+        }
+    )
 
 
 def event_record(event: ShopEvent | Row[Any]) -> Record:
@@ -111,7 +90,7 @@ def event_record(event: ShopEvent | Row[Any]) -> Record:
 def cutoff_record(cutoff: Any) -> Record:
     """A shipping cutoff from the workspace schedules (any object or mapping with these fields)."""
     get = cutoff.get if isinstance(cutoff, Mapping) else (lambda key: getattr(cutoff, key, None))
-    return Record({key: get(key) for key in ("order_by", "method", "carrier", "deliver_before", "country")})
+    return Record({key: get(key) for key in schema.CUTOFF.names})
 
 
 def _record(value: Any, builder: Any) -> Record | None:
@@ -174,58 +153,107 @@ def _zone_of(data: Mapping[str, Any], fallback: str) -> ZoneInfo:
         return ZoneInfo(fallback)
 
 
-def _coerce(value: Any, key: str, zone: ZoneInfo) -> Any:
-    """Values as the store would give them: aware datetimes, ``Decimal`` money."""
-    if isinstance(value, Mapping):
-        return {str(k): _coerce(v, str(k), zone) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_coerce(item, key, zone) for item in value]
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) >= 16 and text[4:5] == "-" and text[10:11] in ("T", " "):
-            try:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                return value
-            return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
-        if len(text) == 10 and text[4:5] == "-" and text[7:8] == "-":
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                return value
-        return value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float) or (isinstance(value, int) and key in MONEY_KEYS):
-        return Decimal(str(value))
-    return value
+class _SampleTyper:
+    """Types one sample against the context definition, collecting a located problem per defect."""
+
+    def __init__(self, source: SourceMap, zone: tzinfo) -> None:
+        self.source = source
+        self.zone = zone
+        self.problems: list[Problem] = []
+
+    def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(Problem(self.source.location(loc, at_key=at_key), message))
+
+    def record(self, spec: schema.RecordSpec, value: Any, loc: Loc) -> dict[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.problem(loc, f"{spec.name} must be a mapping of its fields ({', '.join(spec.names)})")
+            return None
+        typed: dict[str, Any] = {}
+        for key, item in value.items():
+            field = spec.by_name.get(str(key))
+            if field is None:
+                self.problem(
+                    (*loc, key),
+                    f"{spec.name} has no field '{key}'{schema.did_you_mean(str(key), spec.names)} "
+                    f"({spec.name} has: {', '.join(spec.names)})",
+                    at_key=True,
+                )
+                continue
+            typed[field.name] = self.value(field, item, (*loc, key), f"{spec.name}.{field.name}")
+        return typed
+
+    def value(self, field: schema.FieldSpec, value: Any, loc: Loc, path: str) -> Any:
+        if value is None:
+            if not field.nullable:
+                self.problem(loc, f"{path} cannot be empty: a real {path} always has a value")
+            return None
+        if field.kind is schema.Kind.record:
+            assert field.record is not None
+            return self.record(field.record, value, loc)
+        try:
+            return schema.coerce(field.kind, value, self.zone)
+        except schema.ValueProblem as exc:
+            self.problem(loc, f"{path}: {exc}")
+            return None
+
+
+def read_sample(path: Path, settings: Settings) -> tuple[dict[str, Any], list[Problem]]:
+    """``sample.yaml`` typed like real values, and every problem at its own line (``{}`` when absent).
+
+    Read like every workspace YAML file (``read_yaml``: size and alias budgets, a located
+    problem for anything the YAML library fails on). A key that is not a context name, a field a
+    record does not have, and a value of the wrong kind are problems; the rest is kept.
+    """
+    if not path.is_file():
+        return {}, []
+    document, problems = read_yaml(path)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if document is None or errors:
+        return {}, errors
+    data = document.data
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        where = SourceLocation(path, 1, 1)
+        listed = ", ".join(schema.CONTEXT_NAMES)
+        return {}, [Problem(where, f"sample.yaml must be a mapping of context names ({listed})")]
+    typer = _SampleTyper(document.source, _zone_of(data, settings.timezone))
+    known = {spec.name: spec for spec in (*schema.CONTEXT.fields, *schema.SAMPLE_ONLY)}
+    typed: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = known.get(key)
+        if spec is None:
+            allowed = tuple(known)
+            typer.problem(
+                (key,),
+                f"unknown name '{key}'{schema.did_you_mean(key, allowed)} (a sample holds some of: "
+                f"{', '.join(allowed)})",
+                at_key=True,
+            )
+            continue
+        typed[key] = typer.value(spec, value, (key,), key)
+    return typed, typer.problems
 
 
 def load_sample(path: Path, settings: Settings) -> dict[str, Any]:
-    """Read ``sample.yaml`` into plain, coerced values (``{}`` when the file does not exist).
-
-    Read like every workspace YAML file (``read_yaml``: size and alias budgets, a located
-    problem for anything the YAML library fails on); the first problem is the render error.
-    """
-    if not path.is_file():
-        return {}
-    document, problems = read_yaml(path)
-    errors = [problem for problem in problems if problem.severity == "error"]
-    if errors:
-        first = errors[0]
+    """:func:`read_sample`, with its first problem raised as the :class:`RenderError` (preview, render)."""
+    sample, problems = read_sample(path, settings)
+    if problems:
+        first = problems[0]
         raise RenderError(f"sample: {first.message}", path=path, line=first.location.line)
-    data = (document.data if document is not None else None) or {}
-    if not isinstance(data, dict):
-        raise RenderError("sample.yaml must be a mapping of context names", path=path)
-    unknown = sorted(set(data) - set(CONTEXT_NAMES) - {"locale"})
-    if unknown:
-        expected = ", ".join(CONTEXT_NAMES)
-        raise RenderError(f"sample: unknown name {unknown[0]!r} (expected some of {expected})", path=path)
-    coerced = _coerce(data, "", _zone_of(data, settings.timezone))
-    assert isinstance(coerced, dict)
-    return coerced
+    return sample
+
+
+def _filled(spec: schema.RecordSpec, value: Any, now: datetime) -> Any:
+    """A sample record with every field a real one has: those the sample leaves out are ``None`` when
+    a real record may leave them empty, else an example of their kind (a template may read any field
+    a real record has; a sample need only give those worth seeing in the preview)."""
+    if not isinstance(value, Mapping) or isinstance(value, Record):
+        return value
+    example = schema.example_record(spec, now)
+    filled = {field.name: None if field.nullable else example[field.name] for field in spec.fields}
+    filled.update(value)
+    return filled
 
 
 def sample_context(
@@ -237,35 +265,29 @@ def sample_context(
         moment = datetime.combine(moment, time(9, 0), tzinfo=UTC)
     shop = {**settings.shop.as_context(), **dict(sample.get("shop") or {})}
     contact = sample.get("contact") or {"id": 1, "email": "sample@example.com"}
-    defaults: dict[str, Any] = {
-        "locale": None,
-        "country": None,
-        "timezone": None,
-        "first_name": None,
-        "last_name": None,
-        "tags": [],
-        "attributes": {},
-        "orders_count": 0,
-        "total_spent": Decimal("0"),
-        "first_seen_at": None,
-        "last_order_at": None,
-        "x_handle": None,
-    }
-    contact = {**defaults, **dict(contact)}
-    contact.setdefault(
-        "name", " ".join(p for p in (contact["first_name"], contact["last_name"]) if p) or None
-    )
+    if not isinstance(contact, Record):
+        defaults: dict[str, Any] = {
+            "id": 1,
+            "email": "sample@example.com",
+            "tags": [],
+            "attributes": {},
+            "orders_count": 0,
+            "total_spent": Decimal("0"),
+        }
+        contact = {**_filled(schema.CONTACT, {}, moment), **defaults, **dict(contact)}
+        if contact.get("name") is None:
+            contact["name"] = " ".join(p for p in (contact["first_name"], contact["last_name"]) if p) or None
     context = build_context(
         settings,
         contact=contact,
         now=moment,
         campaign=sample.get("campaign") or {"id": "sample", "name": "Sample"},
         occurrence=sample.get("occurrence"),
-        order=sample.get("order"),
-        gift_card=sample.get("gift_card"),
-        cutoff=Record(sample["cutoff"]) if sample.get("cutoff") else None,
-        coupon=sample.get("coupon"),
-        event=sample.get("event"),
+        order=_filled(schema.ORDER, sample.get("order"), moment),
+        gift_card=_filled(schema.GIFT_CARD, sample.get("gift_card"), moment),
+        cutoff=_filled(schema.CUTOFF, sample.get("cutoff"), moment),
+        coupon=_filled(schema.COUPON, sample.get("coupon"), moment),
+        event=_filled(schema.EVENT, sample.get("event"), moment),
         trigger_date=sample.get("trigger_date"),
         unsubscribe_url=sample.get("unsubscribe_url"),
         shop=shop,

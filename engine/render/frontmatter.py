@@ -1,4 +1,5 @@
-"""YAML front matter at the top of an email template (``subject``, ``preheader``, ``from``, ``reply_to``).
+"""YAML front matter at the top of an email template (``subject``, ``preheader``, ``from``, ``reply_to``,
+``locale`` — the language the file is written in, when the file name does not say it).
 
 The front matter is split off before anything else so that the MJML body can be handed to
 MRML untouched, and the number of lines it took is kept: every later error is reported at
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from engine.render.errors import RenderError
 from engine.workspace.yaml_source import parse_yaml
 
-EMAIL_KEYS = ("subject", "preheader", "from", "reply_to")
+EMAIL_KEYS = ("subject", "preheader", "from", "reply_to", "locale")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,16 @@ class FrontMatter:
 
 
 def split_front_matter(text: str, path: Path | str, *, allowed: tuple[str, ...] = EMAIL_KEYS) -> FrontMatter:
-    """Split ``---\\nyaml\\n---\\n`` off ``text``; unknown keys are errors with a did-you-mean."""
+    """Split ``---\\nyaml\\n---\\n`` off ``text``; unknown keys are errors with a did-you-mean.
+
+    Memoised on the text (a few ms of YAML parsing each; the same file is read by the compile,
+    the language checks and the MJML check of one ``validate``). The result is shared: read only.
+    """
+    return _split(text, path, allowed)
+
+
+@lru_cache(maxsize=256)
+def _split(text: str, path: Path | str, allowed: tuple[str, ...]) -> FrontMatter:
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         return FrontMatter({}, text, 0, {})

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.workspace.values import normalise_locale
+
 
 def normalise(locale: str | None) -> str | None:
-    """``ro_ro`` / ``RO-ro`` → ``ro-RO``; empty → None."""
-    if not locale or not locale.strip():
-        return None
-    parts = locale.strip().replace("_", "-").split("-")
-    head = parts[0].lower()
-    rest = [part.upper() if len(part) == 2 else part for part in parts[1:]]
-    return "-".join([head, *rest])
+    """``ro_ro`` / ``RO-ro`` → ``ro-RO``; empty → None (the workspace's rule: ``normalise_locale``)."""
+    return normalise_locale(locale)
 
 
 def locale_chain(locale: str | None) -> list[str]:

@@ -42,26 +42,27 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.message import EmailMessage, SocialPost
 from engine.render.combined import LINE_FILTER, SEPARATOR_NAME, combine, one_line, split_chunks, uncomment
-from engine.render.compiled import CompiledEmail, CompiledPost
+from engine.render.compiled import CompiledEmail, CompiledPost, Lazy
 from engine.render.context import CONTEXT_NAMES, MESSAGE_NAMES
 from engine.render.environment import TemplateValueError, make_environment
 from engine.render.errors import RenderError
-from engine.render.frontmatter import split_front_matter
+from engine.render.frontmatter import FrontMatter, split_front_matter
 from engine.render.labels import FILTER_NAME as LABEL_FILTER
 from engine.render.labels import make_label_filter
 from engine.render.links import FILTER_NAME, make_utm_filter, tag_links
 from engine.render.locales import file_locale, localised, normalise
 from engine.render.mjml import JINJA_TAG, MjmlCompiler, restore
-from engine.render.structure import StructureResolver
+from engine.render.record import Record
+from engine.render.structure import Resolved, StructureResolver
 from engine.render.text import html_to_text
 from engine.render.unsubscribe import UnsubscribeLinks
 from engine.settings import Settings
+from engine.workspace.context_schema import suggest_attribute
 from engine.workspace.labels import Labels
 from engine.workspace.loader import load_labels
 from engine.workspace.render_budget import ACTIVE, Budget, checked_output
 
 EMAIL_FILE = "email.mjml"
-TEXT_FILE = "email.txt"
 POST_FILE = "post.txt"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
@@ -115,6 +116,7 @@ class Renderer:
         self._lock = threading.RLock()
         self._globals: dict[int, dict[str, Any]] = {}
         self._links: UnsubscribeLinks | None = None
+        self._syntax_ok: set[tuple[str, str]] = set()  # (path, text) of shared files that parse
         self.budget = Budget(seconds=settings.render_timeout_seconds)
 
     # --- discovery ---------------------------------------------------------------------
@@ -186,19 +188,51 @@ class Renderer:
         one-render template) costs tens; enough to tell whether a template shows the
         unsubscribe link (:func:`engine.render.checks.written_as_marketing`).
         """
-        folder = self._folder(template)
-        path, used = localised(folder / EMAIL_FILE, locale, self.default_locale)
-        if not path.is_file():
-            raise RenderError(f"template {template!r} has no {EMAIL_FILE}", path=path)
-        front = split_front_matter(_read(path), path)
-        resolved = StructureResolver(self.templates_dir, locale or used, self.default_locale).resolve(
-            path, front.body
-        )
+        path, front, used = self._email_file(template, locale)
+        resolved = StructureResolver(self.templates_dir, used, self.default_locale).resolve(path, front.body)
         plain = self.environment(used, "plain")
         sources = [resolved.text, front.values.get("subject", ""), front.values.get("preheader", "")]
         for source, where in zip(sources, (path, path, path), strict=True):
             self._parse(plain, source, where, front.body_offset, parse_only=True)
         return _variables(plain, sources)
+
+    def marked_document(self, template: str, locale: str | None = None) -> tuple[Path, Resolved]:
+        """An email's locale file resolved with a file-and-line marker before every tag (the MJML check)."""
+        path, front, used = self._email_file(template, locale)
+        resolver = StructureResolver(self.templates_dir, used, self.default_locale, mark=True)
+        return path, resolver.resolve(path, front.body, body_offset=front.body_offset)
+
+    def _declared_locale(self, front: FrontMatter, path: Path, used: str) -> str:
+        """The language a file is written in: its front matter's ``locale``, else the one its name says.
+
+        The default file (``email.mjml``) may declare another language than the default locale
+        (a shop writing only in Romanian): its dates, money and partials then follow that language.
+        A locale file (``email.ro.mjml``) may only declare its own.
+        """
+        declared = normalise(front.values.get("locale"))
+        if declared is None:
+            return used
+        if path.name != EMAIL_FILE and declared != used:
+            raise RenderError(
+                f"front matter says locale {declared} but the file name says {used}; remove one",
+                path=path,
+                line=front.line_of("locale"),
+            )
+        return declared
+
+    def file_locale(self, template: str, locale: str | None = None) -> tuple[Path, str]:
+        """The email file a contact in ``locale`` gets, and the language it is written in."""
+        path, _front, used = self._email_file(template, locale)
+        return path, used
+
+    def _email_file(self, template: str, locale: str | None) -> tuple[Path, FrontMatter, str]:
+        """The email file for ``locale``, its front matter, and the language it is written in."""
+        folder = self._folder(template)
+        path, used = localised(folder / EMAIL_FILE, locale, self.default_locale)
+        if not path.is_file():
+            raise RenderError(f"template {template!r} has no {EMAIL_FILE}", path=path)
+        front = split_front_matter(_read(path), path)
+        return path, front, self._declared_locale(front, path, used)
 
     # --- compiling ---------------------------------------------------------------------
 
@@ -237,6 +271,7 @@ class Renderer:
             raise RenderError(f"template {template!r} has no {EMAIL_FILE}", path=path)
         source = _read(path)
         front = split_front_matter(source, path)
+        used = self._declared_locale(front, path, used)
         if "subject" not in front.values:
             raise RenderError("front matter needs a subject", path=path, line=1)
         plain = self.environment(used, "plain")
@@ -248,16 +283,16 @@ class Renderer:
             )
         separator = f"\x1e{secrets.token_hex(16)}\x1e"
         headline = plain.from_string(front.values["subject"] + separator + front.values.get("preheader", ""))
-        resolver = StructureResolver(self.templates_dir, locale or used, self.default_locale)
+        resolver = StructureResolver(self.templates_dir, used, self.default_locale)
         resolved = resolver.resolve(path, front.body)
         self._check_syntax(path, front.body, front.body_offset, resolved.files[1:])
-        document = _prepare_document(resolved.text, used, has_preheader=preheader is not None)
+        document = _prepare_document(resolved.text, used, has_preheader=preheader is not None, path=path)
         sources = [document, front.values["subject"], front.values.get("preheader", "")]
 
         text_template: Template | None = None
         text_source = ""
         authored_text = False
-        text_path, _ = localised(path.parent / TEXT_FILE, locale or used, self.default_locale)
+        text_path = path.with_suffix(".txt")  # the text part written beside this very file, if any
         files = list(dict.fromkeys(resolved.files))
         if text_path.is_file():
             files.append(text_path)
@@ -266,7 +301,10 @@ class Renderer:
             sources.append(text_source)
             authored_text = True
 
-        result = self.mjml.compile(document)
+        try:
+            result = self.mjml.compile(document)
+        except RenderError as exc:
+            raise _mjml_error(exc, document, files, path, front.body_offset) from None
         common: dict[str, Any] = {
             "name": template,
             "path": path,
@@ -281,7 +319,7 @@ class Renderer:
             "campaign_id": campaign_id,
             "step_id": step_id,
             "source": document,
-            "variables": _variables(plain, sources),
+            "lazy_variables": Lazy(lambda: _variables(plain, sources)),
             "headline": headline,
             "separator": separator,
         }
@@ -289,8 +327,8 @@ class Renderer:
             lost = ", ".join(tag[:40] for tag in result.lost_tags[:3])
             mjml_env = self.environment(used, "mjml")
             return CompiledEmail(
-                html=self._parse(mjml_env, document, path, front.body_offset),
-                text=text_template,
+                lazy_html=Lazy.of(self._parse(mjml_env, document, path, front.body_offset)),
+                lazy_text=Lazy.of(text_template),
                 text_source=text_source,
                 mode="per_message",
                 fallback_reason=f"Jinja inside MJML structure ({lost}) is compiled per message",
@@ -304,9 +342,13 @@ class Renderer:
             skip_prefix=self.unsubscribe_prefix,
         )
         html_source = restore(page, tags)
+        lazy_text: Lazy[Template | None] = Lazy.of(text_template)
         if text_template is None:
             text_source = restore(html_to_text(page, tags), tags)
-            text_template = self._parse(self.environment(used, "text"), text_source, path, front.body_offset)
+            generated = text_source
+            lazy_text = Lazy(
+                lambda: self._parse(self.environment(used, "text"), generated, path, front.body_offset)
+            )
         combined_source = combine(
             subject=uncomment(plain, front.values["subject"]),
             preheader=uncomment(plain, front.values["preheader"]) if preheader is not None else None,
@@ -315,8 +357,10 @@ class Renderer:
             separator=separator,
         )
         return CompiledEmail(
-            html=self._parse(self.environment(used, "html"), html_source, path, front.body_offset),
-            text=text_template,
+            lazy_html=Lazy(
+                lambda: self._parse(self.environment(used, "html"), html_source, path, front.body_offset)
+            ),
+            lazy_text=lazy_text,
             html_source=html_source,
             text_source=text_source,
             mode="once",
@@ -335,7 +379,7 @@ class Renderer:
             with self._lock:
                 if not path.is_file():
                     raise RenderError(f"template {template!r} has no {POST_FILE}", path=path)
-                resolver = StructureResolver(self.templates_dir, locale or used, self.default_locale)
+                resolver = StructureResolver(self.templates_dir, used, self.default_locale)
                 source = _read(path)
                 resolved = resolver.resolve(path, source)
                 self._check_syntax(path, source, 0, resolved.files[1:])
@@ -347,11 +391,19 @@ class Renderer:
         return compiled
 
     def _check_syntax(self, path: Path, body: str, offset: int, others: list[Path]) -> None:
-        """Jinja syntax errors at the line of the file that has them (before any merging)."""
+        """Jinja syntax errors at the line of the file that has them (before any merging).
+
+        A layout or partial is shared by every template and locale: each version of it is parsed
+        once per renderer (``_syntax_ok``), not once per compile.
+        """
         env = self.environment(self.default_locale, "plain")
         self._parse(env, body, path, offset, parse_only=True)
         for other in dict.fromkeys(others):
-            self._parse(env, _read(other), other, 0, parse_only=True)
+            text = _read(other)
+            key = (str(other), text)
+            if key not in self._syntax_ok:
+                self._parse(env, text, other, 0, parse_only=True)
+                self._syntax_ok.add(key)
 
     @staticmethod
     def _parse(
@@ -570,6 +622,10 @@ class Renderer:
         message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
         if isinstance(exc, RecursionError):
             message = "the template calls itself without end (a macro or recursive loop that never stops)"
+        message = message.replace(f"'{Record.__module__}.Record object'", "the record")
+        missing = [b for _a, b in UNDEFINED_NAME.findall(message) if b]
+        if missing:
+            message += suggest_attribute(missing[0])
         for needle in [a or b for a, b in UNDEFINED_NAME.findall(message)]:
             found = _find_line(compiled.files, needle)
             if found is not None:
@@ -585,6 +641,7 @@ class Renderer:
         """Drop compiled templates (all, or those made from ``path``): live reload after a save."""
         with self._lock:
             self._email_lookup.clear()
+            self._syntax_ok.clear()
             if self._own_labels and (path is None or Path(path).suffix in (".yaml", ".yml")):
                 self.labels = load_labels(self.templates_dir.parent)
             if path is None:
@@ -723,7 +780,7 @@ def source_lines(files: Iterable[Path]) -> Iterator[tuple[Path, int, str]]:
     """Each line of ``files`` with its path and 1-based number (unreadable files skipped)."""
     for path in files:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError):
             continue
         for number, text in enumerate(lines, start=1):
@@ -753,16 +810,35 @@ def _read(path: Path) -> str:
             raise RenderError(
                 f"the file is {size / (1 << 20):.1f} MiB; a template may be at most 1 MiB", path=path
             )
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RenderError(f"cannot read: {exc}", path=path) from None
 
 
-def _prepare_document(document: str, locale: str, *, has_preheader: bool) -> str:
+def _mjml_error(error: RenderError, document: str, files: list[Path], path: Path, offset: int) -> RenderError:
+    """MRML's error at the author's file; a Jinja tag before ``<mjml>`` (the usual cause) at its line."""
+    opening = document.find("<mjml")
+    before = JINJA_TAG.findall(document[: max(opening, 0)])
+    if before:
+        tag = before[0]
+        found = find_text(files, tag)
+        where, line = found if found is not None else (path, offset + 1)
+        return RenderError(
+            f"{one_line(tag)[:60]} comes before <mjml>: an MJML document starts with <mjml>; "
+            "move the tag inside it (a {% set %} or {% if %} works anywhere in the document)",
+            path=where,
+            line=line,
+        )
+    return RenderError(error.reason, path=path, line=offset + 1)
+
+
+def _prepare_document(document: str, locale: str, *, has_preheader: bool, path: Path) -> str:
     """Give the document a ``lang``, a title and a preview text when the author left them out."""
     opening = re.search(r"<mjml\b[^>]*>", document)
     if opening is None:
-        raise RenderError("an email template must be an <mjml> document (or extend a layout that is)")
+        raise RenderError(
+            "an email template must be an <mjml> document (or extend a layout that is)", path=path, line=1
+        )
     tag = opening.group(0)
     if "lang=" not in tag:
         document = document.replace(tag, tag[:-1].rstrip("/").rstrip() + f' lang="{locale}">', 1)

@@ -17,6 +17,12 @@ Every included or extended file is looked up in the same locale chain as the tem
 (``_layouts/base.ro.mjml`` before ``_layouts/base.mjml``), so translations of the footer
 live next to the layout. Paths may not leave the templates folder.
 
+For ``validate``'s MJML check (:mod:`engine.render.mjml_rules`) the resolver can *mark* the
+document: every tag of every file read gets a marker before it naming the file and line it was
+written on (:data:`MARK`), so that the check, which must see the document MRML sees (a block's
+content inside its layout, a partial inside the element that includes it), still reports each
+finding at the author's file and line. Markers never reach the renderer: only the check asks.
+
 Resolving is bounded: a partial included twice by a partial included twice … doubles at
 each level, so the files read for one template may add up to at most
 :data:`MAX_RESOLVED_CHARS` (2 Mi characters), and so may the resolved document.
@@ -46,6 +52,10 @@ BLOCK_TAG = re.compile(
 SUPER = re.compile(r"\{\{-?\s*super\(\)\s*-?\}\}")
 MAX_RESOLVED_CHARS = 2 << 20
 BODY = re.compile(r"<mj-body[^>]*>(?P<inner>.*)</mj-body>", re.DOTALL | re.IGNORECASE)
+#: ``\x1d<file index>:<line>\x1d`` before a tag in a marked resolution (index into ``Resolved.marked``).
+MARK = re.compile(r"\x1d(\d+):(\d+)\x1d")
+# A tag start outside Jinja (a closing </mj-include> stays unmarked: the include pattern consumes it).
+_TAG_START = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<(?=/?[A-Za-z])(?!/mj-include\b)", re.DOTALL)
 
 
 @dataclass
@@ -54,6 +64,28 @@ class Resolved:
 
     text: str
     files: list[Path] = field(default_factory=list)
+    marked: list[Path] = field(default_factory=list)  # file of each marker index (marked resolutions)
+
+
+def mark_tags(text: str, index: int, first_line: int) -> str:
+    """``text`` with a :data:`MARK` before every tag outside Jinja, for file ``index`` from ``first_line``."""
+    out: list[str] = []
+    position = 0
+    line = first_line
+    for match in _TAG_START.finditer(text):
+        if match.group(0) != "<":
+            continue
+        start = match.start()
+        line += text.count("\n", position, start)
+        out.append(text[position:start])
+        out.append(f"\x1d{index}:{line}\x1d")
+        position = start
+    out.append(text[position:])
+    return "".join(out)
+
+
+def unmarked(text: str) -> str:
+    return MARK.sub("", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +166,30 @@ def _apply_blocks(text: str, overrides: dict[str, str], path: Path | str, *, kee
 class StructureResolver:
     """Resolves includes and extends for one locale, confined to ``templates_dir``."""
 
-    def __init__(self, templates_dir: Path, locale: str | None, default_locale: str) -> None:
+    def __init__(
+        self, templates_dir: Path, locale: str | None, default_locale: str, *, mark: bool = False
+    ) -> None:
         self.root = templates_dir.resolve()
         self.locale = locale
         self.default_locale = default_locale
         self._read_chars = 0
+        self._mark = mark
+        self._marked: list[Path] = []
 
-    def resolve(self, path: Path, body: str) -> Resolved:
-        """``body`` is the text of ``path`` after its front matter."""
+    def resolve(self, path: Path, body: str, *, body_offset: int = 0) -> Resolved:
+        """``body`` is the text of ``path`` after its front matter (``body_offset`` lines of it)."""
         files: list[Path] = [path]
-        text = self._expand(path, body, files, (path.resolve(),))
+        self._marked = []
+        text = self._expand(path, self._marked_text(path, body, body_offset), files, (path.resolve(),))
         document = _apply_blocks(text, {}, path, keep_tags=False)
         self._check_size(len(document), path, body, 0)
-        return Resolved(document, files)
+        return Resolved(document, files, list(self._marked))
+
+    def _marked_text(self, path: Path, text: str, offset: int) -> str:
+        if not self._mark:
+            return text
+        self._marked.append(path)
+        return mark_tags(text, len(self._marked) - 1, offset + 1)
 
     @staticmethod
     def _check_size(size: int, source: Path, text: str, offset: int) -> None:
@@ -177,13 +220,13 @@ class StructureResolver:
             raise RenderError(f"include cycle: {chain}", path=source, line=_line_at(text, offset))
         try:
             self._check_size(self._read_chars + target.stat().st_size, source, text, offset)
-            content = target.read_text(encoding="utf-8")
+            content = target.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise RenderError(
                 f"cannot read {target.name}: {exc}", path=source, line=_line_at(text, offset)
             ) from None
         self._read_chars += len(content)
-        return content
+        return self._marked_text(target, content, 0)
 
     def _expand(self, path: Path, text: str, files: list[Path], stack: tuple[Path, ...]) -> str:
         text = JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
@@ -234,7 +277,7 @@ class StructureResolver:
             if kind == "html":
                 return f"<mj-raw>{content}</mj-raw>"
             stripped = content.strip()
-            if stripped.lower().startswith("<mjml"):
+            if unmarked(stripped).lstrip().lower().startswith("<mjml"):
                 if re.search(r"<mj-head", stripped, re.IGNORECASE):
                     raise RenderError(
                         f"{name}: an included whole document may not have <mj-head>; "

@@ -25,6 +25,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from engine.runtime.compose import placeholder_coupon
+from engine.runtime.delivery_locale import delivery_locale
 from engine.runtime.facts import CouponFact, MessageFacts
 from engine.runtime.message_context import StoredData, StoreRow, message_context
 from engine.runtime.occurrences import (
@@ -84,6 +85,15 @@ class ContactView:
     @property
     def contact(self) -> StoreRow:
         return self.data.contacts[self.contact_id]
+
+    @property
+    def locale(self) -> str | None:
+        """The language the send uses: the contact's, unless the campaign or step forces one
+        (:mod:`engine.runtime.delivery_locale`, as the planner writes it on the row)."""
+        own = self.contact.locale
+        if isinstance(self.step, SendStep):
+            return delivery_locale(own, self.campaign.forced_locales(self.step))
+        return own
 
     def context(self, settings: Settings) -> dict[str, Any]:
         return message_context(

@@ -27,6 +27,7 @@ from engine.audience import (
 )
 from engine.runtime import variants as ab
 from engine.runtime.ab_tests import describe_test
+from engine.runtime.delivery_locale import delivery_locale_sql
 from engine.runtime.exits import ORDINARY, example_reasons, reason_kind
 from engine.runtime.facts import MessageFacts
 from engine.runtime.occurrences import Occurrence, campaign_zone
@@ -119,6 +120,9 @@ class DryRun:
     holdout_share: float | None = None
     #: The A/B tests of the campaign's send steps (counts for a one-send campaign).
     tests: list[TestPlan] = field(default_factory=list)
+    #: When it reaches nobody: each audience condition as written, how many it keeps alone and
+    #: together with the ones above it (:func:`why_zero`).
+    why_zero: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +144,7 @@ class DryRun:
             "holdout": self.holdout,
             "holdout_share": self.holdout_share,
             "ab_tests": [test.as_dict() for test in self.tests],
+            "why_zero": list(self.why_zero),
         }
 
 
@@ -240,6 +245,8 @@ def dry_run(
         result.excluded["frequency_cap"] = _count(conn, draft.selected, reachable, capped)
         reachable = and_(reachable, not_(capped))
     result.reach = _count(conn, draft.selected, reachable)
+    if result.reach == 0:
+        result.why_zero = why_zero(conn, workspace, campaign, ctx, draft.eligible, (reachable, capped))
     step = _first_send_step(campaign)
     variant: ColumnElement[Any] = literal(None, String())
     template: ColumnElement[Any] = literal(None, String())
@@ -262,10 +269,18 @@ def dry_run(
             template = case((in_test, template), else_=literal(choices[0].template))
             in_slice = case((in_test, 1), else_=0)
             delay = test.decide_after.delta
+    # the language each message is sent in, as the planner writes it on the row
+    sent_locale = (
+        delivery_locale_sql(campaign.forced_locales(step), CONTACT.c.locale)
+        if step is not None
+        else CONTACT.c.locale
+    )
     grouped = (
-        select(CONTACT.c.locale, CONTACT.c.country, variant.label("variant"), func.count().label("n"))
+        select(
+            sent_locale.label("locale"), CONTACT.c.country, variant.label("variant"), func.count().label("n")
+        )
         .where(draft.selected, reachable)
-        .group_by(CONTACT.c.locale, CONTACT.c.country, variant)
+        .group_by(sent_locale, CONTACT.c.country, variant)
         .order_by(func.count().desc())
     )
     result.breakdown = [
@@ -280,7 +295,7 @@ def dry_run(
         if len(result.first_rows) >= sample:
             continue
         rows = conn.execute(
-            select(CONTACT.c.id, CONTACT.c.email, CONTACT.c.locale, template, variant, in_slice)
+            select(CONTACT.c.id, CONTACT.c.email, sent_locale, template, variant, in_slice)
             .where(draft.selected, cell.condition, reachable, *uncapped)
             .order_by(CONTACT.c.id)
             .limit(sample - len(result.first_rows))
@@ -306,4 +321,63 @@ def dry_run(
     return result
 
 
-__all__ = ["AWAITING_WINNER", "DryRun", "PlannedRow", "TestPlan", "dry_run"]
+def why_zero(
+    conn: Connection,
+    workspace: Workspace,
+    campaign: Campaign,
+    ctx: AudienceContext,
+    eligible: ColumnElement[bool],
+    planned: tuple[ColumnElement[bool], ColumnElement[bool] | None],
+) -> list[dict[str, Any]]:
+    """Why a campaign reaches nobody: every audience condition (segment's, then the campaign's, as
+    written), then "may receive it" (consent, suppressions) and this occurrence's own limits (cutoff,
+    window, frequency cap), each with how many contacts it keeps alone and together with those above.
+
+    One COUNT per row; asked only when the reach is zero, so the common case pays nothing.
+    """
+    reachable, capped = planned
+    found: list[dict[str, Any]] = []
+    together: list[ColumnElement[bool]] = []
+
+    def row(text: str, condition: ColumnElement[bool], *, alone: bool = True) -> int:
+        together.append(condition)
+        kept = _count(conn, *together)
+        count = _count(conn, condition) if alone else None
+        found.append({"condition": text, "alone": count, "together": kept})
+        return kept
+
+    for node in campaign_filters(workspace, campaign):
+        written = node.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+        row(_as_written(written), compile_filters([node], ctx))
+    if found and found[-1]["together"] == 0:
+        return found  # the audience itself is empty: what follows would only repeat it
+    kept = row("may receive it (consent, not suppressed)", eligible)
+    if kept:
+        # Decided per group of the audience (their cutoff and zone): no "alone" count for these.
+        kept = row("has a send on this occurrence (cutoff, window)", reachable, alone=False)
+    if kept and capped is not None:
+        row("under the frequency cap", not_(capped), alone=False)
+    return found
+
+
+def _as_written(value: Any) -> str:
+    """A filter as YAML flow text: ``order: {placed_within: [2026-11-01, 2026-12-31]}``."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((key, item),) = value.items()
+            return f"{key}: {_flow(item)}"
+        return _flow(value)
+    return _flow(value)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_flow(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+__all__ = ["AWAITING_WINNER", "DryRun", "PlannedRow", "TestPlan", "dry_run", "why_zero"]

@@ -57,6 +57,7 @@ from engine.clock import Clock
 from engine.runtime.ab_tests import flow_assignment
 from engine.runtime.controls import controls
 from engine.runtime.coupons import issue_coupon
+from engine.runtime.delivery_locale import delivery_locale
 from engine.runtime.exits import expression_reason
 from engine.runtime.facts import CouponFact, MessageFacts
 from engine.runtime.keys import delivery_key, new_message_token
@@ -491,7 +492,7 @@ def _send(
             channel=str(step.send.channel),
             category=campaign.category.value,
             template=chosen.template,
-            locale=addressed.contact.locale,
+            locale=delivery_locale(addressed.contact.locale, campaign.forced_locales(step)),
             variant=label,
             occurrence=row.occurrence,
             scheduled_for=chosen.scheduled_for,

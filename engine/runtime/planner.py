@@ -57,6 +57,7 @@ from engine.errors import TidingsError
 from engine.runtime import variants as ab
 from engine.runtime.ab_tests import record_test
 from engine.runtime.claims import AWAITING_TEST
+from engine.runtime.delivery_locale import delivery_locale_sql
 from engine.runtime.facts import MessageFacts
 from engine.runtime.keys import delivery_key_sql, message_token_sql, post_key
 from engine.runtime.local_time import local_instant, skip_holidays
@@ -429,7 +430,7 @@ def _delivery_select(draft: Draft, cell: Cell, step: SendStep, now: datetime, pa
         literal(str(step.send.channel), String()).label("channel"),
         literal(category(draft.campaign), String()).label("category"),
         template.label("template"),
-        CONTACT.c.locale.label("locale"),
+        delivery_locale_sql(draft.campaign.forced_locales(step), CONTACT.c.locale).label("locale"),
         variant.label("variant"),
         literal(draft.occurrence.key, String()).label("occurrence"),
         _stamp(cell.instant + part.delay).label("scheduled_for"),

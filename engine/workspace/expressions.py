@@ -17,27 +17,12 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.parser import Parser
 
+from engine.workspace import context_schema
 from engine.workspace.sandbox import BoundedSandbox
 
-# DESIGN.md "Template context": always present, then present-or-none.
-CONTEXT_NAMES: tuple[str, ...] = (
-    "contact",
-    "campaign",
-    "shop",
-    "unsubscribe_url",
-    "now",
-    "occurrence",
-    "order",
-    "gift_card",
-    "cutoff",
-    "coupon",
-    "event",
-    "trigger_date",
-)
-
-
-# Functions every template gets too (DESIGN.md "Template context and filters").
-FUNCTIONS: tuple[str, ...] = ("days_until",)
+# DESIGN.md "Template context" and its functions, from the one definition of the context.
+CONTEXT_NAMES: tuple[str, ...] = context_schema.CONTEXT_NAMES
+FUNCTIONS: tuple[str, ...] = context_schema.FUNCTIONS
 
 
 def days_until(value: date | datetime, now: datetime) -> int:
@@ -69,7 +54,8 @@ def check_expression(source: str) -> None:
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError('expected an expression such as "gift_card.balance > 0", got nothing')
     try:
-        names = meta.find_undeclared_variables(_parse(source))
+        tree = _parse(source)
+        names = meta.find_undeclared_variables(tree)
     except TemplateSyntaxError as exc:  # includes TemplateAssertionError (an unknown filter or test)
         raise ExpressionError(f"expression {source!r} is not valid: {exc.message}") from None
     except RecursionError:
@@ -83,6 +69,9 @@ def check_expression(source: str) -> None:
             f"expression {source!r} uses unknown name '{name}'{suggestion} "
             f"(expressions see: {', '.join(CONTEXT_NAMES + FUNCTIONS)})"
         )
+    attributes = context_schema.unknown_attributes(tree)
+    if attributes:
+        raise ExpressionError(f"expression {source!r}: {attributes[0].message}")
     try:
         _compiled(source)
     except RecursionError:

@@ -24,9 +24,28 @@ from engine.workspace.templates import TemplateIndex, scan_templates
 from engine.workspace.validation import validate_document
 from engine.workspace.yaml_source import SourceMap, YamlDocument, read_yaml
 
+ANY = "*"  # in Unloaded: a file that could not even be parsed may have declared any name
+
 SEGMENTS_FILE = "segments.yaml"
 _Add = Callable[[tuple[str | int, ...], str], None]
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Unloaded:
+    """Names declared by files that failed to load (:data:`ANY` when a file could not be parsed).
+
+    A campaign that refers to one is held back without a problem of its own: the broken file's
+    problem is the one to fix, and repeating it at every reference buries it (one bad date in
+    schedules/ would otherwise add an "unknown named date" per campaign using that file).
+    """
+
+    segments: set[str] = field(default_factory=set)
+    dates: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def covers(names: set[str], name: str) -> bool:
+        return ANY in names or name in names
 
 
 @dataclass
@@ -38,6 +57,7 @@ class Workspace:
     segments: dict[str, Segment] = field(default_factory=dict)
     schedules: Schedules = field(default_factory=Schedules)
     templates: TemplateIndex = field(default_factory=lambda: TemplateIndex(Path("templates")))
+    unloaded: Unloaded = field(default_factory=Unloaded)
 
     @property
     def campaigns_dir(self) -> Path:
@@ -207,7 +227,7 @@ def load_workspace(path: Path, *, default_timezone: str = "UTC", default_locale:
         first_of[campaign.key] = campaign
         found = check_campaign(campaign, workspace)
         problems.extend(found)
-        if not any(p.severity == "error" for p in found):
+        if not any(p.severity == "error" for p in found) and not refers_to_unloaded(campaign, workspace):
             workspace.campaigns[campaign.key] = campaign
     problems.sort(key=lambda p: (str(p.location.path), p.location.line, p.location.column))
     return LoadResult(workspace, problems)
@@ -228,6 +248,23 @@ def _load_segments(workspace: Workspace, problems: list[Problem]) -> None:
         segments, _source, found = load_segments_file(path)
         problems.extend(found)
         workspace.segments.update(segments)
+        if any(p.severity == "error" for p in found):
+            workspace.unloaded.segments |= _declared(path, ("segments",))
+
+
+def _declared(path: Path, sections: tuple[str, ...]) -> set[str]:
+    """The names a file that failed to load declares under ``sections`` (``{ANY}`` if it cannot be read)."""
+    document, _problems = read_yaml(path)
+    if document is None or not isinstance(document.data, dict):
+        return {ANY}
+    names: set[str] = set()
+    for section in sections:
+        value = document.data.get(section)
+        if isinstance(value, dict):
+            names.update(str(key) for key in value)
+    if "shipping_cutoffs" in document.data:
+        names.update(PER_CONTACT_DATES)  # shipping_cutoffs give the per-contact shipping_cutoff
+    return names
 
 
 def _load_schedules(workspace: Workspace, problems: list[Problem], default_locale: str = "en") -> None:
@@ -245,6 +282,7 @@ def _load_schedules(workspace: Workspace, problems: list[Problem], default_local
         parsed, source, found = load_schedule_file(path)
         problems.extend(found)
         if parsed is None or source is None:
+            workspace.unloaded.dates |= _declared(path, ("dates", "ranges"))
             continue
         _merge_labels(parsed, source, schedules, label_origin, template_locales, problems)
         for section, values in (("dates", parsed.dates), ("ranges", parsed.ranges)):
@@ -354,7 +392,7 @@ def check_campaign(campaign: Campaign, workspace: Workspace) -> list[Problem]:
 
     if campaign.audience is not None and campaign.audience.segment is not None:
         name = campaign.audience.segment
-        if name not in workspace.segments:
+        if name not in workspace.segments and not Unloaded.covers(workspace.unloaded.segments, name):
             add(
                 ("audience", "segment"),
                 f"unknown segment '{name}'{_suggest(name, workspace.segments)}"
@@ -364,7 +402,9 @@ def check_campaign(campaign: Campaign, workspace: Workspace) -> list[Problem]:
     calendar = campaign.trigger.calendar
     if calendar is not None:
         names = workspace.schedules.date_names()
-        if calendar.date not in names:
+        if Unloaded.covers(workspace.unloaded.dates, calendar.date) and calendar.date not in names:
+            pass  # the file that declares it failed to load: its own problem says why
+        elif calendar.date not in names:
             add(
                 ("trigger", "calendar", "date"),
                 f"unknown named date '{calendar.date}'{_suggest(calendar.date, names)}"
@@ -382,6 +422,21 @@ def check_campaign(campaign: Campaign, workspace: Workspace) -> list[Problem]:
             "local_time means each contact's own zone; a broadcast has no contacts: remove it",
         )
     return problems
+
+
+def refers_to_unloaded(campaign: Campaign, workspace: Workspace) -> bool:
+    """Does the campaign use a segment or named date that only a file that failed to load could give?"""
+    segment = campaign.audience.segment if campaign.audience is not None else None
+    if (
+        segment is not None
+        and segment not in workspace.segments
+        and Unloaded.covers(workspace.unloaded.segments, segment)
+    ):
+        return True
+    calendar = campaign.trigger.calendar
+    if calendar is not None and calendar.date not in workspace.schedules.date_names():
+        return Unloaded.covers(workspace.unloaded.dates, calendar.date)
+    return False
 
 
 def _check_mixing(campaign: Campaign, add: _Add) -> None:

@@ -51,6 +51,7 @@ from engine.workspace.shares import HoldoutPercent, Percent
 from engine.workspace.values import (
     DateValue,
     EventType,
+    Locales,
     Name,
     StrictModel,
     TimeOfDay,
@@ -375,6 +376,8 @@ class StepBase(StrictModel):
 class SendStep(StepBase):
     kind: ClassVar[str] = "send"
     send: SendSpec
+    #: Send in this language (or, for a list, the contact's when listed, else the first), not the contact's.
+    locale: Locales | None = None
 
     def templates(self) -> list[str]:
         return self.send.templates
@@ -662,6 +665,9 @@ class Campaign(StrictModel):
     steps: list[Step] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     holdout: HoldoutPercent | None = None
+    #: Send every email in this language (a list: the contact's when listed, else the first); a step may
+    #: set its own.
+    locale: Locales | None = None
 
     _source: CampaignSource | None = PrivateAttr(default=None)
 
@@ -719,7 +725,7 @@ class Campaign(StrictModel):
     def definition_hash(self) -> str:
         """A stable hash of the normalised definition: same meaning, same hash (key order, quoting,
         comments and flow/block style do not matter); the scheduler reschedules when it changes."""
-        data = self.model_dump(mode="json", by_alias=True)
+        data = _without_unset(self.model_dump(mode="json", by_alias=True), "locale")
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -728,6 +734,10 @@ class Campaign(StrictModel):
     def iter_steps(self) -> Iterator[AnyStep]:
         """Every step, depth first in reading order (an if step before its branches)."""
         yield from _walk(self.steps)
+
+    def forced_locales(self, step: SendStep) -> list[str] | None:
+        """The languages ``step`` must be sent in (its own ``locale``, else the campaign's), or None."""
+        return step.locale if step.locale is not None else self.locale
 
     def templates_used(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -798,6 +808,16 @@ class Campaign(StrictModel):
                 raise StepPathError(f"campaign {self.id} has no if step at {path!r}")
             steps = holder.branch(branch)
         return steps, int(parts[-1])
+
+
+def _without_unset(data: Any, key: str) -> Any:
+    """``data`` without ``key: null`` anywhere: a key added later leaves the hash of a campaign that does
+    not use it as it was (no reschedule of every campaign on upgrade)."""
+    if isinstance(data, dict):
+        return {k: _without_unset(v, key) for k, v in data.items() if not (k == key and v is None)}
+    if isinstance(data, list):
+        return [_without_unset(item, key) for item in data]
+    return data
 
 
 def _join(prefix: str, index: int) -> str:

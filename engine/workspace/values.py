@@ -134,3 +134,58 @@ EventType = Annotated[
         }
     ),
 ]
+
+
+def normalise_locale(locale: str | None) -> str | None:
+    """``ro_ro`` / ``RO-ro`` → ``ro-RO``; empty → None."""
+    if not locale or not str(locale).strip():
+        return None
+    parts = str(locale).strip().replace("_", "-").split("-")
+    head = parts[0].lower()
+    rest = [part.upper() if len(part) == 2 else part for part in parts[1:]]
+    return "-".join([head, *rest])
+
+
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _locales(value: object) -> list[str]:
+    """``locale: ro`` or ``locale: [ro, et]``: CLDR locales, normalised, each once."""
+    given = [value] if isinstance(value, str) else value
+    if not isinstance(given, list) or not given:
+        raise PydanticCustomError(
+            "locales",
+            "expected a locale such as ro, or a list such as [ro, et], got {got}",
+            {"got": repr(value)},
+        )
+    from babel import localedata
+
+    found: list[str] = []
+    for item in given:
+        code = normalise_locale(item) if isinstance(item, str) else None
+        if code is None or not _LOCALE.match(code) or not localedata.exists(code.replace("-", "_")):
+            raise PydanticCustomError(
+                "locale",
+                "unknown locale {got}; expected a language code such as ro, et or en-US",
+                {"got": repr(item)},
+            )
+        if code in found:
+            raise PydanticCustomError("locale_repeat", "locale {got} is listed twice", {"got": code})
+        found.append(code)
+    return found
+
+
+Locales = Annotated[
+    list[str],
+    BeforeValidator(_locales),
+    WithJsonSchema(
+        {
+            "description": "the language(s) to send in: one locale, or a list (a contact whose language "
+            "is in the list gets it, everyone else the first)",
+            "anyOf": [
+                {"type": "string", "pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ],
+        }
+    ),
+]

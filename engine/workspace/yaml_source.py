@@ -27,6 +27,7 @@ Budgets, because a workspace file is user content and the daemon reads it on eve
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -196,7 +197,7 @@ def parse_yaml(raw: bytes | str, path: Path) -> tuple[YamlDocument | None, list[
         what = f"character {exc.character!r}" if isinstance(exc.character, str) else "a character"
         return None, [Problem(SourceLocation(path, line, 1), f"{what} is not allowed in YAML text")]
     except MarkedYAMLError as exc:
-        return None, [_syntax_problem(path, exc)]
+        return None, [_syntax_problem(path, exc, text)]
     except YAMLError as exc:
         return None, [_at_line_one(path, f"YAML error: {_one_line(str(exc))}")]
     except RecursionError:
@@ -227,19 +228,131 @@ def _library_problem(path: Path, yaml: YAML, exc: Exception) -> Problem:
     return Problem(SourceLocation(path, line, column), f"the YAML library cannot read this file ({what})")
 
 
-def _syntax_problem(path: Path, exc: MarkedYAMLError) -> Problem:
+def _syntax_problem(path: Path, exc: MarkedYAMLError, text: str) -> Problem:
+    """A syntax error in Tidings' words, at the line that has the mistake, with what to do about it.
+
+    The YAML library reports where it noticed, which is often a line late (a key without ``:`` is
+    only noticed at the next key; ``-send`` without a space only at the next item) and in parser
+    terms (``expected <block end>, but found '<block mapping start>'``). :func:`_explain` looks at
+    the lines around that place for the usual mistakes; the library's words are kept only for
+    what it does not recognise.
+    """
     mark = exc.problem_mark or exc.context_mark
     if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
         mark = exc.context_mark  # an unclosed quote or bracket: point at where it was opened
     line = mark.line + 1 if mark is not None else 1
     column = mark.column + 1 if mark is not None else 1
     problem = _one_line(exc.problem or "") or "invalid YAML"
+    explained = _explain(problem, exc, text.splitlines(), line, column)
+    if explained is not None:
+        line, column, message = explained
+        return Problem(SourceLocation(path, line, column), f"YAML syntax error: {message}")
     problem = problem.split(". ")[0] if "duplicate key" in problem else problem
     context = _one_line(exc.context or "")
     message = f"YAML syntax error: {problem}"
     if context and "duplicate" not in problem:
         message += f" ({context})"
     return Problem(SourceLocation(path, line, column), message)
+
+
+_DASH_WITHOUT_SPACE = re.compile(r"^\s*-[^\s-]")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _significant(lines: list[str], before: int) -> int | None:
+    """The 1-based number of the last line before line ``before`` that holds data (not blank or a comment)."""
+    for number in range(before - 1, 0, -1):
+        stripped = lines[number - 1].strip()
+        if stripped and not stripped.startswith("#"):
+            return number
+    return None
+
+
+def _explain(
+    problem: str, exc: MarkedYAMLError, lines: list[str], line: int, column: int
+) -> tuple[int, int, str] | None:
+    """``(line, column, message)`` for the mistakes a marketer makes; None for anything else."""
+    current = lines[line - 1] if 0 < line <= len(lines) else ""
+    context_line = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    if "\\t" in problem or "'\t'" in problem or (current[column - 1 : column] == "\t"):
+        return line, column, "a tab character; YAML indents with spaces only"
+    if "could not find expected ':'" in problem and context_line is not None:
+        return context_line, 1, "this line has no ':' after its key; write key: value"
+    if "mapping values are not allowed" in problem:
+        previous = _significant(lines, line)
+        before = current[: column - 1]
+        if previous is not None:
+            above = lines[previous - 1]
+            if ":" not in above and not above.lstrip().startswith("-") and _indent(above) == _indent(current):
+                return previous, 1, "this line has no ':' after its key; write key: value"
+        if ":" in before:  # the value itself holds a colon and a space
+            return (
+                line,
+                column,
+                ("a ': ' inside a value; put the whole value in quotes (name: \"Claim opened: now\")"),
+            )
+        if previous is not None and _indent(current) > _indent(lines[previous - 1]):
+            return (
+                line,
+                1,
+                (
+                    f"this key is indented more than the line above (line {previous}); keys of one mapping "
+                    "start in the same column"
+                ),
+            )
+        return line, column, "a ':' where no key can start; check the indentation and quotes of this line"
+    if problem.startswith(("expected <block end>", "did not find expected key", "did not find expected '-'")):
+        start = context_line or 1
+        for number in range(start, line):
+            if _DASH_WITHOUT_SPACE.match(lines[number - 1]):
+                return (
+                    number,
+                    _indent(lines[number - 1]) + 1,
+                    ("a list item needs a space after its '-' ('- send:', not '-send:')"),
+                )
+        previous = _significant(lines, line)
+        if previous is not None and _indent(lines[previous - 1]) == _indent(current):
+            item_here = current.lstrip().startswith("- ")
+            if item_here != lines[previous - 1].lstrip().startswith("- "):
+                what = ("a list item", "the keys of a mapping")
+                if not item_here:
+                    what = ("a key", "the items of a list")
+                return (
+                    line,
+                    _indent(current) + 1,
+                    (
+                        f"{what[0]} among {what[1]} (line {previous}): at one indentation, lines are either "
+                        "all 'key: value' or all '- item'"
+                    ),
+                )
+        spaces = _indent(current)
+        above = f" (line {previous} has {_indent(lines[previous - 1])})" if previous is not None else ""
+        return (
+            line,
+            1,
+            (
+                f"this line's indentation ({spaces} space{'s' if spaces != 1 else ''}) does not fit the "
+                f"lines above{above}; the items of one list, and the keys of one mapping, start in the same "
+                "column"
+            ),
+        )
+    if "end of stream" in problem and "quoted scalar" in (exc.context or ""):
+        return line, column, "a quote opened here is never closed; close it on the same line"
+    if problem.startswith(("expected ',' or '}'", "expected ',' or ']'")) and context_line is not None:
+        bracket = "{" if "}" in problem else "["
+        closing = "}" if bracket == "{" else "]"
+        return (
+            context_line,
+            1,
+            (
+                f"the '{bracket}' on this line is not closed before line {line}; close it with '{closing}' "
+                "on the same line"
+            ),
+        )
+    return None
 
 
 def _at_line_one(path: Path, message: str) -> Problem:

@@ -28,7 +28,9 @@ class Audit:
 
 def audit_message(message: EmailMessage, *, locale: str | None) -> Audit:
     document = Document(message.html)
-    links, link_count = link_findings(document)
+    unsubscribe = message.headers.get("List-Unsubscribe", "").split(",", 1)[0].strip().strip("<>")
+    # A marketing message carries List-Unsubscribe; its own unsubscribe link follows the public URL.
+    links, link_count = link_findings(document, marketing=bool(unsubscribe), own=(unsubscribe,))
     findings = [*links, *spam_findings(document, message), *accessibility_findings(document, locale=locale)]
     checked = {
         Check.links: link_count,

@@ -19,8 +19,14 @@ IMAGE_SCHEMES = ("http", "https", "cid", "data")
 REFERENCE = "RFC 3986; mail clients open http(s) and mailto links only"
 
 
-def link_findings(document: Document) -> tuple[list[Finding], int]:
-    """Findings, and how many distinct links and image sources were checked."""
+def link_findings(
+    document: Document, *, marketing: bool = False, own: tuple[str, ...] = ()
+) -> tuple[list[Finding], int]:
+    """Findings, and how many distinct links and image sources were checked.
+
+    In marketing mail (``marketing``) a plain ``http:`` link is a finding too, but for the engine's
+    own links (``own``: the unsubscribe link, which follows ``TIDINGS_PUBLIC_URL``).
+    """
     found: list[Finding] = []
     seen: set[str] = set()
     for anchor in document.elements("a"):
@@ -31,7 +37,7 @@ def link_findings(document: Document) -> tuple[list[Finding], int]:
         if key in seen:
             continue
         seen.add(key)
-        why = link_problem(href)
+        why = link_problem(href, marketing=marketing, own=own)
         if why:
             found.append(Finding(Check.links, "link-form", "error", why, describe(anchor), REFERENCE))
     for image in document.elements("img"):

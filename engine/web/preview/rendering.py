@@ -268,7 +268,7 @@ class TemplatePreviews:
             f"Contact #{contact.id} {contact.email} from the database, as {campaign.key} sends it: "
             + "; ".join(view.notes)
         )
-        return view.context(self.settings), contact.locale, note + "."
+        return view.context(self.settings), view.locale, note + "."
 
     def recent_contacts(self, limit: int = 20) -> list[str]:
         """A few addresses for the picker's suggestions (the newest contacts)."""
