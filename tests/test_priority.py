@@ -6,24 +6,30 @@ against what the planner and the dispatcher then do over the same days.
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.engine import Engine
 from test_dispatch_helpers import add_delivery, delivery_rows
 from test_dispatch_support import campaign, workspace, write_templates
 from test_planner_support import add_contacts
 
 from engine.channels.outbox import OutboxEmailChannel
+from engine.cli import main
+from engine.cli.context import STATE
 from engine.clock import FakeClock
+from engine.demo.load import generate_demo_shop
 from engine.render.renderer import Renderer
+from engine.runtime.collisions import cap_forecast
 from engine.runtime.dispatcher import Dispatcher
 from engine.runtime.dry_run import dry_run
 from engine.runtime.occurrences import due_occurrences
-from engine.runtime.planner import plan_occurrence
+from engine.runtime.planner import draft_plan, plan_occurrence
 from engine.runtime.policy import (
     CampaignRules,
     FrequencyCap,
@@ -33,8 +39,10 @@ from engine.runtime.policy import (
     reason_group,
 )
 from engine.settings import Settings
+from engine.simulation.run import SimulationOptions, simulate
+from engine.store import make_engine, upgrade
 from engine.store.models import Delivery
-from engine.workspace.loader import Workspace
+from engine.workspace.loader import Workspace, load_workspace
 from engine.workspace.models import Campaign
 
 NOW = datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
@@ -274,3 +282,90 @@ def test_plan_forecasts_who_the_cap_holds_back_and_whose_message_takes_the_slot(
         takers[taker] = takers.get(taker, 0) + 1
     assert takers == forecast.capped_by
     assert [row.contact_id for row in rows if row.state == "sent"] == [3]
+
+
+# --- the issue's case, on the shipped workspace -----------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+#: What the marketer in the issue added to the shipped workspace: a last promotion before Christmas.
+LAST_CHANCE = """\
+name: Last chance for Christmas delivery
+status: active
+category: marketing
+topic: offers
+timezone: Europe/Tallinn
+audience:
+  segment: holiday-shoppers
+  where:
+    - consent: email
+trigger:
+  at: {time: 2026-12-20T10:00, local_time: true}
+steps:
+  - id: last-chance
+    send: {channel: email, template: holiday-greeting}
+limits:
+  frequency_cap: {max: 3, per: 7d}
+"""
+
+
+@pytest.mark.slow
+def test_plan_names_the_campaign_that_takes_the_last_chance_slot_and_the_season_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for part in ("campaigns", "templates", "schedules"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    (tmp_path / "campaigns" / "last-chance-christmas.yaml").write_text(LAST_CHANCE)
+    database = tmp_path / "var" / "tidings.db"
+    database.parent.mkdir()
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    start = datetime(2026, 12, 12, tzinfo=UTC)
+    generate_demo_shop(engine, contacts=400, season=2026, clock=FakeClock(datetime(2026, 11, 1, tzinfo=UTC)))
+    monkeypatch.setenv("TIDINGS_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("TIDINGS_SECRET_KEY", "p" * 40)
+    monkeypatch.setattr(STATE, "clock", FakeClock(start))
+    monkeypatch.setattr(STATE, "_settings", None)
+    monkeypatch.setattr(STATE, "workspace", None)
+
+    assert main(["--workspace", str(tmp_path), "plan", "last-chance-christmas", "--rows", "0", "--json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)["occurrences"]
+    assert planned["capped_by"], "the demo shop's holiday shoppers have used their slots by December 20"
+    assert sum(planned["capped_by"].values()) == planned["excluded"]["frequency_cap"]
+    assert main(["--workspace", str(tmp_path), "plan", "last-chance-christmas", "--rows", "0"]) == 0
+    text = capsys.readouterr().out
+    takers = ", ".join(f"{name} {count:,}" for name, count in planned["capped_by"].items())
+    assert f"capped: {planned['excluded']['frequency_cap']:,} (slot taken by {takers})" in text
+
+    settings = Settings(workspace=tmp_path, database_url=f"sqlite:///{database}", secret_key="p" * 40)
+    ws = load_workspace(tmp_path, default_timezone=settings.timezone).workspace
+    last_chance = ws.campaigns["last-chance-christmas"]
+    (occurrence,) = due_occurrences(
+        last_chance, ws.schedules, start, start + timedelta(days=14), default_zone=settings.zone
+    )
+    with engine.connect() as conn:
+        draft = draft_plan(conn, ws, last_chance, occurrence, settings=settings, now=start)
+        forecast = cap_forecast(conn, ws, draft, true(), settings=settings, now=start)
+    assert dict(forecast.by) == planned["capped_by"]
+
+    kept = tmp_path / "season.db"
+    options = SimulationOptions(
+        start=start.date(),
+        end=datetime(2026, 12, 21).date(),
+        work_dir=tmp_path / "sim",
+        outbox_dir=tmp_path / "sim" / "outbox",
+        database_file=kept,
+        engagement=None,
+    )
+    simulate(settings, engine, ws, options)
+    season = make_engine(f"sqlite:///{kept}")
+    rows = [row for row in delivery_rows(season).values() if row.campaign_id == "last-chance-christmas"]
+    held = {
+        row.contact_id for row in rows if (row.reason or "").startswith("held:")
+    }  # open claims: not forecast
+    happened = {
+        row.contact_id: _taker(season, row) for row in rows if reason_group(row.reason) == "frequency_cap"
+    }
+    foreseen = {contact: taker for contact, taker in forecast.held.items() if contact not in held}
+    assert happened and happened == foreseen
+    season.dispose()
+    engine.dispose()
