@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from engine.channels.mime import build_mime, message_bytes, message_id_for  # noqa: E402
 from engine.message import EmailMessage  # noqa: E402
 from engine.render import Renderer, load_sample, sample_context  # noqa: E402
+from engine.render.checks import written_as_marketing  # noqa: E402
 from engine.settings import load_settings  # noqa: E402
 
 LOCALES = ("en", "ro", "et")
@@ -49,6 +50,7 @@ def _messages() -> list[EmailMessage]:
             if renderer.kind(name) != "email":
                 continue
             sample = load_sample(ROOT / "templates" / name / "sample.yaml", settings)
+            marketing = written_as_marketing(renderer, name)  # service messages have no unsubscribe link
             for locale in LOCALES:
                 context = sample_context(sample, settings)
                 messages.append(
@@ -59,6 +61,7 @@ def _messages() -> list[EmailMessage]:
                         campaign_id="bench",
                         step_id="s",
                         delivery_id=len(messages),
+                        marketing=marketing,
                     )
                 )
         return messages
@@ -89,7 +92,10 @@ def _check_same_reading(messages: list[EmailMessage]) -> None:
     parser = BytesParser(policy=policy.default)
     for message in messages:
         ours, theirs = parser.parsebytes(_direct(message)), parser.parsebytes(_email_package(message))
-        assert str(ours["Subject"]) == str(theirs["Subject"]) == message.subject
+        assert str(ours["Subject"]) == message.subject
+        # The email package folds a long encoded subject onto a continuation line right after
+        # "Subject:", which parsers read back with a leading space: compare the reference without it.
+        assert str(theirs["Subject"]).lstrip() == message.subject
         for kind in ("plain", "html"):
             mine, reference = ours.get_body((kind,)), theirs.get_body((kind,))
             assert mine is not None and reference is not None

@@ -131,6 +131,11 @@ def _print(result: DryRun, renders: list[Rendered]) -> None:
     what = "deliveries" if result.mode == "deliveries" else "enrolments in the flow"
     step = f" (step {result.step_id})" if result.step_id else ""
     out.print(f"  matches {result.matched:,}; would reach {result.reach:,} as {what}{step}")
+    capped = result.excluded.get("frequency_cap", 0)
+    if capped:
+        takers = ", ".join(f"{campaign} {count:,}" for campaign, count in result.capped_by.items())
+        taken = f" (slot taken by {takers})" if takers else " (by what was sent)"
+        out.print(f"  capped: {capped:,}{taken}", highlight=False)
     for test in result.tests:
         counts = ""
         if test.test is not None and test.rest is not None:

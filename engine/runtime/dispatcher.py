@@ -6,9 +6,11 @@ One batch, for emails (``delivery`` rows) and broadcast posts (``post`` rows) al
    channel's token bucket allows right now, and only of campaigns that may send
    (active, not paused, not draft; cancelled ones are claimed so the gate skips them).
 2. **Gate** every row (:mod:`engine.runtime.policy`) with the facts of the whole batch loaded
-   in a few bulk queries. Refused rows are skipped with a named reason; quiet hours move a
-   row to the end of the quiet window (judged in the zone the planner chose for it); a pause
-   that landed after the claim gives rows back.
+   in a few bulk queries, highest campaign ``priority`` first (then oldest due, then id), so a
+   higher-priority message takes a capped slot before a promotion of the same batch. Refused
+   rows are skipped with a named reason; quiet hours move a row to the end of the quiet window
+   (judged in the zone the planner chose for it); a pause that landed after the claim gives
+   rows back.
 3. **Render** each message from its row's facts and its contact's stored data — the one
    context definition, :mod:`engine.runtime.message_context` — and **send** it, with at most
    ``TIDINGS_CONCURRENCY`` in flight (a thread pool). A render failure fails the row with
@@ -63,10 +65,12 @@ from engine.runtime.policy import (
     CampaignRules,
     Decision,
     batch_holds,
+    batch_order,
     campaign_rules,
     decide,
     decide_post,
     load_recipient_facts,
+    note_deferred,
     note_sent,
 )
 from engine.runtime.ratelimit import RateBucket, email_bucket, x_bucket
@@ -295,6 +299,8 @@ class Dispatcher:
         posts = table is POST
         with self.engine.connect() as conn:
             rows = list(conn.execute(select(table).where(table.c.id.in_(claimed)).order_by(table.c.id)))
+            # Highest priority first, so a higher-priority row of this batch takes a capped slot first.
+            rows.sort(key=lambda r: batch_order(_priority(rules, r.campaign_id), r.scheduled_for, r.id))
             contact_ids = [] if posts else [r.contact_id for r in rows if r.contact_id is not None]
             caps = [r.frequency_cap.per for r in rules.values() if r.frequency_cap is not None]
             recipients = load_recipient_facts(
@@ -304,6 +310,8 @@ class Dispatcher:
                 cap_lookback=max(caps, default=None),
                 holds=batch_holds(rules.values()),
                 return_window=timedelta(days=self.settings.return_open_days),
+                ranked=rules,
+                batch=claimed,
             )
             facts = {row.id: self._facts(conn, row, now) for row in rows}
             data = StoredData.load(
@@ -346,6 +354,8 @@ class Dispatcher:
                     decision = decide(rule, recipient, channel=row.channel, now=now, zone=row_facts.zone_info)
                     if decision.sends and recipient is not None:
                         note_sent(recipient, rule, now)
+                    elif decision.until is not None and recipient is not None:
+                        note_deferred(recipient, rule, decision.until)
                 if not decision.sends:
                     unsent += 1
                     self._refuse(row, decision, recorder, released, stats)
@@ -476,6 +486,11 @@ class Dispatcher:
         return compose_post(
             self.renderer, self.settings, campaign, template=row.template, facts=facts, now=now
         )
+
+
+def _priority(rules: dict[str, CampaignRules], campaign_id: str) -> int:
+    rule = rules.get(campaign_id)
+    return rule.priority if rule is not None else 0
 
 
 def _no_progress(_doing: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Table, and_, case, false, func, literal, not_, or_, select
+from sqlalchemy import Integer, String, Table, and_, bindparam, case, false, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,11 +27,13 @@ from engine.audience import (
 )
 from engine.runtime import variants as ab
 from engine.runtime.ab_tests import describe_test
+from engine.runtime.collisions import cap_forecast
 from engine.runtime.delivery_locale import delivery_locale_sql
 from engine.runtime.exits import ORDINARY, example_reasons, reason_kind
 from engine.runtime.facts import MessageFacts
 from engine.runtime.occurrences import Occurrence, campaign_zone
 from engine.runtime.planner import (
+    Draft,
     Mode,
     campaign_filters,
     category,
@@ -120,6 +122,9 @@ class DryRun:
     holdout_share: float | None = None
     #: The A/B tests of the campaign's send steps (counts for a one-send campaign).
     tests: list[TestPlan] = field(default_factory=list)
+    #: Of those the frequency cap holds back, how many lose their slot to each campaign (this one's
+    #: other occurrences included): what was sent, what waits, what is planned next.
+    capped_by: dict[str, int] = field(default_factory=dict)
     #: When it reaches nobody: each audience condition as written, how many it keeps alone and
     #: together with the ones above it (:func:`why_zero`).
     why_zero: list[dict[str, Any]] = field(default_factory=list)
@@ -135,6 +140,7 @@ class DryRun:
             "matched": self.matched,
             "reach": self.reach,
             "excluded": dict(self.excluded),
+            "capped_by": dict(self.capped_by),
             "breakdown": list(self.breakdown),
             "skipped": self.skipped,
             "event_type": self.event_type,
@@ -239,10 +245,8 @@ def dry_run(
         result.holdout_share = campaign.holdout.fraction
         result.excluded["holdout"] = result.holdout
         reachable = and_(reachable, not_(held))
-    limit = campaign.limits.frequency_cap
-    capped = capped_sql(FrequencyCap(limit.max, limit.per.delta), draft.reference) if limit else None
+    capped = _capped(conn, workspace, draft, reachable, result, settings=settings, now=now)
     if capped is not None:
-        result.excluded["frequency_cap"] = _count(conn, draft.selected, reachable, capped)
         reachable = and_(reachable, not_(capped))
     result.reach = _count(conn, draft.selected, reachable)
     if result.reach == 0:
@@ -319,6 +323,39 @@ def dry_run(
                 )
             )
     return result
+
+
+def _capped(
+    conn: Connection,
+    workspace: Workspace,
+    draft: Draft,
+    reachable: ColumnElement[bool],
+    result: DryRun,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> ColumnElement[bool] | None:
+    """Who the frequency cap will hold back, as a condition (None without a cap), counted in
+    ``result.excluded`` and, for a one-send campaign, forecast at each contact's own send instant
+    with whose messages take the slot (:mod:`engine.runtime.collisions`). A flow is counted as the
+    gate would see it at the occurrence's fire time, against what was sent (its sends come later,
+    after waits and events no forecast knows)."""
+    limit = draft.campaign.limits.frequency_cap
+    if limit is None or category(draft.campaign) != "marketing":
+        return None
+    if draft.mode != "deliveries":
+        capped = capped_sql(FrequencyCap(limit.max, limit.per.delta), draft.reference)
+        result.excluded["frequency_cap"] = _count(conn, draft.selected, reachable, capped)
+        return capped
+    forecast = cap_forecast(conn, workspace, draft, reachable, settings=settings, now=now)
+    result.excluded["frequency_cap"] = forecast.capped
+    result.capped_by = dict(forecast.by.most_common())
+    if not forecast.held:
+        return false()
+    # inline literals: a store of any size, and no bound-parameter limit (SQLite's 32,766)
+    return CONTACT.c.id.in_(
+        bindparam("held_by_cap", sorted(forecast.held), type_=Integer(), expanding=True, literal_execute=True)
+    )
 
 
 def why_zero(

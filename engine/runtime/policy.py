@@ -43,6 +43,13 @@ Checks, in order (the first that refuses wins):
     the last ``per``. Counts sends approved earlier in the same batch as well. The rule is
     written once, in Python (:meth:`FrequencyCap.reached`) and as SQL (:func:`capped_sql`,
     for ``plan``'s counts) side by side.
+``frequency_cap:yielded_to:<campaign>``
+    A capped campaign's message gives way to a campaign of higher ``priority``: it is skipped
+    when sending it would leave no free slot for a waiting marketing message of that campaign
+    (pending in the outbox, due before this send stops counting against its cap). The dispatcher
+    gates a batch highest priority first, so a higher-priority row claimed in the same batch is
+    approved before the lower one is judged. Equal priorities: first come, first served.
+    ``plan`` forecasts both with the same two functions (:mod:`engine.runtime.collisions`).
 ``quiet_hours``
     It is inside the campaign's quiet hours in the contact's zone: with
     ``action: delay`` the row waits until the quiet hours end (*defer*); with
@@ -60,7 +67,7 @@ the planner decided for the message (its facts), the zone its send time was comp
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -138,6 +145,38 @@ class FrequencyCap:
         return sum(1 for sent in sends if sent > since) >= self.max
 
 
+@dataclass(frozen=True, slots=True)
+class Rival:
+    """A marketing message waiting for the same contact, of a campaign that may outrank this one."""
+
+    campaign_id: str
+    priority: int
+    due: datetime
+    cap: FrequencyCap | None  # its own campaign's cap: the slot it will need
+
+
+def yielded_to(
+    sends: Sequence[datetime], now: datetime, priority: int, rivals: Iterable[Rival]
+) -> str | None:
+    """The higher-priority campaign whose waiting message a send at ``now`` would crowd out, or None.
+
+    The rivals of higher priority are walked in the order they fall due (at ``now`` at the
+    earliest), each admitted if its own cap leaves it a slot; a send now crowds one out when that
+    rival would have had a slot without it and has none with it. A rival due after this send has
+    left its cap window is not touched by it. Pure: the gate and ``plan``'s forecast both call it.
+    """
+    admitted = list(sends)
+    for rival in sorted((r for r in rivals if r.priority > priority), key=lambda r: (r.due, -r.priority)):
+        cap = rival.cap
+        at = max(rival.due, now)
+        if cap is None or at >= now + cap.per or cap.reached(admitted, at):
+            continue
+        if cap.reached([*admitted, now], at):
+            return rival.campaign_id
+        admitted.append(at)
+    return None
+
+
 def _marketing_sent(delivery: Table, since: datetime) -> ColumnElement[bool]:
     """Delivery rows that count towards a frequency cap: marketing, sent after ``since``."""
     return and_(
@@ -179,6 +218,7 @@ class CampaignRules:
     basis: str = "consent"  # the legal basis for marketing: consent | existing_customer
     topic: str | None = None
     holds: frozenset[str] = frozenset()  # return_open, claim_open: promotions skip those contacts
+    priority: int = 0  # higher wins a capped slot (``yielded_to``)
 
     @property
     def marketing(self) -> bool:
@@ -204,6 +244,9 @@ class RecipientFacts:
     left_topics: frozenset[str] = frozenset()
     snoozed_until: datetime | None = None
     open_cases: frozenset[str] = frozenset()  # return_open, claim_open (engine.runtime.cases)
+    #: Marketing messages of other campaigns waiting for this contact (higher priority than the
+    #: lowest in the batch), and rows of the batch deferred by quiet hours.
+    rivals: list[Rival] = field(default_factory=list)
 
 
 def suppression_blocks(*, reason: str, suppressed_channel: str, channel: str, marketing: bool) -> bool:
@@ -267,8 +310,12 @@ def decide(
         if held is not None:
             return skip(held)
     cap = rules.frequency_cap
-    if rules.marketing and cap is not None and cap.reached(facts.marketing_sends, now):
-        return skip("frequency_cap")
+    if rules.marketing and cap is not None:
+        if cap.reached(facts.marketing_sends, now):
+            return skip("frequency_cap")
+        winner = yielded_to(facts.marketing_sends, now, rules.priority, facts.rivals)
+        if winner is not None:
+            return skip(f"frequency_cap:yielded_to:{winner}")
     quiet = rules.quiet_hours
     if quiet is not None:
         local = now.astimezone(zone or facts.zone or rules.zone)
@@ -324,6 +371,18 @@ def note_sent(facts: RecipientFacts, rules: CampaignRules, now: datetime) -> Non
         facts.marketing_sends.append(now)
 
 
+def note_deferred(facts: RecipientFacts, rules: CampaignRules, until: datetime) -> None:
+    """A marketing row of the batch that waits (quiet hours) still claims its slot from lower
+    priorities later in the batch: it becomes one of the contact's rivals."""
+    if rules.marketing:
+        facts.rivals.append(Rival(rules.campaign_id, rules.priority, until, rules.frequency_cap))
+
+
+def batch_order(priority: int, scheduled_for: datetime, row_id: int) -> tuple[int, datetime, int]:
+    """The order a claimed batch is gated in: highest priority first, then oldest due, then id."""
+    return (-priority, scheduled_for, row_id)
+
+
 def _zone(name: str | None) -> ZoneInfo | None:
     if not name:
         return None
@@ -341,13 +400,18 @@ def load_recipient_facts(
     cap_lookback: timedelta | None,
     holds: Collection[str] = (),
     return_window: timedelta = timedelta(days=30),
+    ranked: Mapping[str, CampaignRules] | None = None,
+    batch: Collection[int] = (),
 ) -> dict[int, RecipientFacts]:
     """Everything the gate needs for a batch of contacts, in a few queries per 900 contacts.
 
     Contacts missing from the result were deleted. ``cap_lookback`` is the longest
     frequency-cap window in the batch (None when no campaign in it has a cap); ``holds`` the
     open cases any campaign holds promotions for (:func:`batch_holds`), looked up only then;
-    ``return_window`` is ``TIDINGS_RETURN_OPEN_DAYS``.
+    ``return_window`` is ``TIDINGS_RETURN_OPEN_DAYS``. ``ranked`` (every campaign's rules) asks
+    for the contacts' waiting marketing messages of campaigns that outrank another (the rivals a
+    capped send may yield to), leaving out the rows of this ``batch``: one more indexed query per
+    chunk, and none when every campaign has the same priority.
     """
     ids = sorted({int(cid) for cid in contact_ids})
     facts: dict[int, RecipientFacts] = {}
@@ -409,11 +473,59 @@ def load_recipient_facts(
             ):
                 facts[cid].marketing_sends.append(sent_at)
 
+    if ranked:
+        _load_rivals(conn, known, facts, ranked, now=now, batch=batch)
     _load_preferences(conn, known, facts)
     if holds:
         for cid, cases in open_cases(conn, known, now=now, kinds=holds, return_window=return_window).items():
             facts[cid].open_cases = cases
     return facts
+
+
+def _load_rivals(
+    conn: Connection,
+    known: list[int],
+    facts: dict[int, RecipientFacts],
+    ranked: Mapping[str, CampaignRules],
+    *,
+    now: datetime,
+    batch: Collection[int],
+) -> None:
+    """Waiting marketing rows (pending, retry, claimed elsewhere) of campaigns that outrank the
+    lowest-ranked marketing campaign, due before their own cap window from now would end.
+
+    A paused, draft or cancelled campaign's rows take no slot: they are not going out now, and
+    ``plan``'s forecast (:mod:`engine.runtime.collisions`) leaves such campaigns out likewise."""
+    marketing = [rule for rule in ranked.values() if rule.marketing]
+    lowest = min((rule.priority for rule in marketing), default=0)
+    outranking = {
+        r.campaign_id: r
+        for r in marketing
+        if r.priority > lowest and r.frequency_cap is not None and not r.held and r.control == "active"
+    }
+    if not outranking:
+        return
+    horizon = now + max(rule.frequency_cap.per for rule in outranking.values() if rule.frequency_cap)
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    waiting = (DeliveryState.pending.value, DeliveryState.retry.value, DeliveryState.claimed.value)
+    skip_ids = set(batch)
+    for chunk in _chunks(known):
+        rows = conn.execute(
+            select(
+                delivery.c.id, delivery.c.contact_id, delivery.c.campaign_id, delivery.c.scheduled_for
+            ).where(
+                delivery.c.contact_id.in_(chunk),
+                delivery.c.campaign_id.in_(sorted(outranking)),
+                delivery.c.state.in_(waiting),
+                delivery.c.category == MARKETING,
+                delivery.c.scheduled_for < horizon,
+            )
+        )
+        for row_id, cid, campaign_id, due in rows:
+            if row_id in skip_ids:
+                continue
+            rule = outranking[campaign_id]
+            facts[cid].rivals.append(Rival(campaign_id, rule.priority, due, rule.frequency_cap))
 
 
 def _load_preferences(conn: Connection, known: list[int], facts: dict[int, RecipientFacts]) -> None:
@@ -478,4 +590,5 @@ def campaign_rules(
         basis=basis,
         topic=campaign.topic,
         holds=holds,
+        priority=campaign.priority,
     )

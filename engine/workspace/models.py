@@ -664,6 +664,14 @@ class Campaign(StrictModel):
     )
     steps: list[Step] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
+    priority: int = Field(
+        default=0,
+        description=(
+            "who wins a capped slot: a promotion skips a contact (frequency_cap:yielded_to) when its"
+            " send would leave no room under the frequency cap for a waiting message of a campaign"
+            " with a higher priority; equal priorities: first come, first served"
+        ),
+    )
     holdout: HoldoutPercent | None = None
     #: Send every email in this language (a list: the contact's when listed, else the first); a step may
     #: set its own.

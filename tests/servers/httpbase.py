@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -140,6 +141,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, owner: FakeHttpService) -> None:
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed worker, a timeout) is expected here: no
+        traceback for it; anything else is still printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class FakeHttpService:
