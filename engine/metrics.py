@@ -18,8 +18,8 @@ Names:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -97,19 +97,25 @@ class OutboxDepthCollector(Collector):
         return iter(())
 
 
-class AttentionCollector(Collector):
-    """``tidings_channel_suspended{channel}`` and ``tidings_campaign_breaker_paused{campaign}`` (1 each)."""
+class Needs(NamedTuple):
+    """What needs an operator, as the gauges show it: suspended channels, breaker-paused campaigns."""
 
-    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
-        self._engine = engine
-        self._now = now
+    channels: Collection[str]
+    breaker_paused: Collection[str]
+
+
+class AttentionCollector(Collector):
+    """``tidings_channel_suspended{channel}`` and ``tidings_campaign_breaker_paused{campaign}`` (1 each).
+
+    ``look`` reads them at scrape time (the public app passes :mod:`engine.runtime.attention`'s
+    query: the runtime's knowledge comes in from above, this module stays below the runtime)."""
+
+    def __init__(self, look: Callable[[], Needs]) -> None:
+        self._look = look
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from engine.runtime.attention import attention
-
         try:
-            with read_only(self._engine) as conn:  # a scrape never waits for a writer's lock
-                needs = attention(conn, self._now())
+            needs = self._look()
         except SQLAlchemyError:
             return
         channels = GaugeMetricFamily(
@@ -131,13 +137,14 @@ class AttentionCollector(Collector):
         return iter(())
 
 
-def scrape(engine: Engine | None = None, now: Callable[[], datetime] | None = None) -> bytes:
-    """The Prometheus text exposition: the process's counters plus, with an engine, the outbox depth."""
+def scrape(engine: Engine | None = None, needs: Callable[[], Needs] | None = None) -> bytes:
+    """The Prometheus text exposition: the process's counters plus, with an engine, the outbox depth,
+    and with ``needs``, what needs an operator."""
     text = generate_latest(REGISTRY)
     if engine is not None:
         scoped = CollectorRegistry(auto_describe=False)
         scoped.register(OutboxDepthCollector(engine))
-        if now is not None:
-            scoped.register(AttentionCollector(engine, now))
+        if needs is not None:
+            scoped.register(AttentionCollector(needs))
         text += generate_latest(scoped)
     return text

@@ -14,11 +14,11 @@ from sqlalchemy.engine import Engine
 from test_planner_support import add_contacts, add_orders, campaign, settings, workspace
 
 from engine.clock import FakeClock
-from engine.feedback.stats import StatsKey
 from engine.runtime import variants as ab
 from engine.runtime.ab_tests import decide_due_tests, load_tests, verdict_source
 from engine.runtime.claims import AWAITING_TEST, claim_due
 from engine.runtime.flows import advance_due
+from engine.runtime.measures import StatsKey
 from engine.runtime.occurrences import current_occurrence
 from engine.runtime.planner import plan_occurrence
 from engine.store.models import AbTest, Delivery, DeliveryEvent

@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, runtime: WorkerRuntime | None = None) -> C
     )
     from engine.fanout.tasks import register_tasks
 
-    register_tasks(app, _runtime_provider(settings, runtime))
+    register_tasks(app, _runtime_provider(settings, runtime), name=DISPATCH_TASK)
     return app
 
 

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from sqlalchemy.exc import OperationalError
 
-from engine.fanout.celery_app import DISPATCH_TASK
 from engine.runtime.dispatcher import Dispatcher, DispatchStats
 from engine.runtime.ratelimit import RateLimiterUnavailable
 
@@ -61,11 +60,13 @@ def _clean_ids(ids: Any) -> list[int] | None:
     return ids
 
 
-def register_tasks(app: Celery, runtime: Callable[[], WorkerRuntime]) -> None:
-    """Add the dispatch task to ``app``; ``runtime`` gives this process's :class:`WorkerRuntime`."""
+def register_tasks(app: Celery, runtime: Callable[[], WorkerRuntime], *, name: str) -> None:
+    """Add the dispatch task to ``app`` under ``name`` (the app's ``DISPATCH_TASK``: the app names
+    its task, so this module does not import the app's); ``runtime`` gives this process's
+    :class:`WorkerRuntime`."""
 
     @app.task(  # type: ignore[untyped-decorator]
-        name=DISPATCH_TASK,
+        name=name,
         shared=False,  # each app's task runs with that app's runtime; a shared task would leak across apps
         bind=True,
         acks_late=True,

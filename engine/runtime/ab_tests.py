@@ -48,9 +48,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.clock import Clock
-from engine.feedback.stats import StatsKey, VariantVerdict, VerdictSource, order_within
 from engine.runtime import variants as ab
 from engine.runtime.claims import AWAITING_TEST
+from engine.runtime.measures import StatsKey, VariantVerdict, VerdictSource, order_within
 from engine.runtime.significance import Moments, two_proportion, welch
 from engine.runtime.splits import in_test_slice, send_variants, step_test
 from engine.settings import Settings

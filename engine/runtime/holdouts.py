@@ -33,7 +33,7 @@ from sqlalchemy import Float, Table, and_, case, cast, exists, func, literal, se
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Subquery
 
-from engine.feedback.stats import HoldoutLift, LiftSource, order_within
+from engine.runtime.measures import HoldoutLift, LiftSource, order_within
 from engine.runtime.significance import Moments, mean_ratio, proportion_ratio
 from engine.runtime.splits import HOLDOUT
 from engine.store.models import Delivery, DeliveryState, Enrolment, ShopOrder
