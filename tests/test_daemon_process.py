@@ -133,6 +133,9 @@ def test_daemon_survives_sigterm_mid_send_and_completes_the_outbox_on_restart(ti
     assert re.search(
         r"shipping-deadlines +from 2026-12-\d\d 09:00 \w+ \(\w+/\w+\) · [\d,]+ contacts", banner
     ), banner
+    # The X countdown is a post, in the schedule table and in "Next up" alike, never "1 contact".
+    countdown = [line for line in banner.splitlines() if "shipping-countdown " in line and " · " in line]
+    assert countdown and all(line.endswith(" · a post") for line in countdown), banner
     first.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "Reloaded the workspace (SIGHUP)" in tidings.output(1), timeout=30)
     reloaded = re.search(r"Reloaded the workspace \(SIGHUP\): jobs (.*)", tidings.output(1))

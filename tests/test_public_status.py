@@ -147,3 +147,19 @@ def test_the_status_page_follows_a_campaign_file_saved_after_start(
             extra.unlink()
 
     assert "flash-sale" not in before and after["flash-sale"]["state"] == "draft"
+
+
+def test_a_broadcast_post_in_next_up_is_a_post_not_a_contact(
+    parts: tuple[Settings, Engine, Workspace],
+) -> None:
+    settings, engine, workspace = parts
+    provider = workspace_next_up(engine, lambda: workspace, settings)
+
+    with _client(settings, engine, next_up=provider, workspace=lambda: workspace) as client:
+        page = client.get("/")
+        data = client.get("/api/status").json()
+
+    countdown = next(m for m in data["next_up"] if m["campaign"] == "shipping-countdown")
+    assert (countdown["posts"], countdown["audience"]) == (1, None)
+    row = page.text.split("shipping-countdown", 1)[1].split("</tr>", 1)[0]
+    assert '<td class="n">a post</td>' in row

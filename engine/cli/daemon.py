@@ -87,8 +87,7 @@ def _print_next_up(sends: list[NextSend]) -> None:
     else:
         out.print("Next up:", markup=False)
         for send in sends:
-            who = f"{send.reach:,} {'contact' if send.reach == 1 else 'contacts'}"
-            out.print(f"  {send.label()}  {send.campaign_id} · {who}", markup=False, highlight=False)
+            out.print(f"  {send.label()}  {send.campaign_id} · {send.who()}", markup=False, highlight=False)
     if not sends or sends[0].at.astimezone(zone).date() > today:
         out.print(
             f"Nothing goes out today. To watch the season play out: tidings simulate {_season_hint()}",

@@ -49,6 +49,7 @@ class NextSend:
     reach: int
     planned: bool  # True: its rows are in the outbox already (the occurrence has fired)
     state: str = "upcoming"  # upcoming | in progress (fired, messages waiting) | sent (fired and done)
+    posts: bool = False  # a broadcast: ``reach`` counts posts, not contacts
 
     @property
     def local(self) -> datetime:
@@ -59,11 +60,17 @@ class NextSend:
         local = self.local
         return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({self.zone.key})"
 
+    def who(self) -> str:
+        """``2,366 contacts``, or for a broadcast ``a post`` (``2 posts``)."""
+        if self.posts:
+            return "a post" if self.reach == 1 else f"{self.reach:,} posts"
+        return f"{self.reach:,} {'contact' if self.reach == 1 else 'contacts'}"
+
     def describe(self) -> str:
         """One line for the banner and the preview: when, to how many, and whether it already went."""
         if self.state == "sent":
             return f"{self.occurrence} sent ahead of time ({self.reach:,} sent)"
-        who = f"{self.reach:,} {'contact' if self.reach == 1 else 'contacts'}"
+        who = self.who()
         if self.state == "in progress":
             return f"{self.occurrence} in progress: {who} waiting, next {self.label()}"
         return f"{self.label()} · {who}"
@@ -76,6 +83,7 @@ class NextSend:
             "local": self.local.isoformat(),
             "zone": self.zone.key,
             "reach": self.reach,
+            "posts": self.posts,
             "planned": self.planned,
             "state": self.state,
         }
@@ -192,7 +200,11 @@ def next_sends(
         assert first.instant is not None
         zone = first.facts.zone_info or campaign_zone(campaign, settings.zone)
         reach = sum(count for _, count in reached)
-        found.append(NextSend(campaign.key, occurrence.key, first.instant, zone, reach, False))
+        found.append(
+            NextSend(
+                campaign.key, occurrence.key, first.instant, zone, reach, False, posts=draft.mode == "posts"
+            )
+        )
     found.sort(key=lambda send: send.at)
     return found[:limit]
 

@@ -123,7 +123,8 @@ def moment_view(send: NextSend, settings: Settings, names: dict[str, str]) -> di
         "when": local_text(send.at, shop_zone),
         "first": first,
         "planned": send.planned,
-        "audience": send.reach,
+        "audience": None if send.posts else send.reach,  # a broadcast reaches no contact list
+        "posts": send.reach if send.posts else None,
     }
 
 
