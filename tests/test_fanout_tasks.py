@@ -138,3 +138,35 @@ def test_worker_keeps_the_last_good_workspace_when_an_edit_does_not_validate(
     stats = runtime.dispatcher().run_once(ids=[row])
     assert stats.sent == 1
     assert "holiday" in runtime.workspace.campaigns
+
+
+def test_worker_keeps_the_last_good_template_when_an_edit_breaks_the_render_budget(
+    runtime: WorkerRuntime,
+    settings: Settings,
+    sqlite_engine: Engine,
+    clock: FakeClock,
+    sendgrid: SendGridServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = clock.now()
+    row = add_delivery(sqlite_engine, add_contact(sqlite_engine, "a@example.com", now=now), now=now)
+    runtime.dispatcher()
+    template = settings.workspace_dir / "templates" / "greeting" / "email.mjml"
+    template.write_text(
+        template.read_text().replace(
+            "Happy holidays",
+            "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}",
+        )
+    )
+    stat = template.stat()
+    os.utime(template, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+    with caplog.at_level("WARNING", logger="tidings.worker"):
+        stats = runtime.dispatcher().run_once(ids=[row])
+
+    assert (stats.sent, stats.failed) == (1, 0)
+    [sent] = sendgrid.accepted
+    assert sent.body["subject"].startswith("Happy holidays")
+    [why] = [r.getMessage() for r in caplog.records if "kept the last good version" in r.getMessage()]
+    assert why.startswith("workspace changed: kept the last good version of template 'greeting'")
+    assert "loop iterations" in why

@@ -129,3 +129,17 @@ def test_the_first_review_checks_every_template(root: Path, accepted: AcceptedTe
     everything = ["holiday-greeting", "holiday-greeting-b", "shipping-countdown", "shipping-reminder"]
     assert review.checked == everything
     assert review.lines() == []
+
+
+def test_an_unknown_filter_keeps_the_last_good_version_at_its_line_instead_of_stopping_the_review(
+    root: Path, accepted: AcceptedTemplates
+) -> None:
+    accepted.review(workspace(root))
+    path = edit(root, "shipping-reminder", "order by Friday", "order by {{ contact.first_name | shout }}")
+
+    review = accepted.review(workspace(root))
+
+    [line] = review.lines()
+    assert line.startswith(f"kept the last good version of template 'shipping-reminder': {path}:8: ")
+    assert "No filter named 'shout'" in line
+    assert "order by Friday" in sent_html(accepted, "shipping-reminder")

@@ -380,3 +380,17 @@ def test_a_byte_order_mark_is_accepted_and_stripped_everywhere(
     welcome = load_sample(root / "templates" / "gift-card-welcome" / "sample.yaml", settings)
     message = renderer.render_email("gift-card-welcome", sample_context(welcome, settings), marketing=False)
     assert bom not in message.html and bom not in message.subject
+
+
+def test_an_unknown_filter_is_reported_at_the_authors_line_not_the_layouts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = shipped(tmp_path, "holiday-greetings")
+    template = root / "templates" / "holiday-greeting" / "email.mjml"
+    edit(template, "Dear {{ contact.first_name }},", "Dear {{ contact.first_name | shout }},")
+
+    code, err, _ = validate(root, capsys)
+
+    assert code == 1
+    line = line_of(template, "| shout")
+    assert err.strip() == f"{template}:{line}:1: No filter named 'shout' found."

@@ -10,7 +10,10 @@ progress, and their receipts, alive while it is.
 Workers usually run on other hosts than the daemon, from a deployed copy of the workspace.
 When those files change (a deploy, an edited template), the next batch notices within
 :data:`WORKSPACE_CHECK_SECONDS` and runs on the new version, if it validates; a version that
-does not validate is logged and the last good one stays in use, as the daemon does.
+does not validate is logged and the last good one stays in use, as the daemon does. Sends render
+from a reviewed copy of the templates, exactly as the daemon's own (:mod:`engine.render.accepted`):
+every changed template is rendered against its samples under the send budget first, and one that
+fails keeps its last good version — a worker never renders what the daemon would have held back.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from engine.clock import Clock, SystemClock
 from engine.errors import TidingsError
 from engine.fanout.receipts import batch_receipt
 from engine.leadership import process_holder
+from engine.render.accepted import AcceptedTemplates
 from engine.runtime.dispatcher import Dispatcher, dispatcher_for
 from engine.runtime.heartbeat import LeaseHeartbeat
 from engine.settings import Settings
@@ -108,6 +112,8 @@ class WorkerRuntime:
         self._owns_engine = owns_engine
         self._check_every = check_every
         self._workspace = workspace
+        self._accepted = AcceptedTemplates(settings)
+        self._templates_dir = self._review(workspace, "start")
         self._version = 0
         self._fingerprint = workspace_fingerprint(settings.workspace_dir)
         self._checked_at = time.monotonic()
@@ -143,16 +149,23 @@ class WorkerRuntime:
         if mine is None:
             with self._lock:
                 dispatcher = self._make_dispatcher(self.engine, self.settings, self.clock, self._workspace)
+                dispatcher.renderer.templates_dir = self._templates_dir
                 mine = _ThreadDispatcher(dispatcher, self._version)
                 self._all.append(dispatcher)
             self._local.entry = mine
         elif mine.version != self._version:
             mine.dispatcher.workspace = self._workspace
-            renderer = getattr(mine.dispatcher, "renderer", None)
-            if renderer is not None and hasattr(renderer, "invalidate"):
-                renderer.invalidate()
+            mine.dispatcher.renderer.templates_dir = self._templates_dir
+            mine.dispatcher.renderer.invalidate()
             mine.version = self._version
         return mine.dispatcher
+
+    def _review(self, workspace: Workspace, when: str) -> Path:
+        """The reviewed copy of ``workspace``'s templates to render from (a line per template held back)."""
+        review = self._accepted.review(workspace)
+        for line in review.lines():
+            log.warning("%s: %s", when, line)
+        return review.directory
 
     def receipt(self, task_id: str, ids: Sequence[int]) -> AbstractContextManager[str]:
         """Sign for a batch's rows while it runs (:func:`engine.fanout.receipts.batch_receipt`)."""
@@ -176,6 +189,7 @@ class WorkerRuntime:
                     result.errors[0],
                 )
                 return
+            self._templates_dir = self._review(result.workspace, "workspace changed")
             self._workspace = result.workspace
             self._version += 1
             log.info("workspace changed: reloaded (%d campaigns)", len(result.workspace.campaigns))
@@ -193,6 +207,7 @@ class WorkerRuntime:
                 if channel is not None:
                     channel.close()
         self.heartbeat.stop()
+        self._accepted.close()
         if self._owns_engine:
             self.engine.dispose()
 

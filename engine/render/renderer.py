@@ -31,7 +31,7 @@ import re
 import secrets
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -194,7 +194,11 @@ class Renderer:
         sources = [resolved.text, front.values.get("subject", ""), front.values.get("preheader", "")]
         for source, where in zip(sources, (path, path, path), strict=True):
             self._parse(plain, source, where, front.body_offset, parse_only=True)
-        return _variables(plain, sources)
+        try:
+            return _variables(plain, sources)
+        except TemplateSyntaxError as exc:  # what parsing alone lets through: an unknown filter or test
+            where, line = unknown_name_at(resolved.files, exc.message) or (path, front.body_offset + 1)
+            raise RenderError(f"Jinja syntax error: {exc.message}", path=where, line=line) from None
 
     def marked_document(self, template: str, locale: str | None = None) -> tuple[Path, Resolved]:
         """An email's locale file resolved with a file-and-line marker before every tag (the MJML check)."""
@@ -327,7 +331,7 @@ class Renderer:
             lost = ", ".join(tag[:40] for tag in result.lost_tags[:3])
             mjml_env = self.environment(used, "mjml")
             return CompiledEmail(
-                lazy_html=Lazy.of(self._parse(mjml_env, document, path, front.body_offset)),
+                lazy_html=Lazy.of(self._parse(mjml_env, document, path, front.body_offset, files=files)),
                 lazy_text=Lazy.of(text_template),
                 text_source=text_source,
                 mode="per_message",
@@ -347,7 +351,9 @@ class Renderer:
             text_source = restore(html_to_text(page, tags), tags)
             generated = text_source
             lazy_text = Lazy(
-                lambda: self._parse(self.environment(used, "text"), generated, path, front.body_offset)
+                lambda: self._parse(
+                    self.environment(used, "text"), generated, path, front.body_offset, files=files
+                )
             )
         combined_source = combine(
             subject=uncomment(plain, front.values["subject"]),
@@ -358,7 +364,9 @@ class Renderer:
         )
         return CompiledEmail(
             lazy_html=Lazy(
-                lambda: self._parse(self.environment(used, "html"), html_source, path, front.body_offset)
+                lambda: self._parse(
+                    self.environment(used, "html"), html_source, path, front.body_offset, files=files
+                )
             ),
             lazy_text=lazy_text,
             html_source=html_source,
@@ -366,7 +374,7 @@ class Renderer:
             mode="once",
             combined=None
             if combined_source is None
-            else self._parse(self.environment(used, "text"), combined_source, path, 0),
+            else self._parse(self.environment(used, "text"), combined_source, path, 0, files=files),
             **common,
         )
 
@@ -383,7 +391,9 @@ class Renderer:
                 source = _read(path)
                 resolved = resolver.resolve(path, source)
                 self._check_syntax(path, source, 0, resolved.files[1:])
-                text = self._parse(self.environment(used, "plain"), resolved.text, path, 0)
+                text = self._parse(
+                    self.environment(used, "plain"), resolved.text, path, 0, files=resolved.files
+                )
                 compiled = CompiledPost(
                     template, path, used, tuple(dict.fromkeys(resolved.files)), text, resolved.text
                 )
@@ -414,7 +424,14 @@ class Renderer:
         *,
         fixed_line: bool = False,
         parse_only: bool = False,
+        files: Sequence[Path] = (),
     ) -> Template:
+        """``source`` compiled (or only parsed); a syntax error is a :class:`RenderError` at its line.
+
+        ``files`` are the authored files ``source`` was resolved from (layouts and partials in
+        place): a name Jinja only rejects when compiling (an unknown filter or test) is then found
+        in them, so the error names the author's file and line, not the resolved document's.
+        """
         try:
             if parse_only:
                 env.parse(source)
@@ -424,7 +441,9 @@ class Renderer:
             return template
         except TemplateSyntaxError as exc:
             line = offset if fixed_line else (exc.lineno or 1) + offset
-            raise RenderError(f"Jinja syntax error: {exc.message}", path=path, line=line) from None
+            found = unknown_name_at(files, exc.message) if files else None
+            where, line = found or (path, line)
+            raise RenderError(f"Jinja syntax error: {exc.message}", path=where, line=line) from None
         except RecursionError:
             line = offset if fixed_line else _deepest_line(source) + offset
             raise RenderError(
@@ -630,7 +649,8 @@ class Renderer:
             found = _find_line(compiled.files, needle)
             if found is not None:
                 return RenderError(message, path=found[0], line=found[1])
-        found = _failing_tag(compiled.files, exc)
+        # A filter or test Jinja meets only when a branch runs (inside {% if %}): where it is written.
+        found = unknown_name_at(compiled.files, message) or _failing_tag(compiled.files, exc)
         if found is not None:
             return RenderError(message, path=found[0], line=found[1])
         return RenderError(message, path=compiled.path, line=1)
@@ -792,6 +812,21 @@ def find_text(files: Iterable[Path], needle: str) -> tuple[Path, int] | None:
     if not needle:
         return None
     return next(((path, number) for path, number, text in source_lines(files) if needle in text), None)
+
+
+#: Jinja's words for a name it only rejects when compiling: ``No filter named 'shout'.``
+_UNKNOWN_NAME = re.compile(r"No (filter|test) named '([^']+)'")
+
+
+def unknown_name_at(files: Iterable[Path], message: str | None) -> tuple[Path, int] | None:
+    """Where the authored ``files`` use the unknown filter or test ``message`` names, or None."""
+    match = _UNKNOWN_NAME.search(message or "")
+    if match is None:
+        return None
+    kind, name = match.groups()
+    use = rf"\|\s*{re.escape(name)}\b" if kind == "filter" else rf"\bis\s+(not\s+)?{re.escape(name)}\b"
+    pattern = re.compile(use)
+    return next(((path, number) for path, number, text in source_lines(files) if pattern.search(text)), None)
 
 
 def _variables(env: ImmutableSandboxedEnvironment, sources: list[str]) -> frozenset[str]:
