@@ -9,6 +9,7 @@ the first contact due; ``simulate --keep`` keeps its store.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -120,6 +121,8 @@ def test_render_for_a_us_customer_shows_their_own_us_cutoff(
     assert rendered["facts"]["cutoff"]["carrier"] in rendered["text"]
     assert rendered["occurrence"].startswith("shipping_cutoff-")
     assert rendered["send_at"] is not None
+    # The send time is told in the contact's own zone, as a time to come (not "sent").
+    assert re.search(r"note: its send time: 2026-12-\d\d 09:00 EST \(America/New_York\)", captured.err)
 
 
 def test_a_forced_language_is_what_plan_and_render_for_a_contact_show(

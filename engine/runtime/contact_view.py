@@ -202,7 +202,7 @@ def contact_view(
     elif planned.instant is not None:
         zone = facts.zone_info
         local = planned.instant.astimezone(zone) if zone is not None else planned.instant
-        notes.append(f"sent {local:%Y-%m-%d %H:%M} {local.tzname()} ({facts.zone})")
+        notes.append(f"its send time: {local:%Y-%m-%d %H:%M} {local.tzname()} ({facts.zone})")
     data = StoredData.load(conn, [contact_id], [facts.event_id] if facts.event_id else [])
     render_at = at or planned.instant or now
     return ContactView(campaign, step, occurrence, planned, facts, data, contact_id, render_at, notes)
