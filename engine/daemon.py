@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import weakref
@@ -222,6 +223,7 @@ class Daemon:
         self._tick_lock = threading.Lock()
         self._tick_now = threading.Event()
         self._uvicorn: Any = None
+        self._public_sock: socket.socket | None = None  # bound at start (_bind_public)
         #: Every long-running loop of this process, supervised (engine.liveness): /healthz names a
         #: dead or stuck one within seconds, and dead ones are restarted where that is safe.
         self.watchdog = Watchdog()
@@ -251,7 +253,7 @@ class Daemon:
         first_review = self.accepted_templates.review(self.workspace)
         for line in first_review.lines():
             log.warning("start: %s", line)
-        self.dispatcher.renderer.templates_dir = first_review.directory
+        self.dispatcher.renderer.use_templates(first_review.directory, self.workspace.schedules.labels)
         # Claims are leased for TIDINGS_LEASE_SECONDS and kept alive while a drain sends them.
         self.heartbeat = LeaseHeartbeat(engine, self.clock, lease_seconds=settings.lease_seconds)
         # With a broker, sends fan out to `tidings worker` processes; the outbox stays the source of truth.
@@ -319,8 +321,7 @@ class Daemon:
                 self.say(f"Reload: {line}")
             self.workspace = result.workspace
             self.dispatcher.workspace = result.workspace
-            self.dispatcher.renderer.templates_dir = review.directory
-            self.dispatcher.renderer.invalidate()
+            self.dispatcher.renderer.use_templates(review.directory, result.workspace.schedules.labels)
             with self._role_lock:  # a standby's jobs are synced when it takes the lead
                 jobs_line = self._sync().summary() if self._leading.is_set() else "synced when leading"
             self.status.reloads += 1
@@ -663,6 +664,13 @@ class Daemon:
         """
         if self.instance_lock is not None:
             self.instance_lock.acquire()
+        if self.serve_public:
+            try:
+                self._public_sock = self._bind_public()
+            except TidingsError:
+                if self.instance_lock is not None:
+                    self.instance_lock.release()
+                raise
         self.watchdog.start()
         self.heartbeat.start()
         self.watchdog.watch("heartbeat", alive=lambda: self.heartbeat.alive, restart=self.heartbeat.start)
@@ -784,6 +792,13 @@ class Daemon:
             self._tick_now.wait(self.tick_seconds)
             self._tick_now.clear()
 
+    def _bind_public(self) -> socket.socket:
+        """The public app's socket, bound before anything starts: a taken address is one line, exit 2."""
+        from engine.web.listen import bind_socket, split_bind
+
+        host, port = split_bind(self.settings.public_bind)
+        return bind_socket(host, port, setting="TIDINGS_PUBLIC_BIND")
+
     def _start_public_app(self) -> None:
         import uvicorn
 
@@ -800,12 +815,17 @@ class Daemon:
             next_up=workspace_next_up(self.engine, lambda: self.workspace, self.settings),
             workspace=lambda: self.workspace,
         )
+        sock = self._public_sock
+        if sock is None or sock.fileno() == -1:  # a restart: the server that died closed its socket
+            sock = self._public_sock = self._bind_public()
         host, _, port = self.settings.public_bind.rpartition(":")
         config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")
         # uvicorn installs signal handlers only on the main thread; this one leaves SIGTERM to the daemon.
         server = uvicorn.Server(config)
         self._uvicorn = server
-        thread = threading.Thread(target=server.run, name="tidings-public", daemon=True)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="tidings-public", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
         self.watchdog.watch("public", alive=thread.is_alive, restart=self._start_public_app)
@@ -916,6 +936,8 @@ class Daemon:
                 thread.join(timeout=max(1.0, min(10.0, left())))
         if was_leading:  # a standby never pointed the jobs at itself (another daemon in this process may)
             jobs.set_firer(None)
+        if self._public_sock is not None:
+            self._public_sock.close()
         if self.instance_lock is not None:
             self.instance_lock.release()
         if left_behind:

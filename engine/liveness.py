@@ -129,11 +129,18 @@ class Watchdog:
         busy_for: Callable[[], float | None] | None = None,
     ) -> None:
         """Supervise a loop another object runs (``alive`` says whether its thread runs; ``busy_for``,
-        when given, how long its current unit of work has run, for loops that cannot report progress)."""
+        when given, how long its current unit of work has run, for loops that cannot report progress).
+
+        Watching a name again (a restart that builds a new thread and registers it) keeps the loop's
+        history: its restarts in the last hour, whether it was given up, and its last death, so a loop
+        that dies at once every time is still given up after :data:`MAX_RESTARTS`."""
         with self._lock:
-            self._loops[name] = _Loop(
-                name, alive, restart, bound, busy_for=busy_for, last_progress=self._monotonic()
-            )
+            loop = _Loop(name, alive, restart, bound, busy_for=busy_for, last_progress=self._monotonic())
+            before = self._loops.get(name)
+            if before is not None:
+                loop.restarts, loop.gave_up = before.restarts, before.gave_up
+                loop.last_death, loop.died_of = before.last_death, before.died_of
+            self._loops[name] = loop
 
     def forget(self, name: str) -> None:
         with self._lock:

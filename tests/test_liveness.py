@@ -24,6 +24,7 @@ from test_daemon_support import add_people, delivery_states, make_workspace, set
 
 from engine.clock import SystemClock
 from engine.daemon import Daemon, wait_for
+from engine.errors import TidingsError
 from engine.liveness import MAX_RESTARTS, Watchdog
 from engine.runtime.fire import fire
 from engine.settings import Settings
@@ -93,6 +94,28 @@ def test_a_loop_that_keeps_dying_stays_down_and_says_so() -> None:
         f"tick thread is down (RuntimeError: broken): it died {MAX_RESTARTS} times within 1 h "
         "and is no longer restarted"
     ]
+
+
+def test_a_loop_that_registers_itself_again_on_restart_is_still_given_up() -> None:
+    """The public app's restart builds a new server thread and watches it again: its history stays."""
+    watchdog = Watchdog()
+    starts: list[threading.Thread] = []
+
+    def start() -> None:
+        thread = threading.Thread(target=lambda: None)  # dies at once, like a server whose port is taken
+        thread.start()
+        thread.join()
+        starts.append(thread)
+        watchdog.watch("public", alive=thread.is_alive, restart=start)
+
+    start()
+    for _ in range(MAX_RESTARTS + 3):
+        watchdog.supervise()
+
+    assert len(starts) == 1 + MAX_RESTARTS
+    assert watchdog.report()["public"]["restarts"] == MAX_RESTARTS
+    [problem] = watchdog.problems()
+    assert problem.startswith("public thread is down") and "no longer restarted" in problem
 
 
 def test_a_loop_working_past_its_bound_without_progress_is_stuck_until_it_moves() -> None:
@@ -278,3 +301,26 @@ def test_a_stop_mid_batch_sends_what_was_rendered_and_gives_back_the_rest(
     assert len(renders) == 3
     assert delivery_states(sqlite_engine, "daily") == {"sent": 3, "pending": CONTACTS - 3}
     assert started.abandoned is None
+
+
+def test_a_public_address_another_process_holds_is_refused_at_start_in_one_line(
+    settings: Settings, sqlite_engine: Engine
+) -> None:
+    host, _, port = settings.public_bind.rpartition(":")
+    with socket.socket() as holder:
+        holder.bind((host, int(port)))
+        holder.listen()
+        daemon = Daemon(settings, sqlite_engine, clock=SystemClock(), watch=False, say=lambda _line: None)
+        with pytest.raises(TidingsError) as refused:
+            daemon.start()
+    assert str(refused.value).startswith(f"TIDINGS_PUBLIC_BIND={settings.public_bind}: cannot listen there (")
+    assert refused.value.exit_code == 2
+    assert daemon.watchdog.thread("tick") is None  # nothing was started
+
+    # Once the address is free, the same database starts (the refusal let go of its lock).
+    again = Daemon(settings, sqlite_engine, clock=SystemClock(), watch=False, say=lambda _line: None)
+    again.start()
+    try:
+        assert wait_for(lambda: healthz(int(port))[0] == 200, timeout=30)
+    finally:
+        again.stop()

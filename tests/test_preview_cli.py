@@ -78,3 +78,28 @@ def test_preview_on_a_busy_port_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"tidings: cannot listen on 127.0.0.1:{port}:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"), [("serve", "TIDINGS_PUBLIC_BIND"), ("preview", "TIDINGS_PREVIEW_BIND")]
+)
+def test_a_server_on_a_busy_address_names_its_setting_in_one_line_and_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    setting: str,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        monkeypatch.setenv(setting, f"127.0.0.1:{port}")
+        monkeypatch.setenv("TIDINGS_DATABASE_URL", f"sqlite:///{tmp_path / 'tidings.db'}")
+
+        code = main(["--workspace", str(_workspace(tmp_path)), command])
+
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"tidings: {setting}=127.0.0.1:{port}: cannot listen there (")
+    assert not [line for line in err if "Traceback" in line or "ERROR" in line]

@@ -19,6 +19,7 @@ def preview_cmd(
 
     settings = STATE.settings
     host, bind_port = split_bind(settings.preview_bind)
+    setting = None if port else "TIDINGS_PREVIEW_BIND"  # an address given with --port names no setting
     port = port or bind_port
     try:
         engine = STATE.engine(migrate=True)
@@ -26,7 +27,7 @@ def preview_cmd(
         # The samples still render; only the contact picker needs the database.
         STATE.err.print(f"tidings: warning: {exc}; the contact picker is off", markup=False)
         engine = None
-    sock = bind_socket(host, port)
+    sock = bind_socket(host, port, setting=setting)
     app = create_preview_app(settings, engine=engine, clock=STATE.clock)
     shown = f"[{host}]" if ":" in host else host
     STATE.out.print(

@@ -25,6 +25,7 @@ def serve() -> None:
     """Run the public app (unsubscribe, webhooks, events API, health, metrics) on TIDINGS_PUBLIC_BIND."""
     import uvicorn
 
+    from engine.web.listen import bind_socket, split_bind
     from engine.web.public import create_public_app
     from engine.web.status import CachedWorkspace, workspace_next_up
 
@@ -38,9 +39,11 @@ def serve() -> None:
         workspace=workspace,
         next_up=workspace_next_up(engine, workspace, settings),
     )
-    host, _, port = settings.public_bind.rpartition(":")
+    host, port = split_bind(settings.public_bind)
+    sock = bind_socket(host, port, setting="TIDINGS_PUBLIC_BIND")
     STATE.err.print(f"Public app on http://{settings.public_bind} (links point to {settings.public_url})")
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning", proxy_headers=True)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @suppress_app.command("add")

@@ -149,14 +149,13 @@ class WorkerRuntime:
         if mine is None:
             with self._lock:
                 dispatcher = self._make_dispatcher(self.engine, self.settings, self.clock, self._workspace)
-                dispatcher.renderer.templates_dir = self._templates_dir
+                dispatcher.renderer.use_templates(self._templates_dir, self._workspace.schedules.labels)
                 mine = _ThreadDispatcher(dispatcher, self._version)
                 self._all.append(dispatcher)
             self._local.entry = mine
         elif mine.version != self._version:
             mine.dispatcher.workspace = self._workspace
-            mine.dispatcher.renderer.templates_dir = self._templates_dir
-            mine.dispatcher.renderer.invalidate()
+            mine.dispatcher.renderer.use_templates(self._templates_dir, self._workspace.schedules.labels)
             mine.version = self._version
         return mine.dispatcher
 

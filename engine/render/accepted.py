@@ -38,6 +38,7 @@ from engine.render.errors import RenderError
 from engine.render.renderer import MAX_TEMPLATE_BYTES, Renderer
 from engine.settings import Settings
 from engine.workspace.models import Campaign
+from engine.workspace.schedules import Schedules
 
 SHARED = "_shared"  # the fingerprint key of everything outside a template's own folder
 
@@ -47,6 +48,9 @@ class TemplateWorkspace(Protocol):
 
     @property
     def templates_dir(self) -> Path: ...
+
+    @property
+    def schedules(self) -> Schedules: ...
 
     def campaigns_using(self, template: str) -> list[Campaign]: ...
 
@@ -137,7 +141,8 @@ class AcceptedTemplates:
     def _failures(
         self, directory: Path, names: list[str], workspace: TemplateWorkspace, source: Path
     ) -> dict[str, str]:
-        renderer = Renderer(self.settings, directory)
+        # the copy has no schedules/ beside it: the labels are the workspace's own
+        renderer = Renderer(self.settings, directory, labels=workspace.schedules.labels)
         found: dict[str, str] = {}
         for name in names:
             categories = [str(campaign.category) for campaign in workspace.campaigns_using(name)]

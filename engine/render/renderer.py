@@ -119,6 +119,15 @@ class Renderer:
         self._syntax_ok: set[tuple[str, str]] = set()  # (path, text) of shared files that parse
         self.budget = Budget(seconds=settings.render_timeout_seconds)
 
+    def use_templates(self, templates_dir: Path, labels: Labels) -> None:
+        """Render from ``templates_dir`` from now on, with ``labels`` (a reviewed copy of a workspace's
+        templates has no schedules/ beside it: its labels are the workspace's); drops what was compiled."""
+        with self._lock:
+            self.templates_dir = Path(templates_dir)
+            self.labels = labels
+            self._own_labels = False
+        self.invalidate()
+
     # --- discovery ---------------------------------------------------------------------
 
     def templates(self) -> list[str]:

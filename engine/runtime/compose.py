@@ -25,6 +25,7 @@ from engine.message import EmailMessage, SocialPost
 from engine.runtime.facts import PLACEHOLDER_CODE, CouponFact, MessageFacts
 from engine.runtime.message_context import StoredData, message_context
 from engine.settings import Settings
+from engine.workspace.labels import Labels
 from engine.workspace.models import Campaign, CouponStep, SendStep
 
 
@@ -34,6 +35,8 @@ class Renderer(Protocol):
     templates_dir: Path
 
     def invalidate(self, path: Path | str | None = None) -> None: ...
+
+    def use_templates(self, templates_dir: Path, labels: Labels) -> None: ...
 
     def render_email(
         self,

@@ -2,8 +2,8 @@
 
 Two things differ from a plain ``uvicorn.run``:
 
-* the socket is bound here first, so "address already in use" becomes one line and
-  exit code 2 instead of a log record and a bare ``sys.exit(1)`` from inside uvicorn;
+* the socket is bound first (:mod:`engine.web.listen`), so "address already in use" becomes one
+  line and exit code 2 instead of a log record and a bare ``sys.exit(1)`` from inside uvicorn;
 * shutting down first ends the live-reload streams: an open page holds a server-sent
   events response forever, and uvicorn waits for open responses before it stops;
 * Ctrl-C or SIGTERM is a normal stop (exit 0), not an interruption.
@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from engine.errors import TidingsError
+from engine.web.listen import bind_socket, split_bind
 from engine.web.preview.livereload import ChangeHub
 
 
@@ -33,27 +33,6 @@ class PreviewServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def split_bind(bind: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8025`` for IPv6) as a host and a port."""
-    host, _sep, port = bind.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``; a port of 0 picks a free one (tests)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise TidingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 def make_server(app: Any, hub: ChangeHub) -> PreviewServer:
     config = uvicorn.Config(
         app,
@@ -64,3 +43,6 @@ def make_server(app: Any, hub: ChangeHub) -> PreviewServer:
         timeout_graceful_shutdown=3,
     )
     return PreviewServer(config, hub)
+
+
+__all__ = ["PreviewServer", "bind_socket", "make_server", "split_bind"]
