@@ -35,7 +35,7 @@ from engine.clock import Clock
 from engine.feedback import jsonsafe
 from engine.runtime.goodwill import GoodwillRefused, GoodwillRequest, give_goodwill
 from engine.settings import Settings
-from engine.web.api_guard import bearer_refusal, read_body
+from engine.web.api_guard import guarded_json
 from engine.workspace.loader import Workspace
 
 MAX_BODY = 16 * 1024
@@ -74,10 +74,6 @@ class GoodwillIn(BaseModel):
     agent: Annotated[str, Field(max_length=100)] | None = None
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _refusal(field: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "errors": [{"field": field, "message": message}]}, status_code=422)
 
@@ -95,16 +91,17 @@ def add_care_routes(
 
     @app.post("/care/goodwill", summary="Customer care: give a goodwill coupon", openapi_extra=_BODY)
     async def goodwill(request: Request) -> Response:
-        refused = bearer_refusal(request, token, setting="TIDINGS_CARE_TOKEN", what="care API")
-        if refused is not None:
-            return refused
-        body = await read_body(request, MAX_BODY)
-        if body is None:
-            return _error(413, f"request body too large (at most {MAX_BODY} bytes)")
-        try:
-            payload = jsonsafe.loads(body)
-        except jsonsafe.UnsafeJSON as exc:
-            return _error(400, str(exc))
+        guarded = await guarded_json(
+            request,
+            token,
+            setting="TIDINGS_CARE_TOKEN",
+            what="care API",
+            limit=MAX_BODY,
+            parse=jsonsafe.loads,
+        )
+        if guarded.refusal is not None:
+            return guarded.refusal
+        payload = guarded.payload
         if not isinstance(payload, dict):
             return _refusal("(body)", "expected a JSON object {email, percent, reason, order_id?}")
         try:

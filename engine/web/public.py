@@ -80,7 +80,7 @@ from engine.settings import Settings
 from engine.store import read_only
 from engine.store.models import Delivery, DeliveryState
 from engine.tokens import InvalidToken, UnsubscribeClaim, UnsubscribeTokens
-from engine.web.api_guard import bearer_refusal, read_body
+from engine.web.api_guard import guarded_json, read_body
 from engine.web.care import add_care_routes
 from engine.web.cutoffs import (
     Answer,
@@ -345,18 +345,18 @@ def create_public_app(
 
     @app.post("/events", summary="Shop events (one or a batch)", openapi_extra=_JSON_BODY)
     async def shop_events(request: Request) -> Response:
-        refused = bearer_refusal(request, events_token, setting="TIDINGS_EVENTS_TOKEN", what="events API")
-        if refused is not None:
-            return refused
-        body = await read_body(request, MAX_EVENTS_BODY)
-        if body is None:
-            return _error(413, f"request body too large (at most {MAX_EVENTS_BODY} bytes)")
+        guarded = await guarded_json(
+            request,
+            events_token,
+            setting="TIDINGS_EVENTS_TOKEN",
+            what="events API",
+            limit=MAX_EVENTS_BODY,
+            parse=jsonsafe.parse,
+        )
+        if guarded.refusal is not None:
+            return guarded.refusal
         try:
-            payload = jsonsafe.parse(body)
-        except jsonsafe.UnsafeJSON as exc:
-            return _error(400, str(exc))
-        try:
-            batch = check_events(payload, max_batch=MAX_BATCH)
+            batch = check_events(guarded.payload, max_batch=MAX_BATCH)
         except InvalidEvents as exc:
             return _error(422, "invalid events", errors=[error.as_dict() for error in exc.errors])
         errors = [error.as_dict() for error in batch.errors]
