@@ -818,8 +818,7 @@ class Daemon:
         sock = self._public_sock
         if sock is None or sock.fileno() == -1:  # a restart: the server that died closed its socket
             sock = self._public_sock = self._bind_public()
-        host, _, port = self.settings.public_bind.rpartition(":")
-        config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")  # serves on ``sock``
         # uvicorn installs signal handlers only on the main thread; this one leaves SIGTERM to the daemon.
         server = uvicorn.Server(config)
         self._uvicorn = server

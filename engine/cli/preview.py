@@ -14,8 +14,9 @@ def preview_cmd(
     ),
 ) -> None:
     """Preview every template while you edit it: pages reload when you save (Ctrl-C stops)."""
+    from engine.web.listen import bind_socket, split_bind
     from engine.web.preview import create_preview_app
-    from engine.web.preview.serve import bind_socket, make_server, split_bind
+    from engine.web.preview.serve import make_server
 
     settings = STATE.settings
     host, bind_port = split_bind(settings.preview_bind)

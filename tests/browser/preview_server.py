@@ -7,8 +7,9 @@ import time
 
 from engine.clock import SystemClock
 from engine.settings import Settings
+from engine.web.listen import bind_socket
 from engine.web.preview import create_preview_app
-from engine.web.preview.serve import PreviewServer, bind_socket, make_server
+from engine.web.preview.serve import PreviewServer, make_server
 
 
 class RunningPreview:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from engine.clock import FakeClock
 from engine.settings import Settings
-from engine.web.preview.serve import bind_socket
+from engine.web.listen import bind_socket
 from engine.web.public import create_public_app
 
 pytestmark = pytest.mark.browser

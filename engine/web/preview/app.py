@@ -46,6 +46,7 @@ from engine.clock import Clock
 from engine.display import local_text, zone_label
 from engine.settings import Settings
 from engine.web.images import image_response, local_images
+from engine.web.listen import split_bind
 from engine.web.preview.ab_verdicts import template_tests
 from engine.web.preview.catalog import WorkspaceCatalog, WorkspaceView
 from engine.web.preview.livereload import ChangeHub, event_stream, watch_workspace
@@ -79,7 +80,6 @@ from engine.web.preview.security import (
     same_origin,
 )
 from engine.web.preview.sendtest import PER_MINUTE, Notices, SendTestLimiter, SendTestOutcome, send_test
-from engine.web.preview.serve import split_bind
 
 log = logging.getLogger(__name__)
 

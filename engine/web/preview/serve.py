@@ -1,6 +1,6 @@
 """Serving the preview app with uvicorn, for ``tidings preview`` and the browser tests.
 
-Two things differ from a plain ``uvicorn.run``:
+Three things differ from a plain ``uvicorn.run``:
 
 * the socket is bound first (:mod:`engine.web.listen`), so "address already in use" becomes one
   line and exit code 2 instead of a log record and a bare ``sys.exit(1)`` from inside uvicorn;
@@ -16,7 +16,6 @@ from typing import Any
 
 import uvicorn
 
-from engine.web.listen import bind_socket, split_bind
 from engine.web.preview.livereload import ChangeHub
 
 
@@ -45,4 +44,4 @@ def make_server(app: Any, hub: ChangeHub) -> PreviewServer:
     return PreviewServer(config, hub)
 
 
-__all__ = ["PreviewServer", "bind_socket", "make_server", "split_bind"]
+__all__ = ["PreviewServer", "make_server"]
