@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from engine.channels.base import CAMPAIGN_HEADER, DELIVERY_HEADER
@@ -25,18 +24,11 @@ from engine.message import EmailMessage, SocialPost
 from engine.runtime.facts import PLACEHOLDER_CODE, CouponFact, MessageFacts
 from engine.runtime.message_context import StoredData, message_context
 from engine.settings import Settings
-from engine.workspace.labels import Labels
 from engine.workspace.models import Campaign, CouponStep, SendStep
 
 
 class Renderer(Protocol):
     """What composing needs from ``engine.render.Renderer``."""
-
-    templates_dir: Path
-
-    def invalidate(self, path: Path | str | None = None) -> None: ...
-
-    def use_templates(self, templates_dir: Path, labels: Labels) -> None: ...
 
     def render_email(
         self,

@@ -40,7 +40,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine, Row
@@ -77,6 +78,7 @@ from engine.runtime.ratelimit import RateBucket, email_bucket, x_bucket
 from engine.runtime.retry import RetryPolicy
 from engine.settings import Settings
 from engine.store.models import DeliveryState
+from engine.workspace.labels import Labels
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign
 
@@ -87,6 +89,17 @@ POST = claims.POST
 
 #: A claimed outbox row (``delivery`` or ``post``), read with Core.
 OutboxRow = Row[Any]
+
+
+class SendRenderer(Renderer, Protocol):
+    """The dispatcher's renderer: composing's, plus what the daemon and workers point it at (the
+    reviewed copy of the templates, with the workspace's labels)."""
+
+    templates_dir: Path
+
+    def invalidate(self, path: Path | str | None = None) -> None: ...
+
+    def use_templates(self, templates_dir: Path, labels: Labels) -> None: ...
 
 
 def default_worker_id() -> str:
@@ -102,7 +115,7 @@ class Dispatcher:
         engine: Engine,
         settings: Settings,
         clock: Clock,
-        renderer: Renderer,
+        renderer: SendRenderer,
         email_channel: EmailChannel | None,
         social_channel: SocialChannel | None,
         workspace: Workspace,

@@ -34,7 +34,6 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, false, func, or_, select
@@ -54,7 +53,6 @@ from engine.runtime.planner import PlanError, draft_plan
 from engine.settings import Settings
 from engine.store.models import Contact, GiftCard, ShopEvent, ShopOrder
 from engine.workspace.expressions import evaluate
-from engine.workspace.labels import Labels
 from engine.workspace.loader import Workspace
 from engine.workspace.models import Campaign, SendStep, Status
 
@@ -257,14 +255,6 @@ class _SharedCompile:
 
     def __init__(self, renderer: Renderer) -> None:
         self.renderer = renderer
-        self.templates_dir = renderer.templates_dir
-
-    def invalidate(self, path: Path | str | None = None) -> None:
-        self.renderer.invalidate(path)
-
-    def use_templates(self, templates_dir: Path, labels: Labels) -> None:
-        self.renderer.use_templates(templates_dir, labels)
-        self.templates_dir = self.renderer.templates_dir
 
     def render_email(self, template: str, context: Mapping[str, Any], **options: Any) -> EmailMessage:
         options.update(campaign_id=None, step_id=None)
