@@ -125,6 +125,7 @@ def moment_view(send: NextSend, settings: Settings, names: dict[str, str]) -> di
         "planned": send.planned,
         "audience": None if send.posts else send.reach,  # a broadcast reaches no contact list
         "posts": send.reach if send.posts else None,
+        "posts_text": send.who() if send.posts else None,  # "a post", in NextSend's own words
     }
 
 
